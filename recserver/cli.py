@@ -1,0 +1,103 @@
+"""The ``recserver`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from recserver.graph.bootstrap import BuildReport, build_graph
+from recserver.graph.config import GraphConfig
+from recserver.graph.live import LiveGraph
+from recserver.graph.persist import save_snapshot
+from recserver.serve import add_serve_args, cmd_serve
+from recserver.server.client import (
+    add_check_config_args,
+    add_recommend_args,
+    cmd_check_config,
+    cmd_recommend,
+)
+
+
+def _add_source_args(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--events", type=Path, help="event file (.csv[.gz] or .jsonl[.gz])")
+    source.add_argument(
+        "--synthetic", metavar="SIZE", help="synthetic events: small, medium, large or a count"
+    )
+    parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
+
+
+def format_graph_stats(graph: LiveGraph, report: BuildReport) -> str:
+    """A readable summary of a freshly built graph."""
+    snap = graph.current
+    edges = max(snap.n_edges, 1)
+    lines = [
+        f"source          {report.source}",
+        f"events          {report.events_read:,} read, {report.events_accepted:,} applied, "
+        f"{report.duplicates:,} duplicates, {report.rejected:,} rejected",
+        f"graph           {snap.n_users:,} users, {snap.n_items:,} items, "
+        f"{snap.n_edges:,} edges (version {snap.version})",
+        f"pruning         {graph.last_prune.summary()}",
+        f"snapshot        {snap.nbytes() / 2**20:,.1f} MiB, {snap.nbytes() / edges:.1f} bytes/edge",
+        f"time            load {report.load_seconds:.2f}s, build {report.build_seconds:.2f}s",
+    ]
+    if report.rejection_summary:
+        lines.append("rejected rows   " + report.rejection_summary.replace("\n", "\n" + " " * 16))
+    return "\n".join(lines)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    graph, report = build_graph(
+        GraphConfig(), events=args.events, synthetic=args.synthetic, strict=args.strict
+    )
+    print(format_graph_stats(graph, report))
+    if args.out is not None:
+        path = save_snapshot(graph.current, args.out)
+        print(f"saved           {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recserver", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build the graph, print its stats, optionally save it")
+    _add_source_args(build)
+    build.add_argument("--out", type=Path, help="save the snapshot to this folder")
+    build.set_defaults(func=cmd_build)
+
+    serve = sub.add_parser("serve", help="run the recommendation server")
+    _add_source_args(serve)
+    add_serve_args(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    add_check_config_args(check)
+    check.set_defaults(func=cmd_check_config)
+
+    recommend = sub.add_parser("recommend", help="ask a running server, print a table")
+    add_recommend_args(recommend)
+    recommend.set_defaults(func=cmd_recommend)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except (ValueError, OSError) as exc:  # ConfigError and bad inputs: a message, not a trace
+        print(f"recserver: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

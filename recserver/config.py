@@ -1,0 +1,185 @@
+"""The server's typed, strict configuration: one section per surface, defaults merged in.
+
+YAML layout::
+
+    defaults:   {budget_ms: 50, ...}      # merged under every surface (a surface overrides)
+    surfaces:   {home: {...}, item_page: {...}}
+    graph:      {...}                     # recserver.graph.config.GraphConfig
+    server:     {port: 50051, ...}
+
+``load_config`` names the file, the field and the fix in every error, and never returns a
+half-valid config: callers keep serving the old one when loading fails.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from recserver.graph.config import GraphConfig, StrictModel, WalkConfig
+
+
+class FallbackConfig(StrictModel):
+    """How the walk leaves room for, and hands over to, the fallback tiers."""
+
+    min_reserve_ms: float = Field(
+        default=2.0, ge=0, description="floor of the time kept back for the fallback"
+    )
+    reserve_percentile: float = Field(
+        default=99.0, gt=0, le=100, description="the reserve follows this percentile of recent "
+        "fallback durations"
+    )
+    reserve_margin_ms: float = Field(default=0.5, ge=0, description="added to that percentile")
+    topup_below_coverage: float = Field(
+        default=0.5, ge=0, le=1, description="a walk answer with less coverage is topped up"
+    )
+    tiers: list[str] = Field(
+        default_factory=lambda: ["popular"], min_length=1, description="fallback chain, in order"
+    )
+
+
+class FilterConfig(StrictModel):
+    """Request limits and filters of a surface."""
+
+    exclude_seen: bool = Field(default=True, description="never recommend what the user has")
+    max_context_items: int = Field(default=50, ge=0, le=10_000)
+    max_exclude_items: int = Field(default=1_000, ge=0, le=100_000)
+
+
+class SurfaceConfig(StrictModel):
+    """One surface (home, item_page, ...): its budget, SLA, sizes and walk."""
+
+    budget_ms: float = Field(default=50.0, gt=0, le=60_000, description="server-side budget")
+    sla_p99_ms: float = Field(default=80.0, gt=0, le=60_000, description="end-to-end p99 SLA")
+    k_default: int = Field(default=20, ge=1)
+    k_max: int = Field(default=100, ge=1, le=10_000)
+    walk: WalkConfig = Field(default_factory=WalkConfig)
+    fallback: FallbackConfig = Field(default_factory=FallbackConfig)
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SurfaceConfig:
+        if self.k_default > self.k_max:
+            raise ValueError(
+                f"k_default ({self.k_default}) is larger than k_max ({self.k_max}); "
+                "lower k_default or raise k_max"
+            )
+        if self.sla_p99_ms < self.budget_ms:
+            raise ValueError(
+                f"sla_p99_ms ({self.sla_p99_ms}) is below budget_ms ({self.budget_ms}); the "
+                "server may use its whole budget, so raise sla_p99_ms or lower budget_ms"
+            )
+        if self.fallback.min_reserve_ms >= self.budget_ms:
+            raise ValueError(
+                f"fallback.min_reserve_ms ({self.fallback.min_reserve_ms}) leaves no time for "
+                f"the walk inside budget_ms ({self.budget_ms}); lower the reserve"
+            )
+        return self
+
+
+class ServerSection(StrictModel):
+    """Process-level settings."""
+
+    host: str = Field(default="127.0.0.1", description="gRPC bind address")
+    port: int = Field(default=50051, ge=0, le=65_535, description="0 picks a free port")
+    metrics_host: str = Field(default="127.0.0.1")
+    metrics_port: int = Field(default=9100, ge=0, le=65_535)
+    max_workers: int = Field(default=8, ge=1, le=256, description="gRPC handler threads")
+    grace_period_s: float = Field(default=5.0, ge=0, le=300)
+    deadline_margin_ms: float = Field(
+        default=2.0, ge=0, description="kept back from the client's gRPC deadline (network)"
+    )
+    max_concurrent_walks: int = Field(
+        default=2, ge=1, description="walks running at once; more requests wait or degrade"
+    )
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    reload_poll_s: float = Field(default=2.0, gt=0, description="config file change check")
+
+
+class RecServerConfig(StrictModel):
+    """The whole config file."""
+
+    surfaces: dict[str, SurfaceConfig] = Field(min_length=1)
+    graph: GraphConfig = Field(default_factory=GraphConfig)
+    server: ServerSection = Field(default_factory=ServerSection)
+
+    def surface(self, name: str) -> SurfaceConfig | None:
+        return self.surfaces.get(name)
+
+
+#: The embedded default: what ``recserver serve`` runs with when no file is given.
+DEFAULT_DOCUMENT: dict[str, Any] = {
+    "defaults": {"k_default": 20, "k_max": 100},
+    "surfaces": {
+        "home": {"budget_ms": 60, "sla_p99_ms": 80},
+        "item_page": {"budget_ms": 40, "sla_p99_ms": 60, "walk": {"steps": 60_000}},
+        "search": {"budget_ms": 30, "sla_p99_ms": 50, "walk": {"steps": 40_000}},
+    },
+}
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file, the field and the fix."""
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _format_errors(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid config ({exc.error_count()} problem(s))"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key; remove it or fix its spelling"
+        elif err["type"] == "missing":
+            message = "required; add it"
+        lines.append(f"  {field}: {message}")
+    return "\n".join(lines)
+
+
+def config_from_document(document: Any, source: str = "<config>") -> RecServerConfig:
+    """Validate a parsed YAML document (merging ``defaults`` into every surface)."""
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping with a 'surfaces' section")
+    document = dict(document)
+    defaults = document.pop("defaults", None) or {}
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{source}: defaults: must be a mapping of surface settings")
+    surfaces = document.get("surfaces")
+    if isinstance(surfaces, dict):
+        document["surfaces"] = {
+            name: _deep_merge(defaults, body or {}) if isinstance(body, dict | None) else body
+            for name, body in surfaces.items()
+        }
+    try:
+        return RecServerConfig.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+
+
+def load_config(path: Path | str | None) -> RecServerConfig:
+    """Load and validate a YAML file; ``None`` gives the embedded default."""
+    if path is None:
+        return config_from_document(DEFAULT_DOCUMENT, "<embedded default>")
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config file ({exc.strerror})") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({exc})") from None
+    return config_from_document(document, str(file))

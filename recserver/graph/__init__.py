@@ -1,0 +1,1 @@
+"""The behavioural graph engine: events -> deduplicated edges -> compact snapshots -> walks."""

@@ -1,0 +1,186 @@
+"""The mutable edge store: the graph writer's source of truth (never read by the hot path).
+
+One edge per (user, item). Each event adds ``type_weight * f(event weight) * decay`` to its edge and
+moves the edge's last timestamp forward. Decay uses a fixed epoch ``t0``: an event at time ``ts``
+adds ``c * 2 ** ((ts - t0) / half_life)``, so weights never need rewriting as time passes; a
+snapshot multiplies every weight by ``2 ** (-(t_ref - t0) / half_life)`` to express them at its
+reference time. Edges live in two runs: ``main`` (what the current compact base was built from,
+sorted by key ``user << 32 | item``) and ``pending`` (aggregated edges that arrived since).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from recserver.graph.config import GraphConfig
+from recserver.graph.dedup import DedupIndex, id_keys, tuple_keys, type_hashes
+from recserver.graph.events import EventColumns
+from recserver.graph.idmap import IdMap
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+LOW32 = np.int64(0xFFFF_FFFF)
+
+_TRANSFORMS: dict[str, Callable[[F64], F64]] = {
+    "linear": lambda w: w,
+    "log1p": np.log1p,
+    "sqrt": np.sqrt,
+}
+
+
+@dataclass(frozen=True)
+class EdgeRun:
+    """Edges sorted by key, one entry per key."""
+
+    keys: I64
+    weight: F64  # epoch-scaled (see module docstring)
+    last_ts: F64
+
+    @staticmethod
+    def empty() -> EdgeRun:
+        return EdgeRun(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def users(self) -> npt.NDArray[np.int32]:
+        return (self.keys >> np.int64(32)).astype(np.int32)
+
+    @property
+    def items(self) -> npt.NDArray[np.int32]:
+        return (self.keys & LOW32).astype(np.int32)
+
+
+def merge_runs(*runs: EdgeRun) -> EdgeRun:
+    """One run with a single entry per key: weights summed, the latest timestamp kept."""
+    keys = np.concatenate([r.keys for r in runs])
+    if keys.shape[0] == 0:
+        return EdgeRun.empty()
+    weight = np.concatenate([r.weight for r in runs])
+    last_ts = np.concatenate([r.last_ts for r in runs])
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return EdgeRun(
+        keys=keys[starts],
+        weight=np.add.reduceat(weight[order], starts),
+        last_ts=np.maximum.reduceat(last_ts[order], starts),
+    )
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    """Per-event result of one batch, in batch order."""
+
+    accepted: npt.NDArray[np.bool_]
+    duplicate: npt.NDArray[np.bool_]
+    rejected: npt.NDArray[np.bool_]  # unknown event type with no default weight
+
+    @property
+    def n_accepted(self) -> int:
+        return int(self.accepted.sum())
+
+
+class EdgeStore:
+    """Accumulates events into deduplicated edges. Not thread-safe: ``LiveGraph`` serialises it."""
+
+    def __init__(self, cfg: GraphConfig) -> None:
+        self.cfg = cfg
+        self.users = IdMap()
+        self.items = IdMap()
+        self.dedup = DedupIndex()
+        self.t0: float | None = None
+        self.max_ts = -math.inf
+        self.main = EdgeRun.empty()
+        self.pending = EdgeRun.empty()
+        self._incoming: list[EdgeRun] = []
+        self._incoming_count = 0
+
+    def _type_weights(self, type_names: list[str]) -> F64:
+        ew = self.cfg.event_weights
+        default = math.nan if ew.default is None else ew.default
+        return np.array([ew.types.get(t, default) for t in type_names], dtype=np.float64)
+
+    def scale_at(self, t_ref: float) -> float:
+        """Factor turning epoch-scaled weights into weights decayed to ``t_ref``."""
+        half_life = self.cfg.event_weights.half_life_days
+        if half_life is None or self.t0 is None:
+            return 1.0
+        return float(2.0 ** (-(t_ref - self.t0) / (half_life * 86_400.0)))
+
+    def ingest(self, cols: EventColumns) -> IngestOutcome:
+        """Apply a validated batch; replays of already-applied events are skipped."""
+        n = len(cols)
+        type_w = self._type_weights(cols.type_names)[cols.type_codes]
+        known = ~np.isnan(type_w)
+        user_names = cols.user_names
+        item_names = cols.item_names
+        users = np.full(n, -1, dtype=np.int32)
+        items = np.full(n, -1, dtype=np.int32)
+        if known.any():
+            used_u = np.unique(cols.user_codes[known])
+            used_i = np.unique(cols.item_codes[known])
+            umap = np.zeros(len(user_names), dtype=np.int32)
+            imap = np.zeros(len(item_names), dtype=np.int32)
+            umap[used_u] = self.users.add_many([user_names[c] for c in used_u.tolist()])
+            imap[used_i] = self.items.add_many([item_names[c] for c in used_i.tolist()])
+            users[known] = umap[cols.user_codes[known]]
+            items[known] = imap[cols.item_codes[known]]
+        type_hash = type_hashes(cols.type_names)[cols.type_codes]
+        keys = tuple_keys(users, items, type_hash, cols.timestamp)
+        if cols.event_ids is not None:
+            has_id = np.array([bool(e) for e in cols.event_ids], dtype=bool)
+            if has_id.any():
+                keys[has_id] = id_keys([e for e in cols.event_ids if e])
+        fresh = np.zeros(n, dtype=bool)
+        if known.any():
+            fresh[known] = self.dedup.add_new(keys[known])
+        duplicate = known & ~fresh
+        if fresh.any():
+            self._add(users[fresh], items[fresh], type_w[fresh], cols.weight[fresh],
+                      cols.timestamp[fresh])
+        return IngestOutcome(accepted=fresh, duplicate=duplicate, rejected=~known)
+
+    def _add(self, users: npt.NDArray[np.int32], items: npt.NDArray[np.int32], type_w: F64,
+             weight: F64, ts: F64) -> None:
+        ew = self.cfg.event_weights
+        if self.t0 is None:
+            self.t0 = float(ts.max())
+        contribution = type_w * _TRANSFORMS[ew.transform](weight)
+        if ew.half_life_days is not None:
+            contribution = contribution * np.exp2((ts - self.t0) / (ew.half_life_days * 86_400.0))
+        self.max_ts = max(self.max_ts, float(ts.max()))
+        keys = (users.astype(np.int64) << np.int64(32)) | items.astype(np.int64)
+        self._incoming.append(EdgeRun(keys, contribution, ts.astype(np.float64)))
+        self._incoming_count += int(keys.shape[0])
+
+    @property
+    def incoming_events(self) -> int:
+        """Accepted events not yet folded into ``pending``."""
+        return self._incoming_count
+
+    def fold_incoming(self) -> int:
+        """Aggregate accepted events into ``pending``; returns how many events were folded."""
+        folded = self._incoming_count
+        if self._incoming:
+            self.pending = merge_runs(self.pending, *self._incoming)
+            self._incoming = []
+            self._incoming_count = 0
+        return folded
+
+    def take_for_compaction(self) -> tuple[EdgeRun, EdgeRun]:
+        """Hand ``main`` and ``pending`` to a compaction; new events start a fresh pending run."""
+        self.fold_incoming()
+        main, pending = self.main, self.pending
+        self.pending = EdgeRun.empty()
+        return main, pending
+
+    def install_main(self, merged: EdgeRun) -> None:
+        """Adopt the result of a compaction (``merge_runs(main, pending)``, maybe windowed)."""
+        self.main = merged

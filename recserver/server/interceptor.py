@@ -1,0 +1,98 @@
+"""The one place where domain errors become gRPC status codes.
+
+Each typed error of ``recserver.service.errors`` has its own code and a message written for the
+client (what to fix), so it is passed through as is. Anything else is a bug or an outage the
+client cannot act on: it gets INTERNAL with a generic message carrying a request id, and the
+detail (with the traceback) goes to the log under the same id, so nothing about the server's
+internals leaks to callers while an operator can still find the cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from recserver.service.errors import (
+    InvalidArgument,
+    NotFound,
+    RecServerError,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+
+log = logging.getLogger(__name__)
+
+#: Typed domain error -> status code. A subclass maps as its nearest listed base.
+ERROR_CODES: dict[type[RecServerError], grpc.StatusCode] = {
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+}
+
+
+def status_for(exc: RecServerError) -> grpc.StatusCode:
+    """The status code of a typed error (INTERNAL for a base-class error nobody mapped)."""
+    for cls in type(exc).__mro__:
+        code = ERROR_CODES.get(cls)
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def _request_id(request: Any) -> str:
+    # The client's id when it sent one (so its own logs line up), else a fresh one.
+    rid = getattr(request, "request_id", "")
+    return rid if isinstance(rid, str) and rid else uuid.uuid4().hex[:16]
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    """Wraps every unary-unary handler: typed errors -> their code, the rest -> INTERNAL."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        # Streaming handlers (health Watch, reflection) are grpc's own and left alone.
+        if handler is None or handler.unary_unary is None:
+            return handler
+        behaviour = handler.unary_unary
+        method = handler_call_details.method
+
+        def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                return behaviour(request, context)
+            except RecServerError as exc:
+                code = status_for(exc)
+                log.debug("%s -> %s: %s", method, code.name, exc)
+                context.abort(code, str(exc))
+            except Exception:
+                if _already_aborted(context):
+                    raise  # the handler chose its status with context.abort: keep it
+                rid = _request_id(request)
+                log.exception("%s failed (request_id %s)", method, rid)
+                context.abort(grpc.StatusCode.INTERNAL, f"internal error (request_id {rid})")
+
+        return grpc.unary_unary_rpc_method_handler(
+            guarded,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _already_aborted(context: grpc.ServicerContext) -> bool:
+    # context.abort() raises a bare Exception after setting the code; re-aborting would overwrite
+    # the handler's deliberate status with INTERNAL.
+    code_of = getattr(context, "code", None)
+    if code_of is None:
+        return False
+    code = code_of()
+    return code is not None and code != grpc.StatusCode.OK

@@ -1,0 +1,1 @@
+"""The recommendation domain: budgets, the request pipeline, fallback tiers (no transport here)."""

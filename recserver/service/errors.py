@@ -1,0 +1,27 @@
+"""Typed domain errors; the gRPC layer maps each to one status code in a single interceptor."""
+
+from __future__ import annotations
+
+
+class RecServerError(Exception):
+    """Base of every error the domain raises on purpose; the message is safe to show clients."""
+
+
+class InvalidArgument(RecServerError):
+    """The request is malformed; the message says what to fix (INVALID_ARGUMENT)."""
+
+
+class NotFound(RecServerError):
+    """A named thing does not exist (NOT_FOUND)."""
+
+
+class Unavailable(RecServerError):
+    """The server cannot answer now (not loaded yet, shutting down, log down) (UNAVAILABLE)."""
+
+
+class ResourceExhausted(RecServerError):
+    """Overloaded beyond what even the fallback can absorb (RESOURCE_EXHAUSTED)."""
+
+
+class Unauthenticated(RecServerError):
+    """Missing or wrong credentials (UNAUTHENTICATED)."""

@@ -1,0 +1,163 @@
+"""Fallback tiers: what serves when the walk cannot (or cannot fully) answer in time.
+
+Tiers form a chain named in each surface's config (``fallback.tiers``) and are built from an
+explicit name -> factory mapping. Each tier gets the time left and returns candidates; a failing
+tier is reported and the next one serves. The in-process ``popular`` tier is the last resort: its
+list is precomputed on every snapshot publish, so serving from it is a slice and a filter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from recserver.graph.snapshot import GraphSnapshot
+from recserver.service.types import Source
+
+log = logging.getLogger(__name__)
+
+Int32Array = npt.NDArray[np.int32]
+Float32Array = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class FallbackRequest:
+    """What a tier needs to answer."""
+
+    snapshot: GraphSnapshot
+    surface: str
+    user: int  # internal id, -1 when unknown
+    context: Int32Array  # internal item ids of the request's context
+    exclude: Int32Array  # item ids never to return (sorted, unique)
+    k: int
+    deadline: float  # perf_counter seconds
+
+
+class FallbackTier(Protocol):
+    """One tier of the chain."""
+
+    name: str
+    source: Source
+
+    def fetch(self, request: FallbackRequest) -> tuple[Int32Array, Float32Array]:
+        """Up to ``request.k`` (item id, score) pairs, excluded items already removed."""
+        ...
+
+
+def drop_excluded(items: Int32Array, exclude: Int32Array) -> npt.NDArray[np.bool_]:
+    """Mask of ``items`` not in the sorted ``exclude`` array."""
+    if exclude.shape[0] == 0 or items.shape[0] == 0:
+        return np.ones(items.shape[0], dtype=bool)
+    pos = np.searchsorted(exclude, items)
+    pos[pos == exclude.shape[0]] = 0
+    return exclude[pos] != items
+
+
+class PopularTier:
+    """The most popular items (by total edge weight), recomputed on each snapshot publish."""
+
+    name = "popular"
+    source: Source = "popular"
+
+    def __init__(self, size: int = 2_000) -> None:
+        self._size = size
+        self._items: Int32Array = np.empty(0, dtype=np.int32)
+        self._scores: Float32Array = np.empty(0, dtype=np.float32)
+        self._version = -1
+        self._lock = threading.Lock()
+
+    def refresh(self, snapshot: GraphSnapshot) -> None:
+        """Recompute the list for ``snapshot`` (called beside the hot path, on publish)."""
+        weight = np.zeros(snapshot.n_items, dtype=np.float64)
+        base = snapshot.base_items.row_weight
+        weight[: base.shape[0]] += base
+        weight += snapshot.over_items.row_weight
+        size = min(self._size, weight.shape[0])
+        if size == 0:
+            top = np.empty(0, dtype=np.int64)
+        else:
+            top = np.argpartition(-weight, size - 1)[:size]
+            top = top[np.argsort(-weight[top], kind="stable")]
+        peak = float(weight[top[0]]) if size else 1.0
+        with self._lock:
+            self._items = top.astype(np.int32)
+            self._scores = (weight[top] / max(peak, 1e-30)).astype(np.float32)
+            self._version = snapshot.version
+
+    def fetch(self, request: FallbackRequest) -> tuple[Int32Array, Float32Array]:
+        items, scores = self._items, self._scores
+        keep = drop_excluded(items, request.exclude)
+        return items[keep][: request.k], scores[keep][: request.k]
+
+
+TierFactory = Callable[[], FallbackTier]
+
+
+@dataclass
+class ChainResult:
+    """Candidates from the chain, each with the tier that produced it."""
+
+    items: list[int]
+    scores: list[float]
+    sources: list[Source]
+    errors: list[str]
+    seconds: float
+
+
+class FallbackChain:
+    """Runs tiers in order until ``k`` candidates are collected or time runs out."""
+
+    def __init__(self, tiers: dict[str, FallbackTier]) -> None:
+        self.tiers = tiers
+
+    def fetch(
+        self,
+        names: list[str],
+        request: FallbackRequest,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> ChainResult:
+        """Candidates from ``names`` in order; ``clock`` is the one ``request.deadline`` uses."""
+        started = clock()
+        items: list[int] = []
+        scores: list[float] = []
+        sources: list[Source] = []
+        errors: list[str] = []
+        exclude = request.exclude
+        for position, name in enumerate(names):
+            is_last = position == len(names) - 1
+            if not is_last and clock() >= request.deadline:
+                continue  # no time left for slow tiers; the last (in-memory) one still serves
+            tier = self.tiers[name]
+            need = request.k - len(items)
+            try:
+                got, got_scores = tier.fetch(_with(request, exclude, need))
+            except Exception:  # a failing tier degrades the answer, never fails it
+                log.warning("fallback tier %s failed", name, exc_info=True)
+                errors.append(f"fallback_error:{name}")
+                continue
+            items.extend(got.tolist())
+            scores.extend(got_scores.tolist())
+            sources.extend([tier.source] * int(got.shape[0]))
+            if len(items) >= request.k:
+                break
+            exclude = np.union1d(exclude, got).astype(np.int32)
+        return ChainResult(items, scores, sources, errors, clock() - started)
+
+
+def _with(request: FallbackRequest, exclude: Int32Array, k: int) -> FallbackRequest:
+    return FallbackRequest(
+        snapshot=request.snapshot,
+        surface=request.surface,
+        user=request.user,
+        context=request.context,
+        exclude=exclude,
+        k=k,
+        deadline=request.deadline,
+    )

@@ -1,0 +1,192 @@
+"""The Recommend pipeline: admit -> seeds -> walk -> fallback/top-up -> rank -> respond.
+
+Every request reads one immutable snapshot and one config object, taken once at the start, so a
+publish or a reload in the middle of a request cannot mix two versions. The walk stops a learned
+reserve before the deadline; whatever it found is topped up from the fallback chain when its
+coverage is low or it found too few items, and the answer says which tier served it and why.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from recserver.config import RecServerConfig, SurfaceConfig
+from recserver.graph.live import LiveGraph
+from recserver.graph.seeds import context_seeds, user_seeds
+from recserver.graph.snapshot import GraphSnapshot
+from recserver.graph.walk import WalkResult, run_walk
+from recserver.service.budget import ReserveEstimator, compute_deadline
+from recserver.service.errors import Unavailable
+from recserver.service.fallback import FallbackChain, FallbackRequest
+from recserver.service.merge import graph_slots, merge_answer
+from recserver.service.stages import StageClock
+from recserver.service.types import Recommendation, RecommendQuery
+from recserver.service.validation import validate_query
+
+WalkHook = Callable[[int], None]
+
+
+class Recommender:
+    """The domain entry point the gRPC servicer calls (one method, no transport types)."""
+
+    def __init__(
+        self,
+        graph: LiveGraph,
+        config: Callable[[], RecServerConfig],
+        fallback: FallbackChain,
+        *,
+        walk_hook: WalkHook | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._graph = graph
+        self._config = config
+        self._fallback = fallback
+        self._walk_hook = walk_hook  # test seam: inject slowness between walk batches
+        self._clock = clock
+        self._reserves: dict[str, ReserveEstimator] = {}
+        self._walk_slots = threading.BoundedSemaphore(config().server.max_concurrent_walks)
+
+    def apply_config(self, config: RecServerConfig) -> None:
+        """Take a reloaded config: reserves follow their surface's new fallback settings.
+
+        ``server.max_concurrent_walks`` is a process setting and changes only at restart.
+        """
+        for name, estimator in list(self._reserves.items()):
+            surface = config.surface(name)
+            if surface is None:
+                del self._reserves[name]
+            else:
+                estimator.update_config(surface.fallback)
+
+    def reserve_for(self, surface: str, cfg: SurfaceConfig) -> ReserveEstimator:
+        estimator = self._reserves.get(surface)
+        if estimator is None:
+            estimator = self._reserves.setdefault(surface, ReserveEstimator(cfg.fallback))
+        return estimator
+
+    def recommend(
+        self, query: RecommendQuery, *, arrival: float, client_remaining_s: float | None
+    ) -> Recommendation:
+        """Answer ``query`` by its deadline; raises ``InvalidArgument`` for a bad request."""
+        clock = self._clock
+        started = clock()
+        config = self._config()
+        surface, k = validate_query(query, config)
+        stages = StageClock(clock, arrival)
+        stages.mark("queue", started)
+        deadline = compute_deadline(
+            arrival=arrival,
+            now=started,
+            surface_budget_ms=surface.budget_ms,
+            request_budget_ms=query.budget_ms,
+            client_remaining_s=client_remaining_s,
+            margin_ms=config.server.deadline_margin_ms,
+        )
+        if not self._graph.ready:
+            raise Unavailable("the graph is still loading; retry shortly")
+        snap = self._graph.current
+        reserve = self.reserve_for(query.surface, surface)
+        reasons: list[str] = []
+
+        user = snap.users.get(query.user_id) if query.user_id else None
+        if user is not None and user >= snap.n_users:
+            user = None  # first seen after this snapshot was published
+        context = snap.items.lookup_many(list(query.context_item_ids))
+        known_context = context[(context >= 0) & (context < snap.n_items)].astype(np.int32)
+        if known_context.shape[0] < len(query.context_item_ids):
+            reasons.append("context_unknown")
+        seeds, seed_weights = context_seeds(snap, known_context)
+        if user is not None:
+            user_items, user_weights = user_seeds(snap, user, surface.walk.max_seeds)
+            if seeds.shape[0]:
+                # The context leads; the user's history personalises at half its weight.
+                user_weights = user_weights / max(float(user_weights.sum()), 1e-30)
+                user_weights *= 0.5 * float(seed_weights.sum())
+            seeds = np.concatenate([seeds, user_items]).astype(np.int32)
+            seed_weights = np.concatenate([seed_weights, user_weights]).astype(np.float32)
+        exclude = self._exclusions(snap, query, user, known_context, surface)
+        stages.mark("seeds")
+
+        walk: WalkResult | None = None
+        walk_deadline = deadline.at - reserve.reserve_ms / 1000.0
+        if seeds.shape[0] == 0:
+            reasons.append("cold_start" if user is None else "no_history")
+        elif clock() >= walk_deadline:
+            reasons.append("budget_spent")
+        elif not self._walk_slots.acquire(timeout=max(walk_deadline - clock(), 0.0)):
+            reasons.append("overloaded")
+        else:
+            try:
+                walk = run_walk(
+                    snap, seeds, seed_weights, surface.walk, k=k, deadline=walk_deadline,
+                    exclude=exclude, rng_seed=hash(query.request_id) & 0x7FFF_FFFF,
+                    clock=clock, on_batch=self._walk_hook,
+                )
+            finally:
+                self._walk_slots.release()
+            if walk.stopped_by == "deadline":
+                reasons.append("deadline")
+        stages.mark("walk")
+
+        walk_items = walk.items.shape[0] if walk is not None else 0
+        coverage = walk.coverage if walk is not None else 0.0
+        needs_fallback = walk_items < k or coverage < surface.fallback.topup_below_coverage
+        chain = None
+        if needs_fallback:
+            if walk is not None and 0 < walk_items < k:
+                reasons.append("few_candidates")
+            fb_started = clock()
+            # The walk's own top items are not asked for again.
+            fb_exclude = exclude if walk is None else np.union1d(
+                exclude, walk.items[: graph_slots(k, walk, surface.fallback.topup_below_coverage)]
+            )
+            chain = self._fallback.fetch(
+                surface.fallback.tiers,
+                FallbackRequest(
+                    snapshot=snap, surface=query.surface, user=-1 if user is None else user,
+                    context=known_context, exclude=fb_exclude.astype(np.int32),
+                    k=k, deadline=deadline.at,
+                ),
+                clock,
+            )
+            reserve.observe((clock() - fb_started) * 1000.0)
+            reasons.extend(chain.errors)
+            stages.mark("fallback")
+        answer = merge_answer(snap, walk, chain, k, surface.fallback.topup_below_coverage)
+        stages.mark("rank")
+        finished = clock()
+        return Recommendation(
+            items=answer.items,
+            source=answer.source,
+            degraded=bool(reasons) or answer.source != "graph",
+            degraded_reasons=reasons,
+            coverage=coverage,
+            budget_ms=deadline.budget_ms,
+            server_elapsed_ms=(finished - arrival) * 1000.0,
+            snapshot_version=snap.version,
+            stage_ms=stages.as_ms(),
+            steps_done=walk.steps_done if walk is not None else 0,
+            steps_planned=walk.steps_planned if walk is not None else surface.walk.steps,
+        )
+
+    @staticmethod
+    def _exclusions(
+        snap: GraphSnapshot,
+        query: RecommendQuery,
+        user: int | None,
+        context: npt.NDArray[np.int32],
+        surface: SurfaceConfig,
+    ) -> npt.NDArray[np.int32]:
+        """Items never to recommend: the context, the request's exclusions, what the user has."""
+        parts = [context]
+        if query.exclude_item_ids:
+            ids = snap.items.lookup_many(list(query.exclude_item_ids))
+            parts.append(ids[ids >= 0].astype(np.int32))
+        if user is not None and surface.filters.exclude_seen:
+            parts.append(snap.user_items(user)[0])
+        return np.unique(np.concatenate(parts)).astype(np.int32)
