@@ -24,6 +24,7 @@ from recserver.service.budget import ReserveEstimator, compute_deadline
 from recserver.service.errors import Unavailable
 from recserver.service.fallback import FallbackChain, FallbackRequest
 from recserver.service.merge import graph_slots, merge_answer
+from recserver.service.observer import NullObserver, RequestObserver
 from recserver.service.stages import StageClock
 from recserver.service.types import Recommendation, RecommendQuery
 from recserver.service.validation import validate_query
@@ -42,12 +43,14 @@ class Recommender:
         *,
         walk_hook: WalkHook | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        observer: RequestObserver | None = None,
     ) -> None:
         self._graph = graph
         self._config = config
         self._fallback = fallback
         self._walk_hook = walk_hook  # test seam: inject slowness between walk batches
         self._clock = clock
+        self._observer: RequestObserver = observer or NullObserver()
         self._reserves: dict[str, ReserveEstimator] = {}
         self._walk_slots = threading.BoundedSemaphore(config().server.max_concurrent_walks)
 
@@ -160,7 +163,7 @@ class Recommender:
         answer = merge_answer(snap, walk, chain, k, surface.fallback.topup_below_coverage)
         stages.mark("rank")
         finished = clock()
-        return Recommendation(
+        result = Recommendation(
             items=answer.items,
             source=answer.source,
             degraded=bool(reasons) or answer.source != "graph",
@@ -173,6 +176,8 @@ class Recommender:
             steps_done=walk.steps_done if walk is not None else 0,
             steps_planned=walk.steps_planned if walk is not None else surface.walk.steps,
         )
+        self._observer.request_finished(query.surface, result)
+        return result
 
     @staticmethod
     def _exclusions(
