@@ -10,6 +10,7 @@ from recserver.config import RecServerConfig, config_from_document
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
+from recserver.graph.walk import warm_up
 from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier
 from recserver.service.recommender import Recommender
 
@@ -64,6 +65,7 @@ def make_recommender(
     walk_hook: Callable[[int], None] | None = None,
     extra_tiers: dict[str, FallbackTier] | None = None,
 ) -> Recommender:
+    warm_up()  # as the App does before SERVING: JIT time must not eat a test's budget
     popular = PopularTier()
     popular.refresh(live.current)
     live.on_publish.append(popular.refresh)
