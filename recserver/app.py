@@ -12,11 +12,15 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from recserver.ann.runtime import AnnRuntime
+from recserver.ann.urls import resolve_redis_url
 from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
 from recserver.graph.bootstrap import BuildReport, load_into
 from recserver.graph.live import LiveGraph
 from recserver.graph.walk import warm_up
+from recserver.metrics import Metrics
+from recserver.metrics_http import MetricsServer, serving_registry
 from recserver.server.grpc_server import GrpcServer
 from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier
 from recserver.service.recommender import Recommender, WalkHook
@@ -24,11 +28,18 @@ from recserver.service.recommender import Recommender, WalkHook
 log = logging.getLogger(__name__)
 
 
-def build_tiers(graph: LiveGraph) -> dict[str, FallbackTier]:
+def build_tiers(graph: LiveGraph, ann: AnnRuntime | None = None) -> dict[str, FallbackTier]:
     """The fallback tiers by the names surfaces use in ``fallback.tiers`` (explicit mapping)."""
     popular = PopularTier()
     graph.on_publish.append(popular.refresh)
-    return {"popular": popular}
+    tiers: dict[str, FallbackTier] = {"popular": popular}
+    if ann is not None:
+        tiers["ann"] = ann.tier
+    return tiers
+
+
+def uses_ann(config: RecServerConfig) -> bool:
+    return any("ann" in surface.fallback.tiers for surface in config.surfaces.values())
 
 
 @dataclass(frozen=True)
@@ -49,21 +60,41 @@ class App:
         *,
         port: int | None = None,
         walk_hook: WalkHook | None = None,
+        metrics_port: int | None = None,
+        metrics: Metrics | None = None,
+        redis_url: str | None = None,
     ) -> None:
+        """``redis_url`` is the ``--redis-url`` flag: it wins over RECSERVER_REDIS_URL, which wins
+        over ``ann.redis_url`` in the config file."""
         self.holder = holder
         config = holder.current
+        # Metrics first, so every part below can be handed its share (e.g. metrics.cache).
+        self.metrics = metrics if metrics is not None else Metrics(config)
         self.graph = LiveGraph(config.graph)
-        self.tiers = build_tiers(self.graph)
+        self.metrics.watch_graph(self.graph)
+        self.metrics.watch_config(holder)
+        url, origin = resolve_redis_url(redis_url, config.ann.url())
+        self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache)
+        log.info("ann cache: %s (from %s)", self.ann.where, origin)  # password redacted
+        self.tiers = build_tiers(self.graph, self.ann)
         self.recommender = Recommender(
-            self.graph, lambda: holder.current, FallbackChain(self.tiers), walk_hook=walk_hook
+            self.graph, lambda: holder.current, FallbackChain(self.tiers), walk_hook=walk_hook,
+            observer=self.metrics,
         )
         holder.add_listener(self._on_config)
-        self.server = GrpcServer(self.recommender, config.server, port=port)
+        self.server = GrpcServer(self.recommender, config.server, port=port, observer=self.metrics)
+        self.metrics_server = MetricsServer(
+            serving_registry(self.metrics), config.server.metrics_host,
+            config.server.metrics_port if metrics_port is None else metrics_port,
+        )
         self.report: BuildReport | None = None
         self._stopped = threading.Event()
 
     def _on_config(self, config: RecServerConfig) -> None:
         self.recommender.apply_config(config)
+        self.metrics.apply_config(config)
+        if uses_ann(config):
+            self.ann.start()  # a no-op when already running
         log.info("config reloaded: %d surfaces", len(config.surfaces))
 
     def start(self, source: DataSource, *, watch_config: bool = True) -> int:
@@ -73,16 +104,26 @@ class App:
         return port
 
     def bind(self) -> int:
-        """Start answering RPCs (health NOT_SERVING until ``load``); returns the bound port."""
-        return self.server.start()
+        """Serve /metrics, start answering RPCs (health NOT_SERVING until ``load``); returns the
+        bound gRPC port (``metrics_server.port`` is the metrics one)."""
+        self.metrics_server.start()
+        try:
+            return self.server.start()
+        except BaseException:
+            self.metrics_server.stop()
+            raise
 
     def load(self, source: DataSource, *, watch_config: bool = True) -> None:
         """Load the first graph, start the publisher and the config watcher, go SERVING."""
         self.report = load_into(
             self.graph, events=source.events, synthetic=source.synthetic, strict=source.strict
         )
+        r = self.report
+        self.metrics.record_ingest(r.events_accepted, r.duplicates, r.rejected)
         warm_up()  # compile (or load) the walk kernels before the first request pays for it
         self.graph.start()
+        if uses_ann(self.holder.current):
+            self.ann.start()  # builds in the background; the tier answers once it has a version
         if watch_config and self.holder.path is not None:
             self.holder.start_watching()
         self.server.set_serving()
@@ -94,4 +135,6 @@ class App:
         self._stopped.set()
         self.server.stop(grace)
         self.graph.stop()
+        self.ann.stop()
         self.holder.stop_watching()
+        self.metrics_server.stop()

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from recserver.ann.cli import add_build_ann_args, cmd_build_ann
 from recserver.graph.bootstrap import BuildReport, build_graph
 from recserver.graph.config import GraphConfig
 from recserver.graph.live import LiveGraph
@@ -78,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     add_check_config_args(check)
     check.set_defaults(func=cmd_check_config)
+
+    build_ann = sub.add_parser(
+        "build-ann", help="build ANN results (embeddings, index, top-K) and publish them"
+    )
+    _add_source_args(build_ann)
+    add_build_ann_args(build_ann)
+    build_ann.set_defaults(func=cmd_build_ann)
 
     recommend = sub.add_parser("recommend", help="ask a running server, print a table")
     add_recommend_args(recommend)

@@ -15,12 +15,28 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from recserver.ann.config import AnnConfig
 from recserver.graph.config import GraphConfig, StrictModel, WalkConfig
+
+#: Names a surface may list in ``fallback.tiers``; ``recserver.app.build_tiers`` builds each.
+FALLBACK_TIERS = ("ann", "popular")
+
+
+class BlendConfig(StrictModel):
+    """How walk and fallback candidates merge (``recserver.service.merge``)."""
+
+    mode: Literal["slots", "score"] = Field(
+        default="slots", description="slots: the walk's share of places by coverage, fallback "
+        "after; score: graph and ANN compete on normalised scores"
+    )
+    fallback_weight: float = Field(
+        default=1.0, ge=0, le=100, description="score mode: weight of ANN scores vs the graph's"
+    )
 
 
 class FallbackConfig(StrictModel):
@@ -40,6 +56,19 @@ class FallbackConfig(StrictModel):
     tiers: list[str] = Field(
         default_factory=lambda: ["popular"], min_length=1, description="fallback chain, in order"
     )
+    blend: BlendConfig = Field(default_factory=BlendConfig)
+
+    @model_validator(mode="after")
+    def _known_tiers(self) -> FallbackConfig:
+        unknown = [name for name in self.tiers if name not in FALLBACK_TIERS]
+        if unknown:
+            raise ValueError(
+                f"tiers: unknown tier(s) {', '.join(map(repr, unknown))}; known tiers: "
+                f"{', '.join(FALLBACK_TIERS)}"
+            )
+        if len(set(self.tiers)) != len(self.tiers):
+            raise ValueError("tiers: a tier is listed twice; list each tier once")
+        return self
 
 
 class FilterConfig(StrictModel):
@@ -106,6 +135,17 @@ class RecServerConfig(StrictModel):
     surfaces: dict[str, SurfaceConfig] = Field(min_length=1)
     graph: GraphConfig = Field(default_factory=GraphConfig)
     server: ServerSection = Field(default_factory=ServerSection)
+    ann: AnnConfig = Field(default_factory=AnnConfig)
+
+    @model_validator(mode="after")
+    def _ann_keeps_enough(self) -> RecServerConfig:
+        for name, surface in self.surfaces.items():
+            if "ann" in surface.fallback.tiers and surface.k_max > self.ann.top_k:
+                raise ValueError(
+                    f"surfaces.{name}.k_max ({surface.k_max}) is above ann.top_k "
+                    f"({self.ann.top_k}), the results kept per key; raise ann.top_k or lower k_max"
+                )
+        return self
 
     def surface(self, name: str) -> SurfaceConfig | None:
         return self.surfaces.get(name)
@@ -113,7 +153,7 @@ class RecServerConfig(StrictModel):
 
 #: The embedded default: what ``recserver serve`` runs with when no file is given.
 DEFAULT_DOCUMENT: dict[str, Any] = {
-    "defaults": {"k_default": 20, "k_max": 100},
+    "defaults": {"k_default": 20, "k_max": 100, "fallback": {"tiers": ["ann", "popular"]}},
     "surfaces": {
         "home": {"budget_ms": 60, "sla_p99_ms": 80},
         "item_page": {"budget_ms": 40, "sla_p99_ms": 60, "walk": {"steps": 60_000}},

@@ -3,27 +3,55 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
 from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
+from recserver.service.recommender import WalkHook
+
+log = logging.getLogger(__name__)
 
 
 def add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
     parser.add_argument("--port", type=int, help="gRPC port (0 picks a free one)")
-    parser.add_argument("--metrics-port", type=int, help="Prometheus metrics port")
+    parser.add_argument(
+        "--metrics-port", type=int, help="Prometheus /metrics port (0 picks a free one)"
+    )
+    parser.add_argument(
+        "--redis-url", help="ANN result cache (redis://, rediss://, unix://); wins over "
+        "RECSERVER_REDIS_URL and the config's ann.redis_url; unset everywhere: in-process cache"
+    )
+
+
+#: Fault injection for drills and tests: sleep this many ms after every walk batch.
+FAULT_WALK_DELAY_ENV = "RECSERVER_FAULT_WALK_DELAY_MS"
+
+
+def fault_walk_hook() -> WalkHook | None:
+    """A walk hook that slows every batch, when ``RECSERVER_FAULT_WALK_DELAY_MS`` is set."""
+    raw = os.environ.get(FAULT_WALK_DELAY_ENV)
+    if not raw:
+        return None
+    try:
+        delay_s = float(raw) / 1000.0
+    except ValueError:
+        raise ValueError(f"{FAULT_WALK_DELAY_ENV}={raw!r}: give milliseconds, e.g. 5") from None
+    log.warning("fault injection: every walk batch sleeps %.1f ms", delay_s * 1000)
+    return lambda steps_done: time.sleep(delay_s)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     holder = ConfigHolder(args.config)
-    if args.metrics_port is not None:
-        holder.current.server.metrics_port = args.metrics_port
-    app = App(holder, port=args.port)
+    app = App(holder, port=args.port, metrics_port=args.metrics_port, redis_url=args.redis_url,
+              walk_hook=fault_walk_hook())
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -34,6 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     holder.install_sighup()
     bound = app.bind()
     print(f"recserver listening on {app.server.address} (port {bound}); loading the graph",
+          flush=True)
+    print(f"recserver metrics on {app.metrics_server.url} (port {app.metrics_server.port})",
           flush=True)
     app.load(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict))
     report = app.report

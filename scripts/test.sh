@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 # System services the integration tests start themselves (on free ports, never the machine's own).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Debian's `prometheus` package ships both `prometheus` and `promtool` (rules tests, integration).
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

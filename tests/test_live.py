@@ -67,7 +67,11 @@ def test_overlay_past_the_threshold_triggers_compaction() -> None:
     live.ingest(batch(*[(f"u{k}", f"i{k % 5}") for k in range(20)]))
     first = live.publish()
     live.ingest(batch(*[(f"v{k}", "i0") for k in range(5)]))  # 25% of the base
-    second = live.publish()
+    during = live.publish()  # starts a background compaction; the overlay serves meanwhile
+    assert during.base_users is first.base_users and during.over_users.nnz == 5
+    assert live.wait_for_compaction(timeout=60)
+    second = live.current  # the compaction published its new base when it finished
+    assert second.version > during.version
     assert second.base_users is not first.base_users
     assert second.over_users.nnz == 0
     assert second.base_users.nnz == 25
@@ -144,3 +148,38 @@ def test_current_before_any_publish_is_an_error() -> None:
     with pytest.raises(RuntimeError):
         _ = live.current
     assert np.isinf(live.store.max_ts)
+
+
+def test_events_stay_visible_while_a_compaction_runs() -> None:
+    live = LiveGraph(config(compact_overlay_fraction=0.1))
+    live.ingest(batch(*[(f"u{k}", f"i{k % 5}") for k in range(20)]))
+    live.publish()
+    started = threading.Event()
+    release = threading.Event()
+    import recserver.graph.live as live_module
+
+    real_build = live_module.build_base
+
+    def slow_build(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.set()
+        assert release.wait(30)
+        return real_build(*args, **kwargs)
+
+    live_module.build_base = slow_build  # type: ignore[assignment]
+    try:
+        live.ingest(batch(*[(f"v{k}", "i0") for k in range(5)]))
+        live.publish()  # starts the (held) compaction
+        assert started.wait(30)
+        live.ingest(batch(("late", "i3")))
+        during = live.publish()  # publishes an overlay against the old base
+        assert ("late", "i3") in merged_edges(live)
+        assert ("v0", "i0") in merged_edges(live)
+        assert during.over_users.nnz == 6
+    finally:
+        release.set()
+        live_module.build_base = real_build  # type: ignore[assignment]
+    assert live.wait_for_compaction(timeout=60)
+    final = live.publish()
+    edges = merged_edges(live)
+    assert ("late", "i3") in edges and ("v4", "i0") in edges
+    assert final.base_users.nnz == 25 and final.over_users.nnz == 1

@@ -61,7 +61,9 @@ def test_deadline_stops_between_batches(snap: GraphSnapshot) -> None:
         now[0] += 1.0  # every batch "takes" one second
 
     cfg = WalkConfig(steps=200_000, n_p=0, batch_steps=2_048)
-    res = run_walk(snap, *seeds_of(3), cfg, k=20, deadline=3.0, clock=lambda: now[0],
+    # Batches start at t=0, 1, 2; the one that would start at 3 would end at 4 > 3.5. (The
+    # half second leaves room for the learned scoring time the walk also keeps back.)
+    res = run_walk(snap, *seeds_of(3), cfg, k=20, deadline=3.5, clock=lambda: now[0],
                    on_batch=on_batch)  # fmt: skip
     assert res.stopped_by == "deadline"
     assert len(batches) == 3 and batches == sorted(batches)

@@ -111,7 +111,10 @@ class GraphConfig(StrictModel):
 class WalkConfig(StrictModel):
     """Pixie-style random walk with restarts (one surface's walk parameters)."""
 
-    steps: int = Field(default=100_000, ge=1, le=50_000_000, description="planned steps")
+    steps: int = Field(
+        default=100_000, ge=1, le=10_000_000, description="planned steps (hops); the visit log "
+        "takes 2 bytes a step per walking thread"
+    )
     restart_prob: float = Field(
         default=0.5, gt=0, lt=1, description="restart chance per item->user->item move"
     )

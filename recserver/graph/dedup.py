@@ -2,8 +2,8 @@
 
 A replayed event (same ``event_id``, or without one the same user, item, event type and
 timestamp) must be applied once. Keys are 64-bit hashes (stable across processes, unlike
-``hash()``), kept in a sorted numpy array (8 bytes an event) plus a small sorted run of recent
-keys merged into it now and then, so membership for a whole batch is one ``searchsorted``.
+``hash()``), kept in a few sorted numpy runs (8 bytes an event), so membership for a whole
+batch is a handful of ``searchsorted`` calls.
 The collision chance for 10M events is about 3e-6 (birthday bound on 64 bits).
 """
 
@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+from recserver.graph.arrayops import first_occurrence, member_of_sorted, union_sorted, unique_sorted
 
 U64 = npt.NDArray[np.uint64]
 
@@ -67,39 +69,57 @@ def id_keys(event_ids: Sequence[str]) -> U64:
 
 
 class DedupIndex:
-    """The set of event keys already applied. Not thread-safe: the graph writer owns it."""
+    """The set of event keys already applied. Not thread-safe: the graph writer owns it.
 
-    def __init__(self, keys: U64 | None = None, merge_every: int = 65_536) -> None:
-        self._sorted: U64 = np.unique(keys) if keys is not None else np.empty(0, np.uint64)
-        self._recent: U64 = np.empty(0, np.uint64)
-        self._merge_every = merge_every
+    Keys live in sorted runs, log-structured: each batch's new keys form a small run; once the
+    small runs hold ``buffer_size`` keys they are merged into one and pushed onto ``levels``,
+    where a run absorbs every older run not larger than itself. Each key is re-sorted
+    O(log n) times over its life, so ingest does not slow down as the index grows (one big
+    array merged every few batches would cost O(n) a merge).
+    """
+
+    def __init__(self, keys: U64 | None = None, buffer_size: int = 65_536) -> None:
+        self._levels: list[U64] = []
+        self._recent: list[U64] = []
+        self._recent_count = 0
+        self._buffer_size = buffer_size
+        if keys is not None and keys.shape[0]:
+            self._levels.append(unique_sorted(keys.astype(np.uint64)))
 
     def __len__(self) -> int:
-        return int(self._sorted.shape[0] + self._recent.shape[0])
+        return sum(int(run.shape[0]) for run in self._levels) + self._recent_count
 
-    @staticmethod
-    def _member(sorted_keys: U64, keys: U64) -> npt.NDArray[np.bool_]:
-        if sorted_keys.shape[0] == 0:
-            return np.zeros(keys.shape[0], dtype=bool)
-        pos = np.searchsorted(sorted_keys, keys)
-        pos[pos == sorted_keys.shape[0]] = 0
-        return sorted_keys[pos] == keys
+    @property
+    def runs(self) -> int:
+        """How many sorted runs a lookup searches (for tests and stats)."""
+        return len(self._levels) + len(self._recent)
 
     def add_new(self, keys: U64) -> npt.NDArray[np.bool_]:
         """Mark ``keys`` as applied; return a mask of those that were new (first in-batch wins)."""
-        seen = self._member(self._sorted, keys) | self._member(self._recent, keys)
-        # Within one batch, only the first occurrence of a key is new.
-        _, first = np.unique(keys, return_index=True)
-        first_mask = np.zeros(keys.shape[0], dtype=bool)
-        first_mask[first] = True
-        fresh = first_mask & ~seen
-        if fresh.any():
-            self._recent = np.union1d(self._recent, keys[fresh])
-            if self._recent.shape[0] >= self._merge_every:
-                self._sorted = np.union1d(self._sorted, self._recent)
-                self._recent = np.empty(0, np.uint64)
+        fresh = first_occurrence(keys)
+        candidates = np.flatnonzero(fresh)
+        for run in (*self._levels, *self._recent):
+            if candidates.shape[0] == 0:
+                break
+            seen = member_of_sorted(run, keys[candidates])
+            fresh[candidates[seen]] = False
+            candidates = candidates[~seen]
+        if candidates.shape[0]:
+            self._recent.append(np.sort(keys[candidates]))
+            self._recent_count += int(candidates.shape[0])
+            if self._recent_count >= self._buffer_size:
+                self._push(unique_sorted(np.concatenate(self._recent)))
+                self._recent, self._recent_count = [], 0
         return fresh
+
+    def _push(self, run: U64) -> None:
+        while self._levels and self._levels[-1].shape[0] <= 2 * run.shape[0]:
+            run = union_sorted(self._levels.pop(), run)
+        self._levels.append(run)
 
     def keys(self) -> U64:
         """All keys, sorted (for saving)."""
-        return np.union1d(self._sorted, self._recent)
+        return unique_sorted(np.concatenate([*self._levels, *self._recent, _EMPTY]))
+
+
+_EMPTY = np.empty(0, np.uint64)

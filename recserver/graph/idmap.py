@@ -64,20 +64,12 @@ class IdMap:
 
     def add_many(self, names: Sequence[str]) -> np.ndarray:
         """Ids of ``names`` as an int32 array, assigning new ids in order of first appearance."""
-        index = self._index
-        out = np.empty(len(names), dtype=np.int32)
-        missing = False
-        for pos, name in enumerate(names):
-            idx = index.get(name)
-            if idx is None:
-                missing = True
-                break
-            out[pos] = idx
-        if not missing:
-            return out
-        add = self.add
-        out[:] = [add(name) for name in names]
-        return out
+        get = self._index.get
+        ids = [get(name) for name in names]
+        if None in ids:
+            add = self.add
+            ids = [add(name) if idx is None else idx for name, idx in zip(names, ids, strict=True)]
+        return np.array(ids, dtype=np.int32)
 
     def lookup_many(self, names: Sequence[str]) -> np.ndarray:
         """Ids of ``names`` as int64, -1 for unknown names (never assigns)."""

@@ -27,24 +27,33 @@ from recserver.graph.config import GraphConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.prune import PruneReport
 from recserver.graph.snapshot import GraphSnapshot
-from recserver.graph.store import EdgeStore, IngestOutcome
+from recserver.graph.store import EdgeRun, EdgeStore, IngestOutcome, merge_runs
 
 log = logging.getLogger(__name__)
 
 
 class LiveGraph:
-    """Owns the edge store and the current snapshot."""
+    """Owns the edge store and the current snapshot.
+
+    Compaction (rebuilding the compact base with pruning) runs in its own thread when the overlay
+    outgrows ``compact_overlay_fraction`` of the base; meanwhile overlay publishes go on against
+    the old base, so new events stay visible within a publish interval. The first build, and
+    ``publish(compact=True)``, compact synchronously.
+    """
 
     def __init__(self, cfg: GraphConfig, store: EdgeStore | None = None) -> None:
         self.cfg = cfg
         self.store = store or EdgeStore(cfg)
-        self._lock = threading.Lock()  # guards the store between ingest and publish
+        self._ingest_lock = threading.Lock()  # one ingest at a time (dedup index, id maps)
         self._publish_lock = threading.Lock()  # one publisher at a time
         self._base: Sides | None = None
         self._base_scale = 1.0
         self._t_ref = 0.0
+        self._compacting: EdgeRun | None = None  # pending edges a running compaction absorbs
+        self._compaction: threading.Thread | None = None
         self.last_prune: PruneReport = PruneReport()
         self.last_compaction_s = 0.0
+        self.compactions = 0
         self._version = 0
         self._current: GraphSnapshot | None = None
         self._stop = threading.Event()
@@ -65,41 +74,107 @@ class LiveGraph:
 
     def ingest(self, cols: EventColumns) -> IngestOutcome:
         """Apply a validated batch to the store; visible after the next publish."""
-        with self._lock:
+        with self._ingest_lock:
             return self.store.ingest(cols)
 
     def publish(self, *, compact: bool = False) -> GraphSnapshot:
-        """Fold new events in and publish a snapshot; compacts when the overlay grew too big."""
+        """Fold new events in and publish a snapshot.
+
+        ``compact=True`` rebuilds the base now (waiting for a background compaction first);
+        otherwise a compaction starts in the background when the overlay has grown too big.
+        """
+        if compact:
+            self.wait_for_compaction()
         with self._publish_lock:
-            with self._lock:
-                self.store.fold_incoming()
-                pending = self.store.pending
-                base_edges = self._base.users.nnz if self._base is not None else 0
-            too_big = len(pending) > self.cfg.compact_overlay_fraction * max(base_edges, 1)
-            if compact or self._base is None or too_big or overlay_too_dense(pending):
-                self._compact()
+            self.store.fold_incoming()
+            overlay = self._overlay_run()
+            if compact or self._base is None or overlay_too_dense(overlay):
+                self._join_compaction()
+                self._install(self._build_base())
+            elif self._compaction is None and len(overlay) > self._compact_threshold():
+                self._start_compaction()
             return self._publish_overlay()
 
-    def _compact(self) -> None:
-        with self._lock:
-            main, pending = self.store.take_for_compaction()
-            t_ref = self.store.max_ts if np.isfinite(self.store.max_ts) else 0.0
-            scale = self.store.scale_at(t_ref)
-            n_users, n_items = len(self.store.users), len(self.store.items)
-        built: BaseBuild = build_base(
-            main, pending, self.cfg, scale=scale, t_ref=t_ref, n_users=n_users, n_items=n_items
-        )
-        with self._lock:
-            self.store.install_main(built.merged)
-        self._base, self._base_scale, self._t_ref = built.sides, scale, t_ref
+    def _compact_threshold(self) -> float:
+        base_edges = self._base.users.nnz if self._base is not None else 0
+        return self.cfg.compact_overlay_fraction * max(base_edges, 1)
+
+    def _overlay_run(self) -> EdgeRun:
+        """Edges the current base lacks: those being compacted plus those since."""
+        if self._compacting is None:
+            return self.store.pending
+        return merge_runs(self._compacting, self.store.pending)
+
+    def _build_base(self) -> BaseBuild:
+        main, pending = self.store.take_for_compaction()
+        if self._compacting is not None:
+            pending = merge_runs(self._compacting, pending)
+        self._compacting = pending
+        t_ref = self.store.max_ts if np.isfinite(self.store.max_ts) else 0.0
+        return build_base(
+            main, pending, self.cfg, scale=self.store.scale_at(t_ref), t_ref=t_ref,
+            n_users=len(self.store.users), n_items=len(self.store.items),
+        )  # fmt: skip
+
+    def _install(self, built: BaseBuild) -> None:
+        """Adopt a new base (publish lock held)."""
+        self.store.install_main(built.merged)
+        self._base, self._t_ref = built.sides, built.t_ref
+        self._base_scale = self.store.scale_at(built.t_ref)
+        self._compacting = None
         self.last_prune, self.last_compaction_s = built.report, built.seconds
+        self.compactions += 1
         log.info("compacted base in %.2fs: %s", built.seconds, built.report.summary())
+
+    def _start_compaction(self) -> None:
+        """Build the next base in a thread; overlays keep publishing meanwhile."""
+        main, pending = self.store.take_for_compaction()
+        self._compacting = pending
+        t_ref = self.store.max_ts if np.isfinite(self.store.max_ts) else 0.0
+        sizes = (len(self.store.users), len(self.store.items))
+
+        def run() -> None:
+            try:
+                built = build_base(main, pending, self.cfg, scale=self.store.scale_at(t_ref),
+                                   t_ref=t_ref, n_users=sizes[0], n_items=sizes[1])  # fmt: skip
+            except Exception:  # the old base keeps serving; the edges stay in the overlay
+                log.exception("background compaction failed; the previous base keeps serving")
+                with self._publish_lock:
+                    self.store.pending = merge_runs(pending, self.store.pending)
+                    self.store.install_main(main)
+                    self._compacting = None
+                    self._compaction = None
+                return
+            with self._publish_lock:
+                self._install(built)
+                self._compaction = None
+                self._publish_overlay()
+
+        self._compaction = threading.Thread(target=run, name="graph-compaction", daemon=True)
+        self._compaction.start()
+
+    def _join_compaction(self) -> None:
+        """Called with the publish lock held: let a running compaction finish first."""
+        thread = self._compaction
+        if thread is None:
+            return
+        self._publish_lock.release()
+        try:
+            thread.join()
+        finally:
+            self._publish_lock.acquire()
+
+    def wait_for_compaction(self, timeout: float | None = None) -> bool:
+        """Block until no background compaction runs; True if none is left running."""
+        thread = self._compaction
+        if thread is not None:
+            thread.join(timeout)
+        return self._compaction is None
 
     def _publish_overlay(self) -> GraphSnapshot:
         assert self._base is not None
-        with self._lock:
-            pending = self.store.pending
-            n_users, n_items = len(self.store.users), len(self.store.items)
+        pending = self._overlay_run()
+        n_users, n_items = len(self.store.users), len(self.store.items)
         overlay = build_overlay(
             pending, scale=self._base_scale, n_users=n_users, n_items=n_items
         )
@@ -147,3 +222,4 @@ class LiveGraph:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.wait_for_compaction(timeout=60)

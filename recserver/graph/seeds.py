@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from recserver.graph.arrayops import unique_inverse, unique_sorted
 from recserver.graph.config import WalkConfig
 from recserver.graph.snapshot import Float32Array, GraphSnapshot, Int32Array, Int64Array
 
@@ -35,7 +36,7 @@ def user_seeds(
     items, weights = snapshot.user_items(user)
     if items.shape[0] == 0:
         return np.empty(0, np.int32), np.empty(0, np.float32)
-    uniq, inverse = np.unique(items, return_inverse=True)
+    uniq, inverse = unique_inverse(items)
     merged = np.bincount(inverse, weights=weights.astype(np.float64), minlength=uniq.shape[0])
     order = np.lexsort((uniq, -merged))[:max_seeds]
     return uniq[order].astype(np.int32), merged[order].astype(np.float32)
@@ -46,7 +47,7 @@ def context_seeds(
 ) -> tuple[Int32Array, Float32Array]:
     """Context items as seeds: unique, inside ``[0, n_items)``, weight 1 each (sorted by id)."""
     ids = np.asarray(item_ids, dtype=np.int64).ravel()
-    valid = np.unique(ids[(ids >= 0) & (ids < snapshot.n_items)]).astype(np.int32)
+    valid = unique_sorted(ids[(ids >= 0) & (ids < snapshot.n_items)]).astype(np.int32)
     return valid, np.ones(valid.shape[0], np.float32)
 
 
@@ -93,7 +94,7 @@ def plan_walkers(
     ok = (ids >= 0) & (ids < snapshot.n_items) & np.isfinite(weights) & (weights > 0)
     if not ok.any() or moves <= 0:
         return None
-    uniq, inverse = np.unique(ids[ok], return_inverse=True)
+    uniq, inverse = unique_inverse(ids[ok])
     merged = np.bincount(inverse, weights=weights[ok], minlength=uniq.shape[0])
     all_seeds = uniq.astype(np.int32)
     if uniq.shape[0] > cfg.max_seeds:

@@ -11,12 +11,14 @@ sorted by key ``user << 32 | item``) and ``pending`` (aggregated edges that arri
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
+from recserver.graph.arrayops import unique_sorted
 from recserver.graph.config import GraphConfig
 from recserver.graph.dedup import DedupIndex, id_keys, tuple_keys, type_hashes
 from recserver.graph.events import EventColumns
@@ -88,7 +90,11 @@ class IngestOutcome:
 
 
 class EdgeStore:
-    """Accumulates events into deduplicated edges. Not thread-safe: ``LiveGraph`` serialises it."""
+    """Accumulates events into deduplicated edges.
+
+    One ingest call at a time (``LiveGraph`` serialises them) and one publisher: ``main`` and
+    ``pending`` belong to the publisher; the two meet only at the incoming queue.
+    """
 
     def __init__(self, cfg: GraphConfig) -> None:
         self.cfg = cfg
@@ -99,6 +105,9 @@ class EdgeStore:
         self.max_ts = -math.inf
         self.main = EdgeRun.empty()
         self.pending = EdgeRun.empty()
+        # Ingest threads append here; the publisher drains it. This small lock is the only one
+        # the two share, so a long ingest call never holds up a publish.
+        self._incoming_lock = threading.Lock()
         self._incoming: list[EdgeRun] = []
         self._incoming_count = 0
 
@@ -124,8 +133,8 @@ class EdgeStore:
         users = np.full(n, -1, dtype=np.int32)
         items = np.full(n, -1, dtype=np.int32)
         if known.any():
-            used_u = np.unique(cols.user_codes[known])
-            used_i = np.unique(cols.item_codes[known])
+            used_u = unique_sorted(cols.user_codes[known])
+            used_i = unique_sorted(cols.item_codes[known])
             umap = np.zeros(len(user_names), dtype=np.int32)
             imap = np.zeros(len(item_names), dtype=np.int32)
             umap[used_u] = self.users.add_many([user_names[c] for c in used_u.tolist()])
@@ -157,8 +166,10 @@ class EdgeStore:
             contribution = contribution * np.exp2((ts - self.t0) / (ew.half_life_days * 86_400.0))
         self.max_ts = max(self.max_ts, float(ts.max()))
         keys = (users.astype(np.int64) << np.int64(32)) | items.astype(np.int64)
-        self._incoming.append(EdgeRun(keys, contribution, ts.astype(np.float64)))
-        self._incoming_count += int(keys.shape[0])
+        run = EdgeRun(keys, contribution, ts.astype(np.float64))
+        with self._incoming_lock:
+            self._incoming.append(run)
+            self._incoming_count += int(keys.shape[0])
 
     @property
     def incoming_events(self) -> int:
@@ -167,11 +178,11 @@ class EdgeStore:
 
     def fold_incoming(self) -> int:
         """Aggregate accepted events into ``pending``; returns how many events were folded."""
-        folded = self._incoming_count
-        if self._incoming:
-            self.pending = merge_runs(self.pending, *self._incoming)
-            self._incoming = []
-            self._incoming_count = 0
+        with self._incoming_lock:
+            incoming, folded = self._incoming, self._incoming_count
+            self._incoming, self._incoming_count = [], 0
+        if incoming:
+            self.pending = merge_runs(self.pending, *incoming)
         return folded
 
     def take_for_compaction(self) -> tuple[EdgeRun, EdgeRun]:

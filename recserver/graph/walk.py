@@ -63,6 +63,17 @@ class _Scratch:
         self.per_seed = np.zeros(0, np.int32)
         self.touched = np.zeros(0, np.int32)
         self.log_item = np.zeros(0, np.int32)
+        # Seconds per step done that scoring and ranking take after the last batch, learned
+        # from this thread's walks: the walk stops early enough to finish them by the deadline.
+        self.finish_s_per_step = 0.0
+
+    def learn_finish_cost(self, seconds: float, steps_done: int) -> None:
+        # Tiny walks say little about the cost per step (fixed overheads, a first JIT compile).
+        if steps_done >= 1_024:
+            sample = seconds / steps_done
+            # Fast to rise (an overshoot is costly), slow to fall.
+            rate = 0.5 if sample > self.finish_s_per_step else 0.05
+            self.finish_s_per_step += rate * (sample - self.finish_s_per_step)
 
     def ensure(self, n_items: int, log_capacity: int) -> None:
         if self.total.shape[0] < n_items:  # a newer snapshot with more items: grow once
@@ -144,6 +155,7 @@ def run_walk(
         scratch.total[blocked] = wk.BLOCKED
         stopped = _run_batches(snapshot, plan, cfg, scratch, counters, log_end, multi_hit,
                                rng_seed, deadline, clock, on_batch)  # fmt: skip
+        finish_started = clock()
         n_touched = int(counters[wk.N_TOUCHED])
         scores = wk.score_touched(scratch.touched, n_touched, scratch.total, scratch.log_item,
                                   log_start, log_end, multi_hit, scratch.acc,
@@ -154,6 +166,7 @@ def run_walk(
         scratch.busy = False
     steps_done = 2 * int(counters[wk.MOVES_DONE])
     top_items, top_scores = _top_k(items, scores, k)
+    scratch.learn_finish_cost(clock() - finish_started, steps_done)
     return WalkResult(
         items=top_items,
         scores=top_scores,
@@ -208,8 +221,11 @@ def _run_batches(
         if early:
             return "early_stop"
         started = clock()
-        if deadline is not None and (started >= deadline or started + last_batch_s > deadline):
-            return "deadline"
+        if deadline is not None:
+            moves = int(counters[wk.MOVES_DONE]) + max(1, half_batch // n_active) * n_active
+            finish_s = scratch.finish_s_per_step * 2 * moves
+            if started >= deadline or started + last_batch_s + finish_s > deadline:
+                return "deadline"
         walk_batch(*fixed, max(1, half_batch // n_active), multi_hit)
         if on_batch is not None:
             on_batch(2 * int(counters[wk.MOVES_DONE]))
@@ -229,6 +245,7 @@ def warm_up() -> None:
     seeds, weights = np.array([0, 1], np.int32), np.ones(2, np.float32)
     for boost in ("multi_hit", "sum"):
         run_walk(snap, seeds, weights, WalkConfig(steps=64, boost=boost), k=1)
+    _scratch().finish_s_per_step = 0.0  # compile time is no guide to the scoring cost
 
 
 def _top_k(items: Int32Array, scores: np.ndarray, k: int) -> tuple[Int32Array, Float32Array]:

@@ -17,6 +17,7 @@ Choices, and why:
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,7 +26,7 @@ from grpc_reflection.v1alpha import reflection
 from recserver.config import ServerSection
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.arrival import ArrivalExecutor
-from recserver.server.interceptor import ErrorInterceptor
+from recserver.server.interceptor import ErrorInterceptor, RpcObserver
 from recserver.server.servicer import SERVICE_NAME, RecommenderServicer, RecommendHandler
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ HEALTH_SERVICES: tuple[str, ...] = ("", SERVICE_NAME)
 
 class BindError(OSError):
     """The gRPC port could not be bound (in use, or a bad address)."""
+
+
+class TransportObserver(RpcObserver, Protocol):
+    """What the transport reports to metrics: call outcomes and encode time."""
+
+    def encode_finished(self, surface: str, seconds: float) -> None: ...
 
 
 class GrpcServer:
@@ -53,6 +60,7 @@ class GrpcServer:
         *,
         host: str | None = None,
         port: int | None = None,
+        observer: TransportObserver | None = None,
     ) -> None:
         self._settings = settings or ServerSection()
         self._host = self._settings.host if host is None else host
@@ -64,14 +72,17 @@ class GrpcServer:
         max_bytes = self._settings.max_message_bytes
         self._server = grpc.server(
             self._executor,
-            interceptors=[ErrorInterceptor()],
+            interceptors=[ErrorInterceptor(observer)],
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_send_message_length", max_bytes),
                 ("grpc.max_receive_message_length", max_bytes),
             ],
         )
-        pb_grpc.add_RecommenderServicer_to_server(RecommenderServicer(handler), self._server)
+        servicer = RecommenderServicer(
+            handler, on_encoded=None if observer is None else observer.encode_finished
+        )
+        pb_grpc.add_RecommenderServicer_to_server(servicer, self._server)
 
         self.health = health.HealthServicer()
         # HealthServicer starts with "" SERVING; nothing is served before the graph is loaded.

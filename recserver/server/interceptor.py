@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -52,8 +52,19 @@ def _request_id(request: Any) -> str:
     return rid if isinstance(rid, str) and rid else uuid.uuid4().hex[:16]
 
 
+class RpcObserver(Protocol):
+    """Told the outcome of every unary call (metrics count requests by status code)."""
+
+    def rpc_finished(
+        self, method: str, request: Any, response: Any, code: grpc.StatusCode
+    ) -> None: ...
+
+
 class ErrorInterceptor(grpc.ServerInterceptor):
     """Wraps every unary-unary handler: typed errors -> their code, the rest -> INTERNAL."""
+
+    def __init__(self, observer: RpcObserver | None = None) -> None:
+        self._observer = observer
 
     def intercept_service(
         self,
@@ -66,20 +77,28 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             return handler
         behaviour = handler.unary_unary
         method = handler_call_details.method
+        observer = self._observer
 
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
+            code, response = grpc.StatusCode.OK, None
             try:
-                return behaviour(request, context)
+                response = behaviour(request, context)
+                return response
             except RecServerError as exc:
                 code = status_for(exc)
                 log.debug("%s -> %s: %s", method, code.name, exc)
                 context.abort(code, str(exc))
             except Exception:
                 if _already_aborted(context):
+                    code = context.code()  # type: ignore[attr-defined]  # grpc-stubs lack it
                     raise  # the handler chose its status with context.abort: keep it
+                code = grpc.StatusCode.INTERNAL
                 rid = _request_id(request)
                 log.exception("%s failed (request_id %s)", method, rid)
                 context.abort(grpc.StatusCode.INTERNAL, f"internal error (request_id {rid})")
+            finally:
+                if observer is not None:
+                    observer.rpc_finished(method, request, response, code)
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import grpc
@@ -31,6 +32,9 @@ SOURCE_TO_PROTO: dict[Source, pb.Source.ValueType] = {
 # grpc reports "no deadline" as a remaining time of decades (an infinite-future deadline minus
 # now) rather than None; anything beyond a day cannot be a real client deadline.
 _NO_DEADLINE_S = 86_400.0
+
+#: Told ``(surface, seconds)`` after each response is encoded (the ``encode`` stage metric).
+EncodeObserver = Callable[[str, float], None]
 
 
 class RecommendHandler(Protocol):
@@ -97,8 +101,9 @@ def client_remaining_s(context: grpc.ServicerContext) -> float | None:
 class RecommenderServicer(pb_grpc.RecommenderServicer):
     """``recserver.v1.Recommender`` over a :class:`RecommendHandler`."""
 
-    def __init__(self, handler: RecommendHandler) -> None:
+    def __init__(self, handler: RecommendHandler, on_encoded: EncodeObserver | None = None) -> None:
         self._handler = handler
+        self._on_encoded = on_encoded
 
     def Recommend(
         self, request: pb.RecommendRequest, context: grpc.ServicerContext
@@ -111,4 +116,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         rec = self._handler.recommend(
             query, arrival=arrival, client_remaining_s=client_remaining_s(context)
         )
-        return encode_response(rec, query)
+        if self._on_encoded is None:
+            return encode_response(rec, query)
+        started = time.perf_counter()
+        response = encode_response(rec, query)
+        self._on_encoded(query.surface, time.perf_counter() - started)
+        return response

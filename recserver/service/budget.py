@@ -43,7 +43,10 @@ def compute_deadline(
     if request_budget_ms is not None and 0 < request_budget_ms < budget_ms:
         budget_ms, limited_by = request_budget_ms, "request"
     if client_remaining_s is not None:
-        client_ms = (now + client_remaining_s - arrival) * 1000.0 - margin_ms
+        # gRPC rounds a deadline up when it puts it on the wire (to 10 ms steps above 1 s,
+        # 100 ms above 10 s), so the margin also keeps back 1% of what the client allows.
+        remaining_ms = client_remaining_s * 1000.0
+        client_ms = (now - arrival) * 1000.0 + remaining_ms * 0.99 - margin_ms
         if client_ms < budget_ms:
             budget_ms, limited_by = max(client_ms, 0.0), "client"
     return Deadline(at=arrival + budget_ms / 1000.0, budget_ms=budget_ms, limited_by=limited_by)

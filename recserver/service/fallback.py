@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from recserver.graph.arrayops import union_sorted
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.service.types import Source
 
@@ -134,9 +135,11 @@ class FallbackChain:
             is_last = position == len(names) - 1
             if not is_last and clock() >= request.deadline:
                 continue  # no time left for slow tiers; the last (in-memory) one still serves
-            tier = self.tiers[name]
+            tier = self.tiers.get(name)
             need = request.k - len(items)
             try:
+                if tier is None:  # config validation prevents this; degrade, never fail
+                    raise KeyError(f"no fallback tier named {name!r}")
                 got, got_scores = tier.fetch(_with(request, exclude, need))
             except Exception:  # a failing tier degrades the answer, never fails it
                 log.warning("fallback tier %s failed", name, exc_info=True)
@@ -147,7 +150,7 @@ class FallbackChain:
             sources.extend([tier.source] * int(got.shape[0]))
             if len(items) >= request.k:
                 break
-            exclude = np.union1d(exclude, got).astype(np.int32)
+            exclude = union_sorted(exclude, got.astype(np.int32))
         return ChainResult(items, scores, sources, errors, clock() - started)
 
 

@@ -1,14 +1,50 @@
-"""Ranking the final answer from the walk's candidates and the fallback chain's."""
+"""Ranking the final answer from the walk's candidates and the fallback chain's.
+
+Each surface picks a blend policy (``fallback.blend``):
+
+* ``slots`` — the walk's best items take a share of the ``k`` places proportional to how far the
+  walk got (all of them when it finished or reached ``topup_below_coverage``); the fallback
+  tiers fill the rest in chain order; the walk's remaining items fill what is still empty.
+* ``score`` — graph and ANN candidates compete on normalised scores: each source's scores are
+  divided by its best (1.0 = that source's top item), the graph's weighted by the walk's share
+  ``w`` and the ANN's by ``fallback_weight * (1 - w)``. An item both found gets the sum and keeps
+  the source that contributed more. Popular items only fill places still empty.
+
+Both policies remove duplicates and never return an excluded (seen, context, requested) item;
+every item keeps the tier that produced it.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.walk import WalkResult
 from recserver.service.fallback import ChainResult
 from recserver.service.types import RecommendedItem, Source
+
+Entry = tuple[int, float, Source]
+
+
+class BlendPolicy(Protocol):
+    """What ``merge_answer`` reads of a surface's ``fallback.blend`` section."""
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def fallback_weight(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class SlotsPolicy:
+    mode: str = "slots"
+    fallback_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -36,44 +72,96 @@ def merge_answer(
     chain: ChainResult | None,
     k: int,
     topup_below_coverage: float,
+    *,
+    policy: BlendPolicy | None = None,
+    exclude: npt.NDArray[np.int32] | None = None,
 ) -> Answer:
-    """At most ``k`` items: the walk's best first, then the fallback's, duplicates removed.
+    """At most ``k`` items, best first, by the surface's blend ``policy`` (default: slots).
 
-    Scores are each tier's own normalised score (1.0 = that tier's best) and ``source`` says
-    which tier produced each item.
+    Scores are each tier's own normalised score (1.0 = that tier's best) under ``slots``, the
+    blended score under ``score``; ``source`` says which tier produced each item.
     """
-    picked: list[tuple[int, float, Source]] = []
-    seen: set[int] = set()
-    walk_rest: list[tuple[int, float, Source]] = []
-    if walk is not None:
-        source: Source = "graph_partial" if walk.stopped_by == "deadline" else "graph"
-        slots = graph_slots(k, walk, topup_below_coverage)
-        for rank, (item, score) in enumerate(
-            zip(walk.items.tolist(), walk.scores.tolist(), strict=True)
-        ):
-            entry = (item, float(score), source)
-            if rank < slots:
-                picked.append(entry)
-                seen.add(item)
-            else:
-                walk_rest.append(entry)
-    if chain is not None:
-        for item, score, fb_source in zip(chain.items, chain.scores, chain.sources, strict=True):
-            if len(picked) >= k:
-                break
-            if item not in seen:
-                picked.append((item, float(score), fb_source))
-                seen.add(item)
-    for entry in walk_rest:  # the fallback came up short: use the rest of the walk after all
-        if len(picked) >= k:
-            break
-        picked.append(entry)
+    blend: BlendPolicy = policy if policy is not None else SlotsPolicy()
+    banned: set[int] = set(exclude.tolist()) if exclude is not None else set()
+    walk_entries = _walk_entries(walk, banned)
+    chain_entries = _chain_entries(chain, banned)
+    if blend.mode == "score":
+        share = graph_slots(k, walk, topup_below_coverage) / k if k else 0.0
+        picked = _by_score(walk_entries, chain_entries, k, share, blend.fallback_weight)
+    else:
+        picked = _by_slots(walk_entries, chain_entries, k, graph_slots(k, walk,
+                                                                       topup_below_coverage))
     names = snap.items.names(item for item, _, _ in picked)
     items = [
         RecommendedItem(item_id=name, score=score, source=src)
         for name, (_, score, src) in zip(names, picked, strict=True)
     ]
     return Answer(items=items, source=_overall_source(items))
+
+
+def _walk_entries(walk: WalkResult | None, banned: set[int]) -> list[Entry]:
+    if walk is None:
+        return []
+    source: Source = "graph_partial" if walk.stopped_by == "deadline" else "graph"
+    return [(item, float(score), source)
+            for item, score in zip(walk.items.tolist(), walk.scores.tolist(), strict=True)
+            if item not in banned]
+
+
+def _chain_entries(chain: ChainResult | None, banned: set[int]) -> list[Entry]:
+    if chain is None:
+        return []
+    return [(item, float(score), source)
+            for item, score, source in zip(chain.items, chain.scores, chain.sources, strict=True)
+            if item not in banned]
+
+
+def _by_slots(walk: list[Entry], chain: list[Entry], k: int, slots: int) -> list[Entry]:
+    picked: list[Entry] = []
+    seen: set[int] = set()
+
+    def take(entries: list[Entry]) -> None:
+        for entry in entries:
+            if len(picked) >= k:
+                return
+            if entry[0] not in seen:
+                picked.append(entry)
+                seen.add(entry[0])
+
+    take(walk[:slots])
+    take(chain)
+    take(walk[slots:])  # the fallback came up short: use the rest of the walk after all
+    return picked
+
+
+def _by_score(
+    walk: list[Entry], chain: list[Entry], k: int, share: float, fallback_weight: float
+) -> list[Entry]:
+    fill = [entry for entry in chain if entry[2] == "popular"]
+    ann = [entry for entry in chain if entry[2] != "popular"]
+    # item -> (combined score, best contribution, its source, first position)
+    pooled: dict[int, tuple[float, float, Source, int]] = {}
+    position = 0
+    for entries, weight in ((walk, share), (ann, fallback_weight * (1.0 - share))):
+        top = max((score for _, score, _ in entries), default=0.0)
+        for item, score, source in entries:
+            part = weight * score / top if top > 0 else 0.0
+            old = pooled.get(item)
+            if old is None:
+                pooled[item] = (part, part, source, position)
+                position += 1
+            else:
+                best_part, best_source = (part, source) if part > old[1] else (old[1], old[2])
+                pooled[item] = (old[0] + part, best_part, best_source, old[3])
+    ranked = sorted(pooled.items(), key=lambda kv: (-kv[1][0], kv[1][3]))
+    picked: list[Entry] = [(item, total, source) for item, (total, _, source, _) in ranked[:k]]
+    for entry in fill:
+        if len(picked) >= k:
+            break
+        if entry[0] not in pooled:
+            picked.append(entry)
+            pooled[entry[0]] = (0.0, 0.0, entry[2], position)
+    return picked
 
 
 def _overall_source(items: list[RecommendedItem]) -> Source:

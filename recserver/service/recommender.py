@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recserver.config import RecServerConfig, SurfaceConfig
+from recserver.graph.arrayops import union_sorted, unique_sorted
 from recserver.graph.live import LiveGraph
 from recserver.graph.seeds import context_seeds, user_seeds
 from recserver.graph.snapshot import GraphSnapshot
@@ -145,7 +146,7 @@ class Recommender:
                 reasons.append("few_candidates")
             fb_started = clock()
             # The walk's own top items are not asked for again.
-            fb_exclude = exclude if walk is None else np.union1d(
+            fb_exclude = exclude if walk is None else union_sorted(
                 exclude, walk.items[: graph_slots(k, walk, surface.fallback.topup_below_coverage)]
             )
             chain = self._fallback.fetch(
@@ -160,7 +161,8 @@ class Recommender:
             reserve.observe((clock() - fb_started) * 1000.0)
             reasons.extend(chain.errors)
             stages.mark("fallback")
-        answer = merge_answer(snap, walk, chain, k, surface.fallback.topup_below_coverage)
+        answer = merge_answer(snap, walk, chain, k, surface.fallback.topup_below_coverage,
+                              policy=surface.fallback.blend, exclude=exclude)
         stages.mark("rank")
         finished = clock()
         result = Recommendation(
@@ -194,4 +196,4 @@ class Recommender:
             parts.append(ids[ids >= 0].astype(np.int32))
         if user is not None and surface.filters.exclude_seen:
             parts.append(snap.user_items(user)[0])
-        return np.unique(np.concatenate(parts)).astype(np.int32)
+        return unique_sorted(np.concatenate(parts).astype(np.int32))

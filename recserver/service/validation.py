@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from recserver.config import RecServerConfig, SurfaceConfig
 from recserver.service.errors import InvalidArgument
 from recserver.service.types import RecommendQuery
@@ -56,7 +54,7 @@ def validate_query(query: RecommendQuery, config: RecServerConfig) -> tuple[Surf
                surface.filters.max_context_items, query.surface)
     _check_ids("exclude_item_ids", query.exclude_item_ids,
                surface.filters.max_exclude_items, query.surface)
-    if query.budget_ms is not None and (math.isnan(query.budget_ms) or query.budget_ms < 0):
+    if query.budget_ms is not None and not query.budget_ms > 0:  # NaN fails this too
         raise InvalidArgument(
             f"budget_ms={query.budget_ms} is invalid; leave it unset or give a value in "
             f"(0, {surface.budget_ms}] ms (it can only lower the surface budget)"

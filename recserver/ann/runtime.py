@@ -1,0 +1,142 @@
+"""The ANN tier's moving parts in one place: cache, breaker, write-back, builds, pointer poll.
+
+``build_now`` learns a model from the current snapshot, publishes it (precompute + pointer flip)
+and installs it for readers. ``start`` runs that in a background thread once the graph is
+loaded and again every ``rebuild_interval_s``; between builds it polls the pointer key, so a
+version published by another process (``recserver build-ann``) is adopted: its item table is
+mapped onto this process's ids, and the local model still computes misses.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+
+from recserver.ann.blas import limit_blas_threads
+from recserver.ann.breaker import CircuitBreaker
+from recserver.ann.cache import CacheError, CacheMetrics, NullMetrics, ResultCache, open_cache
+from recserver.ann.codec import Keys, PayloadError, decode_items, parse_pointer
+from recserver.ann.config import AnnConfig
+from recserver.ann.index import set_threads
+from recserver.ann.model import AnnModel, build_model, new_version
+from recserver.ann.precompute import PrecomputeReport, publish
+from recserver.ann.tier import AnnTier, ServingState
+from recserver.ann.urls import redact_url
+from recserver.ann.writeback import WriteBack
+from recserver.graph.live import LiveGraph
+from recserver.service.fallback import FallbackRequest
+
+log = logging.getLogger(__name__)
+
+
+class AnnRuntime:
+    def __init__(
+        self, cfg: AnnConfig, graph: LiveGraph, *, redis_url: str | None = None,
+        metrics: CacheMetrics | None = None, cache: ResultCache | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.graph = graph
+        self.metrics: CacheMetrics = metrics or NullMetrics()
+        self.cache = cache if cache is not None else open_cache(cfg, redis_url)
+        self.where = redact_url(redis_url) if redis_url else "in-process LRU"
+        self.breaker = CircuitBreaker(cfg.breaker.failure_threshold, cfg.breaker.open_s,
+                                      on_state=self.metrics.breaker)
+        self.writer = (WriteBack(self.cache, cfg.ttl_s, self.breaker, self.metrics,
+                                 max_queue=cfg.write_back_queue) if cfg.write_back else None)
+        self.tier = AnnTier(self.cache, self.breaker, cfg, metrics=self.metrics,
+                            writer=self.writer)
+        self.keys = Keys(cfg.key_prefix)
+        self.model: AnnModel | None = None
+        self.last_report: PrecomputeReport | None = None
+        self._build_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def build_now(self, *, progress: bool = False) -> PrecomputeReport:
+        """Build from the current snapshot, publish, and serve the new version."""
+        with self._build_lock:
+            set_threads(self.cfg.build_threads)
+            limit_blas_threads(self.cfg.build_threads)
+            snapshot = self.graph.current
+            previous = self.tier.state.version if self.tier.state is not None else None
+            model = build_model(snapshot, self.cfg, new_version(previous))
+            report = publish(model, snapshot, self.cache, self.cfg, progress=progress)
+            self.model = model
+            self.tier.install(ServingState.local(model, self.cfg.key_prefix))
+            self.last_report = report
+            users = np.flatnonzero(np.diff(snapshot.base_users.indptr) > 0)[:1]
+            if users.shape[0]:
+                self.tier.calibrate(FallbackRequest(
+                    snapshot=snapshot, surface="", user=int(users[0]),
+                    context=np.empty(0, np.int32), exclude=np.empty(0, np.int32),
+                    k=self.cfg.top_k, deadline=time.perf_counter() + 1.0))
+            log.info("ann build %d published to %s:\n%s", model.version, self.where,
+                     report.summary())
+            return report
+
+    def poll_pointer(self) -> int | None:
+        """Adopt the version the pointer names when it is not ours; returns that version."""
+        try:
+            version = parse_pointer(self.cache.get(self.keys.pointer, self.cfg.build_timeout_s))
+            state = self.tier.state
+            if version is None or (state is not None and version == state.version):
+                return version
+            if self.model is not None and version == self.model.version:
+                self.tier.install(ServingState.local(self.model, self.cfg.key_prefix))
+                return version
+            blob = self.cache.get(self.keys.at(version).items, self.cfg.build_timeout_s)
+            if blob is None:
+                return None
+            names = decode_items(blob)
+        except (CacheError, PayloadError) as exc:
+            self.metrics.error("get")
+            log.debug("ann pointer poll failed: %s", exc)
+            return None
+        local = self.graph.current.items.lookup_many(names).astype(np.int32)
+        self.tier.install(ServingState(version, self.keys.at(version), local, self.model))
+        log.info("ann: adopted version %d published elsewhere (%d items)", version, len(names))
+        return version
+
+    def start(self) -> None:
+        """Build once the graph is loaded, then rebuild on schedule and poll the pointer."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="ann-rebuild", daemon=True)
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
+    def _run(self) -> None:
+        while not self.graph.ready:
+            if self._stop.wait(0.2):
+                return
+        next_build = time.monotonic()
+        while not self._stop.is_set():
+            if time.monotonic() >= next_build:
+                try:
+                    self.build_now()
+                except Exception:  # the previous version keeps serving
+                    self.metrics.error("other")
+                    log.exception("ann build failed; the previous version keeps serving")
+                interval = self.cfg.rebuild_interval_s
+                next_build = time.monotonic() + interval if interval else float("inf")
+            wait = min(self.cfg.pointer_poll_s, max(next_build - time.monotonic(), 0.0))
+            if self._stop.wait(wait):
+                return
+            if self.cache.backend == "redis":
+                self.poll_pointer()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        if self.writer is not None:
+            self.writer.close()
+        self.cache.close()
