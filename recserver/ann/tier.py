@@ -26,7 +26,7 @@ from recserver.ann.index import banned_rows, single_thread
 from recserver.ann.model import AnnModel
 from recserver.ann.vectors import user_vector
 from recserver.ann.writeback import WriteBack
-from recserver.service.fallback import FallbackRequest, drop_excluded
+from recserver.service.fallback import FallbackRequest, TierUnavailable, drop_excluded
 from recserver.service.types import Source
 
 Int32Array = npt.NDArray[np.int32]
@@ -38,7 +38,7 @@ USER_WEIGHT_WITH_CONTEXT = 0.5
 EMPTY: tuple[Int32Array, Float32Array] = (np.empty(0, np.int32), np.empty(0, np.float32))
 
 
-class AnnUnavailable(RuntimeError):
+class AnnUnavailable(TierUnavailable):
     """The cache failed or the breaker is open: the chain moves on to the next tier."""
 
 

@@ -9,6 +9,7 @@ list is precomputed on every snapshot publish, so serving from it is a slice and
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -112,11 +113,32 @@ class ChainResult:
     seconds: float
 
 
+class TierUnavailable(RuntimeError):
+    """A tier cannot serve right now (its store is down, its breaker open): an expected outage,
+    reported in ``degraded_reasons`` and logged without a traceback."""
+
+
 class FallbackChain:
     """Runs tiers in order until ``k`` candidates are collected or time runs out."""
 
+    #: During an outage every request would log the same failure: at most one line per tier
+    #: in this many seconds (with a count of the ones suppressed).
+    LOG_EVERY_S = 10.0
+
     def __init__(self, tiers: dict[str, FallbackTier]) -> None:
         self.tiers = tiers
+        self._last_log: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def _log_failure(self, name: str, what: str, *, with_trace: bool) -> None:
+        now = time.monotonic()
+        if now - self._last_log.get(name, -math.inf) < self.LOG_EVERY_S:
+            self._suppressed[name] = self._suppressed.get(name, 0) + 1
+            return
+        suppressed = self._suppressed.pop(name, 0)
+        self._last_log[name] = now
+        log.warning("fallback tier %s %s (%d similar failures not logged)", name, what,
+                    suppressed, exc_info=with_trace)
 
     def fetch(
         self,
@@ -141,8 +163,12 @@ class FallbackChain:
                 if tier is None:  # config validation prevents this; degrade, never fail
                     raise KeyError(f"no fallback tier named {name!r}")
                 got, got_scores = tier.fetch(_with(request, exclude, need))
+            except TierUnavailable as exc:  # expected during an outage: no traceback
+                self._log_failure(name, f"unavailable: {exc}", with_trace=False)
+                errors.append(f"fallback_error:{name}")
+                continue
             except Exception:  # a failing tier degrades the answer, never fails it
-                log.warning("fallback tier %s failed", name, exc_info=True)
+                self._log_failure(name, "failed", with_trace=True)
                 errors.append(f"fallback_error:{name}")
                 continue
             items.extend(got.tolist())
