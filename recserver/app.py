@@ -16,6 +16,8 @@ from recserver.ann.runtime import AnnRuntime
 from recserver.ann.urls import resolve_redis_url
 from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
+from recserver.eval.online import OnlineQuality, OnlineQualityConfig
+from recserver.eventlog.runtime import IngestRuntime
 from recserver.graph.bootstrap import BuildReport, load_into
 from recserver.graph.live import LiveGraph
 from recserver.graph.walk import warm_up
@@ -23,6 +25,7 @@ from recserver.metrics import Metrics
 from recserver.metrics_http import MetricsServer, serving_registry
 from recserver.server.grpc_server import GrpcServer
 from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier
+from recserver.service.observer import Observers
 from recserver.service.recommender import Recommender, WalkHook
 
 log = logging.getLogger(__name__)
@@ -63,9 +66,13 @@ class App:
         metrics_port: int | None = None,
         metrics: Metrics | None = None,
         redis_url: str | None = None,
+        event_log_url: str | None = None,
+        data_dir: str | Path | None = None,
+        online_quality: OnlineQualityConfig | None = None,
     ) -> None:
         """``redis_url`` is the ``--redis-url`` flag: it wins over RECSERVER_REDIS_URL, which wins
-        over ``ann.redis_url`` in the config file."""
+        over ``ann.redis_url`` in the config file. ``event_log_url`` and ``data_dir`` are the
+        ``--event-log-url`` / ``--data-dir`` flags (see ``recserver.eventlog.config``)."""
         self.holder = holder
         config = holder.current
         # Metrics first, so every part below can be handed its share (e.g. metrics.cache).
@@ -77,12 +84,24 @@ class App:
         self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache)
         log.info("ann cache: %s (from %s)", self.ann.where, origin)  # password redacted
         self.tiers = build_tiers(self.graph, self.ann)
+        # Online quality: sampled answers wait for their users' later events (every ingested
+        # batch); answers whose window passed are counted as misses at each publish too.
+        self.online = OnlineQuality(
+            online_quality or config.online_quality,
+            metrics=self.metrics.online,
+        )
+        self.graph.on_ingest.append(self.online.on_ingest)
+        self.graph.on_publish.append(self.online.on_publish)
         self.recommender = Recommender(
             self.graph, lambda: holder.current, FallbackChain(self.tiers), walk_hook=walk_hook,
-            observer=self.metrics,
+            observer=Observers([self.metrics, self.online]),
         )
         holder.add_listener(self._on_config)
-        self.server = GrpcServer(self.recommender, config.server, port=port, observer=self.metrics)
+        self.ingest = IngestRuntime(config.ingest, self.graph, url_flag=event_log_url,
+                                    data_dir=data_dir, metrics=self.metrics.eventlog)
+        self.metrics.watch_ingest(self.ingest)
+        self.server = GrpcServer(self.recommender, config.server, port=port, observer=self.metrics,
+                                 ingest=self.ingest)
         self.metrics_server = MetricsServer(
             serving_registry(self.metrics), config.server.metrics_host,
             config.server.metrics_port if metrics_port is None else metrics_port,
@@ -114,14 +133,29 @@ class App:
             raise
 
     def load(self, source: DataSource, *, watch_config: bool = True) -> None:
-        """Load the first graph, start the publisher and the config watcher, go SERVING."""
-        self.report = load_into(
-            self.graph, events=source.events, synthetic=source.synthetic, strict=source.strict
-        )
-        r = self.report
-        self.metrics.record_ingest(r.events_accepted, r.duplicates, r.rejected)
+        """Load the first graph, start the publisher and the config watcher, go SERVING.
+
+        With ingest on, the newest checkpoint replaces the bootstrap source when there is one,
+        and the event log is replayed from the graph's position before SERVING.
+        """
+        restored = self.ingest.restore()
+        if restored is None:
+            self.report = load_into(
+                self.graph, events=source.events, synthetic=source.synthetic, strict=source.strict
+            )
+            r = self.report
+            self.metrics.record_ingest(r.events_accepted, r.duplicates, r.rejected)
+        else:
+            self.report = BuildReport(
+                source=f"checkpoint {restored.folder}", events_read=0,
+                events_accepted=restored.events_applied, duplicates=0, rejected=0,
+                rejection_summary="", load_seconds=restored.seconds, build_seconds=0.0,
+            )  # fmt: skip
+        if self.ingest.catch_up() or restored is not None:
+            self.graph.publish(compact=True)
         warm_up()  # compile (or load) the walk kernels before the first request pays for it
         self.graph.start()
+        self.ingest.start()  # tail the log, checkpoint, open RecordEvents
         if uses_ann(self.holder.current):
             self.ann.start()  # builds in the background; the tier answers once it has a version
         if watch_config and self.holder.path is not None:
@@ -134,6 +168,7 @@ class App:
             return
         self._stopped.set()
         self.server.stop(grace)
+        self.ingest.stop()  # after the last RecordEvents call: tailer, final checkpoint, log
         self.graph.stop()
         self.ann.stop()
         self.holder.stop_watching()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from recserver.ann.cli import add_build_ann_args, cmd_build_ann
+from recserver.eval.commands import add_eval_commands
 from recserver.graph.bootstrap import BuildReport, build_graph
 from recserver.graph.config import GraphConfig
 from recserver.graph.live import LiveGraph
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     recommend = sub.add_parser("recommend", help="ask a running server, print a table")
     add_recommend_args(recommend)
     recommend.set_defaults(func=cmd_recommend)
+
+    add_eval_commands(sub, _add_source_args)  # evaluate, tune, compare
     return parser
 
 

@@ -6,6 +6,7 @@ YAML layout::
     surfaces:   {home: {...}, item_page: {...}}
     graph:      {...}                     # recserver.graph.config.GraphConfig
     server:     {port: 50051, ...}
+    ingest:     {data_dir: ..., ...}      # recserver.eventlog.config.IngestConfig
 
 ``load_config`` names the file, the field and the fix in every error, and never returns a
 half-valid config: callers keep serving the old one when loading fails.
@@ -14,6 +15,7 @@ half-valid config: callers keep serving the old one when loading fails.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +23,10 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from recserver.ann.config import AnnConfig
+from recserver.eval.online import OnlineQualityConfig
+from recserver.eventlog.config import IngestConfig
 from recserver.graph.config import GraphConfig, StrictModel, WalkConfig
+from recserver.security import AuthConfig, TlsConfig
 
 #: Names a surface may list in ``fallback.tiers``; ``recserver.app.build_tiers`` builds each.
 FALLBACK_TIERS = ("ann", "popular")
@@ -50,6 +55,10 @@ class FallbackConfig(StrictModel):
         "fallback durations"
     )
     reserve_margin_ms: float = Field(default=0.5, ge=0, description="added to that percentile")
+    max_reserve_share: float = Field(
+        default=0.5, gt=0, le=1, description="the reserve never takes more than this share of "
+        "the budget (a slow spell must not starve every walk)"
+    )
     topup_below_coverage: float = Field(
         default=0.5, ge=0, le=1, description="a walk answer with less coverage is topped up"
     )
@@ -113,6 +122,13 @@ class SurfaceConfig(StrictModel):
 class ServerSection(StrictModel):
     """Process-level settings."""
 
+    @property
+    def walk_slots(self) -> int:
+        """``max_concurrent_walks``, or the default for the CPUs this process may use."""
+        if self.max_concurrent_walks is not None:
+            return self.max_concurrent_walks
+        return max(1, len(os.sched_getaffinity(0)) - 1)
+
     host: str = Field(default="127.0.0.1", description="gRPC bind address")
     port: int = Field(default=50051, ge=0, le=65_535, description="0 picks a free port")
     metrics_host: str = Field(default="127.0.0.1")
@@ -122,10 +138,34 @@ class ServerSection(StrictModel):
     deadline_margin_ms: float = Field(
         default=2.0, ge=0, description="kept back from the client's gRPC deadline (network)"
     )
-    max_concurrent_walks: int = Field(
-        default=2, ge=1, description="walks running at once; more requests wait or degrade"
+    max_concurrent_walks: int | None = Field(
+        default=None, ge=1, description="walks running at once; more requests wait or degrade. "
+        "null: one less than the CPUs this process may use (at least 1), so walks (which run "
+        "outside the GIL) always leave a core to accept and answer requests"
     )
-    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_walk_waiters: int = Field(
+        default=2, ge=0, description="requests that may wait for a walk slot at once; more are "
+        "answered from the fallback at once ('overloaded')"
+    )
+    walk_slot_wait_ms: float = Field(
+        default=10.0, ge=0, description="longest wait for a walk slot (never past the walk "
+        "deadline); then the fallback answers ('overloaded')"
+    )
+    enforce_budgets: bool = Field(
+        default=True, description="false only to measure what the budgets buy (load/ scenario "
+        "3): every walk runs to completion, no shedding, no skipped walks; answers may be late"
+    )
+    max_message_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="largest request or "
+        "response; a larger one is RESOURCE_EXHAUSTED (before any handler runs)"
+    )
+    max_concurrent_rpcs: int | None = Field(
+        default=1_000, ge=1, description="calls in flight (running or queued) at once; one more "
+        "is RESOURCE_EXHAUSTED at once: the only overload that even the fallback cannot absorb. "
+        "null: unbounded"
+    )
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     reload_poll_s: float = Field(default=2.0, gt=0, description="config file change check")
 
 
@@ -136,6 +176,8 @@ class RecServerConfig(StrictModel):
     graph: GraphConfig = Field(default_factory=GraphConfig)
     server: ServerSection = Field(default_factory=ServerSection)
     ann: AnnConfig = Field(default_factory=AnnConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    online_quality: OnlineQualityConfig = Field(default_factory=OnlineQualityConfig)
 
     @model_validator(mode="after")
     def _ann_keeps_enough(self) -> RecServerConfig:

@@ -60,7 +60,7 @@ from recserver.config import RecServerConfig
 from recserver.graph.live import LiveGraph
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.server.servicer import SERVICE_NAME, SOURCE_TO_PROTO
-from recserver.service.types import SOURCES, Recommendation
+from recserver.service.types import SOURCES, Recommendation, RecommendQuery
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,12 @@ CACHE_OUTCOMES: tuple[str, ...] = ("hit", "miss", "error", "skipped")
 #: Circuit-breaker state -> the value of ``recserver_cache_breaker_state``.
 BREAKER_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}
 INGEST_OUTCOMES: tuple[str, ...] = ("accepted", "duplicate", "rejected")
+#: Event-log operations that can fail (``recserver_ingest_log_errors``).
+LOG_OPS: tuple[str, ...] = ("append", "read", "decode", "apply", "checkpoint")
+#: Append, apply and visibility delays (ms): from sub-millisecond appends to multi-second lag.
+INGEST_DELAY_MS: tuple[float, ...] = (
+    0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 750, 1000, 1500, 2000, 5000, 10000, 30000,
+)
 RECOMMEND_METHOD = f"/{SERVICE_NAME}/Recommend"
 
 #: Request latency boundaries (ms); the configured budgets and SLAs are added to them.
@@ -197,6 +203,8 @@ class Metrics:
         for outcome in INGEST_OUTCOMES:
             self.ingest.labels(outcome)  # exported at 0 from the start
         self.cache = CacheMetrics(reg)
+        self.online = OnlineQualityMetrics(reg)
+        self.eventlog = IngestMetrics(reg, self.ingest)
         #: Collectors that read live objects at scrape time (served per process).
         self.local_collectors: list[Collector] = []
         self._rpc: dict[tuple[str, str, str], Any] = {}
@@ -207,7 +215,9 @@ class Metrics:
 
     # -- the hot path --------------------------------------------------------------------------
 
-    def request_finished(self, surface: str, rec: Recommendation) -> None:
+    def request_finished(
+        self, surface: str, rec: Recommendation, query: RecommendQuery | None = None
+    ) -> None:
         """``RequestObserver``: one answered request (called by the Recommender)."""
         m = self._surfaces.get(surface) or self._unknown_surface()
         m.duration[rec.source].observe(rec.server_elapsed_ms * 0.001)
@@ -299,6 +309,12 @@ class Metrics:
         self.registry.register(collector)
         self.local_collectors.append(collector)
 
+    def watch_ingest(self, source: LagSource) -> None:
+        """Report the event-log apply lag at scrape time."""
+        collector = IngestCollector(source)
+        self.registry.register(collector)
+        self.local_collectors.append(collector)
+
     def record_ingest(self, accepted: int, duplicate: int, rejected: int) -> None:
         """Count events offered to the graph, by outcome."""
         for outcome, n in zip(INGEST_OUTCOMES, (accepted, duplicate, rejected), strict=True):
@@ -320,6 +336,144 @@ class Metrics:
         if stage in _STAGE_SET:  # cache only fixed names: the dict stays bounded
             m.stage[stage] = child
         return child
+
+
+class IngestMetrics:
+    """The event log and real-time ingest, given to the recorder, tailer and checkpointer.
+
+    ``recorded`` counts ``RecordEvents`` outcomes into ``recserver_ingest_events`` (shared with
+    the bootstrap load); the rest are this replica's view of the log: append time, errors by
+    operation, events applied from the log, and per record the delay from its append (on any
+    replica) to being applied here and to being visible in a published snapshot here. The apply
+    lag (``recserver_ingest_apply_lag_seconds``) is read at scrape time (``watch_ingest``).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None,
+                 events: Counter | None = None) -> None:
+        reg = registry if registry is not None else CollectorRegistry()
+        self._events = events if events is not None else Counter(
+            "recserver_ingest_events", "Events offered to the graph, by outcome", ["outcome"],
+            registry=reg)
+        buckets = [_seconds(ms) for ms in INGEST_DELAY_MS]
+        self._append = Histogram(
+            "recserver_ingest_log_append_duration_seconds", "One durable append to the event log "
+            "(a RecordEvents batch)", buckets=buckets, registry=reg)
+        errors = Counter("recserver_ingest_log_errors", "Event log failures by operation",
+                         ["op"], registry=reg)
+        applied = Counter("recserver_ingest_applied_events", "Events applied to this replica's "
+                          "graph from the log, by outcome", ["outcome"], registry=reg)
+        self._apply_delay = Histogram(
+            "recserver_ingest_apply_delay_seconds", "Per log record: append (any replica) to "
+            "applied to this replica's graph", buckets=buckets, registry=reg)
+        self._visible_delay = Histogram(
+            "recserver_ingest_visible_delay_seconds", "Per log record: append (any replica) to "
+            "visible in this replica's published snapshot", buckets=buckets, registry=reg)
+        checkpoints = Counter("recserver_ingest_checkpoints", "Checkpoints written, by outcome",
+                              ["outcome"], registry=reg)
+        self._checkpoint_s = Gauge(
+            "recserver_ingest_checkpoint_duration_seconds", "Time the last checkpoint took",
+            registry=reg, multiprocess_mode="mostrecent")
+        self._checkpoint_at = Gauge(
+            "recserver_ingest_checkpoint_timestamp_seconds", "Unix time of the last successful "
+            "checkpoint", registry=reg, multiprocess_mode="max")
+        self._errors = {op: errors.labels(op) for op in LOG_OPS}
+        self._applied = {o: applied.labels(o) for o in ("applied", "duplicate")}
+        self._checkpoints = {o: checkpoints.labels(o) for o in ("ok", "failed")}
+        self._outcomes = {o: self._events.labels(o) for o in INGEST_OUTCOMES}
+
+    def recorded(self, accepted: int, duplicates: int, rejected: int) -> None:
+        for outcome, n in zip(INGEST_OUTCOMES, (accepted, duplicates, rejected), strict=True):
+            if n:
+                self._outcomes[outcome].inc(n)
+
+    def appended(self, seconds: float) -> None:
+        self._append.observe(seconds)
+
+    def log_error(self, op: str) -> None:
+        (self._errors.get(op) or self._errors["apply"]).inc()
+
+    def applied(self, accepted: int, duplicates: int) -> None:
+        if accepted:
+            self._applied["applied"].inc(accepted)
+        if duplicates:
+            self._applied["duplicate"].inc(duplicates)
+
+    def apply_delay(self, seconds: float) -> None:
+        self._apply_delay.observe(seconds)
+
+    def visible_delay(self, seconds: float) -> None:
+        self._visible_delay.observe(seconds)
+
+    def checkpoint(self, ok: bool, seconds: float, at: float) -> None:
+        self._checkpoints["ok" if ok else "failed"].inc()
+        if ok:
+            self._checkpoint_s.set(seconds)
+            self._checkpoint_at.set(at)
+        else:
+            self.log_error("checkpoint")
+
+
+class LagSource(Protocol):
+    """What reports the apply lag (``eventlog.tailer.LogTailer``)."""
+
+    def lag_seconds(self) -> float: ...
+
+
+class IngestCollector(Collector):
+    """The tailer's apply lag, read when scraped (0 when caught up)."""
+
+    def __init__(self, source: LagSource) -> None:
+        self._source = source
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "recserver_ingest_apply_lag_seconds", "Seconds since the append of the oldest log "
+            "record this replica has read but not applied (0 when caught up)")
+        family.add_metric([], float(self._source.lag_seconds()))
+        return [family]
+
+
+class OnlineQualityMetrics:
+    """Online quality (``recserver.eval.online``): sampled served answers and their outcome.
+
+    ``sampled`` when an answer is kept, ``hit`` when a later event of its user touched one of its
+    items within the window, ``missed`` when the window passed without one, ``dropped`` when the
+    surface's sample was full. Labels: surface and the answer's source only.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        reg = registry if registry is not None else CollectorRegistry()
+        labels = ["surface", "source"]
+        self._families = {
+            "sampled": Counter("recserver_online_answers_sampled", "Served answers sampled for "
+                               "online quality", labels, registry=reg),
+            "hit": Counter("recserver_online_answers_hit", "Sampled answers whose user touched a "
+                           "recommended item within the window", labels, registry=reg),
+            "missed": Counter("recserver_online_answers_missed", "Sampled answers whose window "
+                              "passed without such an event", labels, registry=reg),
+        }
+        self._dropped = Counter("recserver_online_answers_dropped", "Answers not sampled because "
+                                "the surface's sample was full", ["surface"], registry=reg)
+        self._children: dict[tuple[str, str, str], Any] = {}
+
+    def _inc(self, outcome: str, surface: str, source: str) -> None:
+        key = (outcome, surface, source if source in SOURCES else "popular")
+        child = self._children.get(key)
+        if child is None:
+            child = self._children.setdefault(key, self._families[outcome].labels(*key[1:]))
+        child.inc()
+
+    def sampled(self, surface: str, source: str) -> None:
+        self._inc("sampled", surface, source)
+
+    def hit(self, surface: str, source: str) -> None:
+        self._inc("hit", surface, source)
+
+    def missed(self, surface: str, source: str) -> None:
+        self._inc("missed", surface, source)
+
+    def dropped(self, surface: str) -> None:
+        self._dropped.labels(surface).inc()
 
 
 class CacheMetrics:

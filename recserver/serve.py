@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -29,6 +30,14 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
         "--redis-url", help="ANN result cache (redis://, rediss://, unix://); wins over "
         "RECSERVER_REDIS_URL and the config's ann.redis_url; unset everywhere: in-process cache"
     )
+    parser.add_argument(
+        "--data-dir", type=Path, help="the file event log and checkpoints (wins over the "
+        "config's ingest.data_dir); restarts recover from here"
+    )
+    parser.add_argument(
+        "--event-log-url", help="Redis stream event log shared by replicas (redis://...); wins "
+        "over RECSERVER_EVENT_LOG_URL and ingest.redis_url"
+    )
 
 
 #: Fault injection for drills and tests: sleep this many ms after every walk batch.
@@ -48,10 +57,15 @@ def fault_walk_hook() -> WalkHook | None:
     return lambda steps_done: time.sleep(delay_s)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def cmd_serve(
+    args: argparse.Namespace, *, on_loaded: Callable[[App], None] | None = None
+) -> int:
+    """Serve until SIGTERM/SIGINT. ``on_loaded(app)`` runs on the main thread once the graph is
+    loaded and the server is SERVING (load/scenarios_server.py starts its ingest there)."""
     holder = ConfigHolder(args.config)
     app = App(holder, port=args.port, metrics_port=args.metrics_port, redis_url=args.redis_url,
-              walk_hook=fault_walk_hook())
+              walk_hook=fault_walk_hook(), event_log_url=getattr(args, "event_log_url", None),
+              data_dir=getattr(args, "data_dir", None))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -74,6 +88,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"from {report.source if report else '?'}; surfaces: {', '.join(holder.current.surfaces)}",
         flush=True,
     )
+    if on_loaded is not None:
+        on_loaded(app)
     while not stop.wait(0.5):
         pass
     print("recserver: draining in-flight requests ...", file=sys.stderr, flush=True)

@@ -187,7 +187,9 @@ def test_reflection_lists_the_service(running: Running) -> None:
     database = ProtoReflectionDescriptorDatabase(running.channel)
     assert SERVICE_NAME in database.get_services()
     service = DescriptorPool(database).FindServiceByName(SERVICE_NAME)
-    assert [m.name for m in service.methods] == ["Recommend"]
+    assert [m.name for m in service.methods] == [
+        "Recommend", "RecordEvents", "GetIngestStatus", "DescribeUser"
+    ]
 
 
 def test_client_deadline_is_passed_through(running: Running) -> None:

@@ -305,7 +305,7 @@ def test_unexpected_failure_is_internal_and_the_server_recovers(served: Served) 
     assert info.value.code() == grpc.StatusCode.INTERNAL
     assert info.value.details() == "internal error (request_id boom-1)"
     # The failed walk gave its slot back: more walks than there are slots still run.
-    slots = served.app.holder.current.server.max_concurrent_walks
+    slots = served.app.holder.current.server.walk_slots
     for _ in range(slots + 2):
         resp = served.call()
         assert resp.steps_done > 0 and "overloaded" not in resp.degraded_reasons

@@ -117,15 +117,22 @@ class AnnRuntime:
             if self._stop.wait(0.2):
                 return
         next_build = time.monotonic()
+        retry_s = 5.0
         while not self._stop.is_set():
             if time.monotonic() >= next_build:
+                interval = self.cfg.rebuild_interval_s
                 try:
                     self.build_now()
-                except Exception:  # the previous version keeps serving
+                except Exception:  # the previous version (if any) keeps serving
                     self.metrics.error("other")
-                    log.exception("ann build failed; the previous version keeps serving")
-                interval = self.cfg.rebuild_interval_s
-                next_build = time.monotonic() + interval if interval else float("inf")
+                    log.exception("ann build failed; retrying in %.0f s", retry_s)
+                    # Retry soon, backing off: waiting a whole rebuild interval would leave a
+                    # server whose first build failed without an ANN tier for that long.
+                    next_build = time.monotonic() + min(retry_s, interval or retry_s)
+                    retry_s = min(retry_s * 2, 300.0)
+                else:
+                    retry_s = 5.0
+                    next_build = time.monotonic() + interval if interval else float("inf")
             wait = min(self.cfg.pointer_poll_s, max(next_build - time.monotonic(), 0.0))
             if self._stop.wait(wait):
                 return

@@ -98,7 +98,10 @@ class GraphConfig(StrictModel):
 
     event_weights: EventWeightsConfig = Field(default_factory=EventWeightsConfig)
     prune: PruneConfig = Field(default_factory=PruneConfig)
-    publish_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    publish_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="an accepted event is visible to walks within "
+        "this long: the publisher starts a publish early enough to finish by then"
+    )
     compact_overlay_fraction: float = Field(
         default=0.05,
         gt=0,

@@ -115,10 +115,25 @@ class DedupIndex:
                 self._recent, self._recent_count = [], 0
         return fresh
 
+    def contains(self, keys: U64) -> npt.NDArray[np.bool_]:
+        """Mask of ``keys`` already applied (read only; the caller serialises with writers)."""
+        found = np.zeros(keys.shape[0], dtype=bool)
+        if keys.shape[0] == 0:
+            return found
+        order = np.argsort(keys, kind="stable")  # ascending probes, as in ``add_new``
+        ordered = keys[order]
+        for run in (*self._levels, *self._recent):
+            found[order[member_of_sorted(run, ordered)]] = True
+        return found
+
     def _push(self, run: U64) -> None:
         while self._levels and self._levels[-1].shape[0] <= 2 * run.shape[0]:
             run = union_sorted(self._levels.pop(), run)
         self._levels.append(run)
+
+    def runs_view(self) -> tuple[U64, ...]:
+        """The sorted runs as they are now (shared, never modified in place), e.g. for saving."""
+        return (*self._levels, *self._recent)
 
     def keys(self) -> U64:
         """All keys, sorted (for saving)."""

@@ -24,10 +24,11 @@ from recserver.graph.compact import (
     overlay_too_dense,
 )
 from recserver.graph.config import GraphConfig
+from recserver.graph.dedup import U64
 from recserver.graph.events import EventColumns
 from recserver.graph.prune import PruneReport
 from recserver.graph.snapshot import GraphSnapshot
-from recserver.graph.store import EdgeRun, EdgeStore, IngestOutcome, merge_runs
+from recserver.graph.store import EdgeRun, EdgeStore, IngestOutcome, StoreState, merge_runs
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,22 @@ class LiveGraph:
         self._version = 0
         self._current: GraphSnapshot | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by an ingest that accepted events
+        # When the oldest accepted-but-unpublished event arrived (monotonic), and how long
+        # publishes take: the publisher starts early enough to show it within the interval.
+        self._oldest_unpublished: float | None = None
+        self._publish_s = 0.0
         self._thread: threading.Thread | None = None
         self.on_publish: list[Callable[[GraphSnapshot], None]] = []
+        #: Called after every ``ingest`` with the batch and its outcome, outside the locks (online
+        #: quality matches later events against served answers); exceptions are logged only.
+        self.on_ingest: list[Callable[[EventColumns, IngestOutcome], None]] = []
+        #: The event-log position everything ingested so far reaches (None: not from a log).
+        self.applied_position: str | None = None
+        #: Events applied (accepted by the store) since the graph began, checkpoints included.
+        self.events_applied = 0
+        self._ingest_seq = 0  # ingest calls so far
+        self._folded_seq = 0  # every ingest call up to this one is in the latest snapshot
 
     @property
     def current(self) -> GraphSnapshot:
@@ -72,10 +87,76 @@ class LiveGraph:
     def ready(self) -> bool:
         return self._current is not None
 
-    def ingest(self, cols: EventColumns) -> IngestOutcome:
-        """Apply a validated batch to the store; visible after the next publish."""
+    def ingest(
+        self,
+        cols: EventColumns,
+        *,
+        event_keys: U64 | None = None,
+        log_position: str | None = None,
+    ) -> IngestOutcome:
+        """Apply a validated batch to the store; visible after the next publish.
+
+        ``log_position``: the event-log position this batch brings the graph to (recorded with
+        the batch, atomically, for checkpoints). ``event_keys``: see ``EdgeStore.ingest``.
+        """
         with self._ingest_lock:
-            return self.store.ingest(cols)
+            outcome = self.store.ingest(cols, event_keys=event_keys)
+            self.events_applied += outcome.n_accepted
+            if log_position is not None:
+                self.applied_position = log_position
+            self._ingest_seq += 1
+        if outcome.n_accepted:
+            if self._oldest_unpublished is None:
+                self._oldest_unpublished = time.monotonic()
+            self._wake.set()
+        for callback in self.on_ingest:
+            try:
+                callback(cols, outcome)
+            except Exception:  # a listener must never fail an ingest
+                log.exception("on_ingest listener failed")
+        return outcome
+
+    @property
+    def ingest_seq(self) -> int:
+        """Ingest calls so far; a snapshot's ``stats["ingest_seq"]`` says how many it holds."""
+        return self._ingest_seq
+
+    def mark_position(self, log_position: str) -> None:
+        """Move the applied position past log records that held nothing to apply."""
+        with self._ingest_lock:
+            self.applied_position = log_position
+
+    def seen(self, cols: EventColumns, event_keys: U64 | None = None) -> np.ndarray:
+        """Mask of events already applied (duplicates), assigning no ids."""
+        with self._ingest_lock:
+            return self.store.seen(cols, event_keys)
+
+    def capture_state(self) -> StoreState:
+        """A consistent view of the store for a checkpoint; cheap (references, no copies).
+
+        Holds both locks for the moment it takes: no ingest and no publish runs meanwhile, so
+        the edges, dedup keys, id maps and ``applied_position`` all describe the same point.
+        """
+        with self._publish_lock, self._ingest_lock:
+            store = self.store
+            main, pending, incoming = store.state_parts()
+            compacting = (self._compacting,) if self._compacting is not None else ()
+            return StoreState(
+                main=main, delta=(*compacting, pending, *incoming),
+                dedup_runs=store.dedup.runs_view(), users=store.users, items=store.items,
+                n_users=len(store.users), n_items=len(store.items), t0=store.t0,
+                max_ts=store.max_ts, log_position=self.applied_position,
+                events_applied=self.events_applied,
+            )  # fmt: skip
+
+    def restore_state(self, state: StoreState) -> None:
+        """Adopt a checkpoint (before the first publish); the next publish compacts it."""
+        with self._publish_lock, self._ingest_lock:
+            if self._current is not None:
+                raise RuntimeError("restore_state must come before the first publish")
+            self.store.restore(state)
+            self.applied_position = state.log_position
+            self.events_applied = state.events_applied
 
     def publish(self, *, compact: bool = False) -> GraphSnapshot:
         """Fold new events in and publish a snapshot.
@@ -86,7 +167,10 @@ class LiveGraph:
         if compact:
             self.wait_for_compaction()
         with self._publish_lock:
+            seq = self._ingest_seq  # read first: every ingest up to it is in this fold
+            self._oldest_unpublished = None  # before the fold: later arrivals set it anew
             self.store.fold_incoming()
+            self._folded_seq = seq
             overlay = self._overlay_run()
             if compact or self._base is None or overlay_too_dense(overlay):
                 self._join_compaction()
@@ -194,7 +278,7 @@ class LiveGraph:
             item_degree=degree,
             t_ref=self._t_ref,
             built_at=time.time(),
-            stats={"overlay_edges": float(len(pending))},
+            stats={"overlay_edges": float(len(pending)), "ingest_seq": float(self._folded_seq)},
         )
         self._current = snap  # the atomic swap readers rely on
         for callback in self.on_publish:
@@ -202,7 +286,7 @@ class LiveGraph:
         return snap
 
     def start(self) -> None:
-        """Publish every ``publish_interval_s`` in a daemon thread while new events arrive."""
+        """Publish in a daemon thread, each new event within ``publish_interval_s`` (see _run)."""
         if self._thread is not None:
             return
         self._stop.clear()
@@ -210,15 +294,38 @@ class LiveGraph:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.cfg.publish_interval_s):
+        """Publish so that every accepted event is visible within ``publish_interval_s``.
+
+        The clock starts when the oldest unpublished event is accepted; the publish starts
+        early by the (learned) time a publish takes. Under steady ingest that is one publish a
+        little under every interval; an idle graph publishes nothing.
+        """
+        interval = self.cfg.publish_interval_s
+        while not self._stop.is_set():
+            oldest = self._oldest_unpublished
+            if oldest is None and self._current is not None:
+                self._wake.wait(interval)
+                self._wake.clear()
+                continue
+            if oldest is not None:
+                lead = min(self._publish_s * 1.2 + 0.005, interval / 2)
+                delay = oldest + interval - lead - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    break
+            began = time.monotonic()
             try:
-                if self.store.incoming_events or self._current is None:
-                    self.publish()
+                self.publish()
             except Exception:  # keep publishing later; the old snapshot keeps serving
                 log.exception("snapshot publish failed; the previous snapshot keeps serving")
+                self._stop.wait(interval)  # no hot loop while the failure lasts
+                continue
+            took = time.monotonic() - began
+            # Quick to rise (a late publish breaks the promise), slow to fall.
+            self._publish_s += (0.5 if took > self._publish_s else 0.1) * (took - self._publish_s)
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None

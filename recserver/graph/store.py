@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from recserver.graph.arrayops import unique_sorted
 from recserver.graph.config import GraphConfig
-from recserver.graph.dedup import DedupIndex, id_keys, tuple_keys, type_hashes
+from recserver.graph.dedup import U64, DedupIndex, id_keys, tuple_keys, type_hashes
 from recserver.graph.events import EventColumns
 from recserver.graph.idmap import IdMap
 
@@ -89,6 +89,28 @@ class IngestOutcome:
         return int(self.accepted.sum())
 
 
+@dataclass(frozen=True)
+class StoreState:
+    """What a checkpoint holds of an ``EdgeStore``, captured without copying arrays.
+
+    Arrays are shared, not copied: runs and dedup runs are never modified in place, and the id
+    maps only grow (the first ``n_users`` / ``n_items`` names are the captured ones).
+    ``log_position`` is the event-log position the state includes everything up to.
+    """
+
+    main: EdgeRun
+    delta: tuple[EdgeRun, ...]  # edges since ``main``, unmerged (may repeat keys)
+    dedup_runs: tuple[U64, ...]
+    users: IdMap
+    items: IdMap
+    n_users: int
+    n_items: int
+    t0: float | None
+    max_ts: float
+    log_position: str | None = None
+    events_applied: int = 0
+
+
 class EdgeStore:
     """Accumulates events into deduplicated edges.
 
@@ -123,8 +145,13 @@ class EdgeStore:
             return 1.0
         return float(2.0 ** (-(t_ref - self.t0) / (half_life * 86_400.0)))
 
-    def ingest(self, cols: EventColumns) -> IngestOutcome:
-        """Apply a validated batch; replays of already-applied events are skipped."""
+    def ingest(self, cols: EventColumns, *, event_keys: U64 | None = None) -> IngestOutcome:
+        """Apply a validated batch; replays of already-applied events are skipped.
+
+        ``event_keys``: the events' ``id_keys`` computed already (the event log ships them so
+        replicas do not hash ids again), 0 where an event has no id (its key is then the
+        (user, item, type, timestamp) one). Without them ``cols.event_ids`` are hashed here.
+        """
         n = len(cols)
         type_w = self._type_weights(cols.type_names)[cols.type_codes]
         known = ~np.isnan(type_w)
@@ -143,7 +170,10 @@ class EdgeStore:
             items[known] = imap[cols.item_codes[known]]
         type_hash = type_hashes(cols.type_names)[cols.type_codes]
         keys = tuple_keys(users, items, type_hash, cols.timestamp)
-        if cols.event_ids is not None:
+        if event_keys is not None:
+            with_id = event_keys != 0
+            keys[with_id] = event_keys[with_id]
+        elif cols.event_ids is not None:
             has_id = np.array([bool(e) for e in cols.event_ids], dtype=bool)
             if has_id.any():
                 keys[has_id] = id_keys([e for e in cols.event_ids if e])
@@ -155,6 +185,35 @@ class EdgeStore:
             self._add(users[fresh], items[fresh], type_w[fresh], cols.weight[fresh],
                       cols.timestamp[fresh])
         return IngestOutcome(accepted=fresh, duplicate=duplicate, rejected=~known)
+
+    def seen(self, cols: EventColumns, event_keys: U64 | None = None) -> npt.NDArray[np.bool_]:
+        """Mask of events already applied (same keys as ``ingest``); assigns no ids."""
+        n = len(cols)
+        keys = np.zeros(n, dtype=np.uint64)
+        check = np.zeros(n, dtype=bool)
+        if event_keys is not None:
+            check = event_keys != 0
+            keys[check] = event_keys[check]
+        elif cols.event_ids is not None:
+            check = np.array([bool(e) for e in cols.event_ids], dtype=bool)
+            if check.any():
+                keys[check] = id_keys([e for e in cols.event_ids if e])
+        rest = ~check
+        if rest.any():
+            users = self.users.lookup_many(cols.user_names)[cols.user_codes]
+            items = self.items.lookup_many(cols.item_names)[cols.item_codes]
+            known = rest & (users >= 0) & (items >= 0)  # an unseen user or item: a new event
+            if known.any():
+                type_hash = type_hashes(cols.type_names)[cols.type_codes]
+                keys[known] = tuple_keys(
+                    users[known].astype(np.int32), items[known].astype(np.int32),
+                    type_hash[known], cols.timestamp[known],
+                )
+                check = check | known
+        found = np.zeros(n, dtype=bool)
+        if check.any():
+            found[check] = self.dedup.contains(keys[check])
+        return found
 
     def _add(self, users: npt.NDArray[np.int32], items: npt.NDArray[np.int32], type_w: F64,
              weight: F64, ts: F64) -> None:
@@ -195,3 +254,19 @@ class EdgeStore:
     def install_main(self, merged: EdgeRun) -> None:
         """Adopt the result of a compaction (``merge_runs(main, pending)``, maybe windowed)."""
         self.main = merged
+
+    def state_parts(self) -> tuple[EdgeRun, EdgeRun, tuple[EdgeRun, ...]]:
+        """``main``, ``pending`` and the unfolded incoming runs, as they are now."""
+        with self._incoming_lock:
+            return self.main, self.pending, tuple(self._incoming)
+
+    def restore(self, state: StoreState) -> None:
+        """Adopt a checkpoint's state; only before any ingest or publish."""
+        self.users, self.items = state.users, state.items
+        runs = [r for r in state.dedup_runs if r.shape[0]]
+        self.dedup = DedupIndex(np.concatenate(runs) if runs else None)
+        self.t0, self.max_ts = state.t0, state.max_ts
+        self.main = state.main
+        self.pending = merge_runs(*state.delta) if state.delta else EdgeRun.empty()
+        with self._incoming_lock:
+            self._incoming, self._incoming_count = [], 0

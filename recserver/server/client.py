@@ -8,6 +8,7 @@ The lead wires ``add_*_args`` / ``cmd_*`` into ``recserver/cli.py``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import uuid
 from collections.abc import Sequence
@@ -19,6 +20,12 @@ import grpc
 from recserver.config import ConfigError, load_config
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from recserver.server.auth import bearer_metadata
+from recserver.server.tls import channel_credentials
+
+#: The environment variable the CLI reads the bearer token from (never a command-line flag,
+#: which other users could read in the process list).
+TOKEN_ENV = "RECSERVER_TOKEN"
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 _STAGE_ORDER = {
@@ -29,9 +36,30 @@ _STAGE_ORDER = {
 class RecommendClient:
     """A channel and stub to one server; use as a context manager to close the channel."""
 
-    def __init__(self, target: str = DEFAULT_TARGET) -> None:
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        tls: bool = False,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        token: str | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        """Plaintext by default; ``tls`` (implied by ``ca_file`` or a client cert) dials TLS,
+        trusting ``ca_file`` (else the system roots). ``token`` is sent as a bearer token on
+        every call; ``server_name`` overrides the name the server's certificate is checked for."""
         self.target = target
-        self._channel = grpc.insecure_channel(target)
+        if tls or ca_file is not None or cert_file is not None:
+            options = [] if server_name is None else [
+                ("grpc.ssl_target_name_override", server_name)]
+            self._channel = grpc.secure_channel(
+                target, channel_credentials(ca_file, cert_file, key_file), options=options
+            )
+        else:
+            self._channel = grpc.insecure_channel(target)
+        self._metadata = None if token is None else bearer_metadata(token)
         self._stub = pb_grpc.RecommenderStub(self._channel)
 
     def recommend(
@@ -59,7 +87,9 @@ class RecommendClient:
         )
         if budget_ms is not None:  # leave it unset otherwise: unset means the surface's budget
             request.budget_ms = budget_ms
-        response: pb.RecommendResponse = self._stub.Recommend(request, timeout=timeout_s)
+        response: pb.RecommendResponse = self._stub.Recommend(
+            request, timeout=timeout_s, metadata=self._metadata
+        )
         return response
 
     def close(self) -> None:
@@ -120,11 +150,42 @@ def add_recommend_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=DEFAULT_TARGET, help="server host:port")
     parser.add_argument("--timeout", type=float, default=5.0, help="client deadline, seconds")
     parser.add_argument("--debug", action="store_true", help="show stage timings")
+    add_connection_args(parser)
+
+
+def add_connection_args(parser: argparse.ArgumentParser) -> None:
+    """TLS and token options of the client commands."""
+    parser.add_argument("--tls", action="store_true", help="dial TLS (system root CAs)")
+    parser.add_argument("--ca", type=Path, help="PEM CA of the server cert (implies --tls)")
+    parser.add_argument("--cert", type=Path, help="client certificate, for mutual TLS")
+    parser.add_argument("--key", type=Path, help="client private key, for mutual TLS")
+    parser.add_argument("--server-name", help="name to check the server certificate against")
+    parser.add_argument(
+        "--token-file", type=Path, help=f"file holding the bearer token (else ${TOKEN_ENV})"
+    )
+
+
+def client_from_args(args: argparse.Namespace) -> RecommendClient:
+    """A client for ``--target`` with the TLS and token options of :func:`add_connection_args`."""
+    token_file = getattr(args, "token_file", None)
+    if token_file is not None:
+        try:
+            token: str | None = Path(token_file).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"--token-file {token_file}: cannot read it ({exc.strerror})"
+                             ) from None
+    else:
+        token = os.environ.get(TOKEN_ENV, "").strip() or None
+    return RecommendClient(
+        args.target, tls=getattr(args, "tls", False), ca_file=getattr(args, "ca", None),
+        cert_file=getattr(args, "cert", None), key_file=getattr(args, "key", None), token=token,
+        server_name=getattr(args, "server_name", None),
+    )
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     """Call the server and print the table; 2 for a bad request, 1 for other RPC failures."""
-    with RecommendClient(args.target) as client:
+    with client_from_args(args) as client:
         try:
             resp = client.recommend(
                 args.user,

@@ -26,8 +26,11 @@ from grpc_reflection.v1alpha import reflection
 from recserver.config import ServerSection
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.arrival import ArrivalExecutor
+from recserver.server.auth import AuthInterceptor, protected_methods
+from recserver.server.ingest_servicer import IngestHandler
 from recserver.server.interceptor import ErrorInterceptor, RpcObserver
 from recserver.server.servicer import SERVICE_NAME, RecommenderServicer, RecommendHandler
+from recserver.server.tls import server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class GrpcServer:
         host: str | None = None,
         port: int | None = None,
         observer: TransportObserver | None = None,
+        ingest: IngestHandler | None = None,
     ) -> None:
         self._settings = settings or ServerSection()
         self._host = self._settings.host if host is None else host
@@ -70,9 +74,20 @@ class GrpcServer:
             max_workers=self._settings.max_workers, thread_name_prefix="recserver-grpc"
         )
         max_bytes = self._settings.max_message_bytes
+        # The error interceptor is outermost, so UNAUTHENTICATED is mapped and counted like any
+        # other status; the auth interceptor checks the token by method name (server.auth).
+        interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(observer)]
+        auth = self._settings.auth
+        token = auth.resolve()
+        if token is not None:
+            interceptors.append(
+                AuthInterceptor(token, protected_methods(auth.require_for_recommend))
+            )
+        self._credentials = server_credentials(self._settings.tls)
         self._server = grpc.server(
             self._executor,
-            interceptors=[ErrorInterceptor(observer)],
+            interceptors=interceptors,
+            maximum_concurrent_rpcs=self._settings.max_concurrent_rpcs,
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_send_message_length", max_bytes),
@@ -80,7 +95,8 @@ class GrpcServer:
             ],
         )
         servicer = RecommenderServicer(
-            handler, on_encoded=None if observer is None else observer.encode_finished
+            handler, on_encoded=None if observer is None else observer.encode_finished,
+            ingest=ingest,
         )
         pb_grpc.add_RecommenderServicer_to_server(servicer, self._server)
 
@@ -101,6 +117,18 @@ class GrpcServer:
         return f"{host}:{self.port}"
 
     @property
+    def security_summary(self) -> str:
+        """How the port is protected, in words (no secrets)."""
+        tls = self._settings.tls
+        parts = ["plaintext" if self._credentials is None else
+                 "TLS + client certificates" if tls.client_ca_file else "TLS"]
+        auth = self._settings.auth
+        if auth.configured:
+            parts.append("token for writes/admin" + (" and Recommend"
+                                                     if auth.require_for_recommend else ""))
+        return ", ".join(parts)
+
+    @property
     def port(self) -> int:
         """The bound port; only valid after :meth:`start`."""
         if self._port is None:
@@ -111,14 +139,20 @@ class GrpcServer:
         """Bind and start serving RPCs (health still NOT_SERVING); returns the bound port."""
         address = f"{self._host}:{self._requested_port}"
         try:
-            port = self._server.add_insecure_port(address)
+            if self._credentials is None:
+                port = self._server.add_insecure_port(address)
+            else:
+                port = self._server.add_secure_port(address, self._credentials)
         except RuntimeError as exc:  # newer grpcio raises; older ones returned 0
             raise BindError(f"cannot bind the gRPC port {address}: {exc}") from None
         if port == 0:
             raise BindError(f"cannot bind the gRPC port {address} (in use?)")
         self._server.start()
         self._port = port
-        log.info("gRPC server listening on %s", self.address)
+        log.info("gRPC server listening on %s (%s)", self.address, self.security_summary)
+        if self._credentials is None and self._host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("gRPC port %s is plaintext on a non-loopback address; set server.tls "
+                        "(cert_file, key_file) to encrypt it", self.address)
         return port
 
     def set_serving(self) -> None:

@@ -46,6 +46,35 @@ def status_for(exc: RecServerError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+class MalformedRequest:
+    """Stands in for a request whose bytes did not parse (the handler is never called)."""
+
+    def __init__(self, method: str, error: Exception) -> None:
+        self.method = method
+        self.error = error
+
+
+def tolerant_deserializer(
+    method: str, deserialize: Callable[[bytes], Any] | None
+) -> Callable[[bytes], Any] | None:
+    """``deserialize`` that returns a :class:`MalformedRequest` instead of raising.
+
+    grpc answers a request that fails to parse (bad protobuf, invalid UTF-8 in a string field)
+    with INTERNAL "Exception deserializing request!"; it is the client's fault, so it must be
+    INVALID_ARGUMENT with a message saying what to fix.
+    """
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # DecodeError, UnicodeDecodeError, ...
+            return MalformedRequest(method, exc)
+
+    return parse
+
+
 def _request_id(request: Any) -> str:
     # The client's id when it sent one (so its own logs line up), else a fresh one.
     rid = getattr(request, "request_id", "")
@@ -82,6 +111,13 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             code, response = grpc.StatusCode.OK, None
             try:
+                if isinstance(request, MalformedRequest):
+                    name = method.rsplit("/", 1)[-1]
+                    raise InvalidArgument(
+                        f"the {name} request is not a valid protobuf message "
+                        f"({type(request.error).__name__}); encode it with the recserver.v1 "
+                        "protos (string fields must be valid UTF-8)"
+                    )
                 response = behaviour(request, context)
                 return response
             except RecServerError as exc:
@@ -102,7 +138,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=tolerant_deserializer(method, handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 

@@ -19,6 +19,7 @@ import grpc
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.arrival import current_arrival
+from recserver.server.ingest_servicer import IngestEndpoints, IngestHandler
 from recserver.service.types import SOURCES, Recommendation, RecommendQuery, Source
 
 #: Full name of the service, as health checks and reflection name it.
@@ -98,12 +99,19 @@ def client_remaining_s(context: grpc.ServicerContext) -> float | None:
     return float(remaining)
 
 
-class RecommenderServicer(pb_grpc.RecommenderServicer):
-    """``recserver.v1.Recommender`` over a :class:`RecommendHandler`."""
+class RecommenderServicer(IngestEndpoints, pb_grpc.RecommenderServicer):
+    """``recserver.v1.Recommender`` over a :class:`RecommendHandler` (and an ingest handler for
+    ``RecordEvents`` and friends, see ``ingest_servicer``)."""
 
-    def __init__(self, handler: RecommendHandler, on_encoded: EncodeObserver | None = None) -> None:
+    def __init__(
+        self,
+        handler: RecommendHandler,
+        on_encoded: EncodeObserver | None = None,
+        ingest: IngestHandler | None = None,
+    ) -> None:
         self._handler = handler
         self._on_encoded = on_encoded
+        self._ingest = ingest
 
     def Recommend(
         self, request: pb.RecommendRequest, context: grpc.ServicerContext

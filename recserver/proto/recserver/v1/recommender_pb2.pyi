@@ -58,6 +58,31 @@ POPULAR: Source.ValueType  # 5
 """popular items of the surface"""
 Global___Source: _TypeAlias = Source  # noqa: Y015
 
+class _EventStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EventStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVENT_STATUS_UNSPECIFIED: _EventStatus.ValueType  # 0
+    ACCEPTED: _EventStatus.ValueType  # 1
+    """durably appended to the event log"""
+    DUPLICATE: _EventStatus.ValueType  # 2
+    """seen before (same event_id, or same tuple without one); not appended again"""
+    REJECTED: _EventStatus.ValueType  # 3
+    """unfit; `reason` says why"""
+
+class EventStatus(_EventStatus, metaclass=_EventStatusEnumTypeWrapper): ...
+
+EVENT_STATUS_UNSPECIFIED: EventStatus.ValueType  # 0
+ACCEPTED: EventStatus.ValueType  # 1
+"""durably appended to the event log"""
+DUPLICATE: EventStatus.ValueType  # 2
+"""seen before (same event_id, or same tuple without one); not appended again"""
+REJECTED: EventStatus.ValueType  # 3
+"""unfit; `reason` says why"""
+Global___EventStatus: _TypeAlias = EventStatus  # noqa: Y015
+
 @_typing.final
 class RecommendRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -220,3 +245,278 @@ class RecommendResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RecommendResponse: _TypeAlias = RecommendResponse  # noqa: Y015
+
+@_typing.final
+class Event(_message.Message):
+    """One interaction: user_id did `event` (with `weight`, e.g. a quantity) on item_id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    """Makes retries idempotent; without one, (user_id, item_id, event, timestamp) identifies it."""
+    user_id: _builtins.str
+    item_id: _builtins.str
+    event: _builtins.str
+    """The event type (view, click, add_to_cart, purchase, ...; see graph.event_weights.types)."""
+    weight: _builtins.float
+    """Unset means 1."""
+    timestamp: _builtins.float
+    """Unix seconds; 0 means now (fixed by the receiving server)."""
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        item_id: _builtins.str = ...,
+        event: _builtins.str = ...,
+        weight: _builtins.float | None = ...,
+        timestamp: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_weight", b"_weight", "weight", b"weight"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_weight", b"_weight", "event", b"event", "event_id", b"event_id", "item_id", b"item_id", "timestamp", b"timestamp", "user_id", b"user_id", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__weight: _TypeAlias = _typing.Literal["weight"]  # noqa: Y015
+    _WhichOneofArgType__weight: _TypeAlias = _typing.Literal["_weight", b"_weight"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__weight) -> _WhichOneofReturnType__weight | None: ...
+
+Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class RecordEventsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Echoed back in the response and written to logs."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___Event] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordEventsRequest: _TypeAlias = RecordEventsRequest  # noqa: Y015
+
+@_typing.final
+class EventResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    status: Global___EventStatus.ValueType
+    reason: _builtins.str
+    """Why the event was rejected (empty otherwise)."""
+    def __init__(
+        self,
+        *,
+        status: Global___EventStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventResult: _TypeAlias = EventResult  # noqa: Y015
+
+@_typing.final
+class RecordEventsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    DUPLICATES_FIELD_NUMBER: _builtins.int
+    REJECTED_FIELD_NUMBER: _builtins.int
+    LOG_POSITION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    duplicates: _builtins.int
+    rejected: _builtins.int
+    log_position: _builtins.str
+    """Log position of the appended record ("" when nothing was accepted); compare with
+    GetIngestStatusResponse.visible_position to wait until a replica shows the events.
+    """
+    request_id: _builtins.str
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventResult]:
+        """One per request event, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___EventResult] | None = ...,
+        accepted: _builtins.int = ...,
+        duplicates: _builtins.int = ...,
+        rejected: _builtins.int = ...,
+        log_position: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "duplicates", b"duplicates", "log_position", b"log_position", "rejected", b"rejected", "request_id", b"request_id", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordEventsResponse: _TypeAlias = RecordEventsResponse  # noqa: Y015
+
+@_typing.final
+class GetIngestStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIngestStatusRequest: _TypeAlias = GetIngestStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetIngestStatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKEND_FIELD_NUMBER: _builtins.int
+    WHERE_FIELD_NUMBER: _builtins.int
+    READY_FIELD_NUMBER: _builtins.int
+    APPLIED_POSITION_FIELD_NUMBER: _builtins.int
+    VISIBLE_POSITION_FIELD_NUMBER: _builtins.int
+    EVENTS_APPLIED_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_VERSION_FIELD_NUMBER: _builtins.int
+    APPLY_LAG_SECONDS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_POSITION_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_AT_FIELD_NUMBER: _builtins.int
+    backend: _builtins.str
+    """"file", "redis" or "off"."""
+    where: _builtins.str
+    """Where the log lives (passwords redacted), or why ingest is off."""
+    ready: _builtins.bool
+    """True once RecordEvents is open (the graph is recovered and the tailer runs)."""
+    applied_position: _builtins.str
+    """Everything up to this log position is applied to this replica's graph ..."""
+    visible_position: _builtins.str
+    """... and up to this one is in its published snapshot (visible to Recommend)."""
+    events_applied: _builtins.int
+    """Events applied to the graph since it began (checkpoints carry it across restarts)."""
+    snapshot_version: _builtins.int
+    apply_lag_seconds: _builtins.float
+    """Seconds since the append of the oldest record read but not yet applied (0: caught up)."""
+    last_error: _builtins.str
+    """The tailer's last error, while the log is unreadable ("" when healthy)."""
+    checkpoint_position: _builtins.str
+    checkpoint_at: _builtins.float
+    """Unix time of the last checkpoint written by this process (0: none yet)."""
+    def __init__(
+        self,
+        *,
+        backend: _builtins.str = ...,
+        where: _builtins.str = ...,
+        ready: _builtins.bool = ...,
+        applied_position: _builtins.str = ...,
+        visible_position: _builtins.str = ...,
+        events_applied: _builtins.int = ...,
+        snapshot_version: _builtins.int = ...,
+        apply_lag_seconds: _builtins.float = ...,
+        last_error: _builtins.str = ...,
+        checkpoint_position: _builtins.str = ...,
+        checkpoint_at: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied_position", b"applied_position", "apply_lag_seconds", b"apply_lag_seconds", "backend", b"backend", "checkpoint_at", b"checkpoint_at", "checkpoint_position", b"checkpoint_position", "events_applied", b"events_applied", "last_error", b"last_error", "ready", b"ready", "snapshot_version", b"snapshot_version", "visible_position", b"visible_position", "where", b"where"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetIngestStatusResponse: _TypeAlias = GetIngestStatusResponse  # noqa: Y015
+
+@_typing.final
+class DescribeUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    limit: _builtins.int
+    """At most this many edges; 0 means all."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeUserRequest: _TypeAlias = DescribeUserRequest  # noqa: Y015
+
+@_typing.final
+class UserEdge(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    weight: _builtins.float
+    """Edge weight at the snapshot's reference time (sum over the user's events on the item)."""
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        weight: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_id", b"item_id", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserEdge: _TypeAlias = UserEdge  # noqa: Y015
+
+@_typing.final
+class DescribeUserResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FOUND_FIELD_NUMBER: _builtins.int
+    EDGES_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_VERSION_FIELD_NUMBER: _builtins.int
+    found: _builtins.bool
+    """False when the user is not in the current snapshot."""
+    snapshot_version: _builtins.int
+    @_builtins.property
+    def edges(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserEdge]: ...
+    def __init__(
+        self,
+        *,
+        found: _builtins.bool = ...,
+        edges: _abc.Iterable[Global___UserEdge] | None = ...,
+        snapshot_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edges", b"edges", "found", b"found", "snapshot_version", b"snapshot_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeUserResponse: _TypeAlias = DescribeUserResponse  # noqa: Y015

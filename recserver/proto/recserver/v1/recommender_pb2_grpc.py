@@ -41,6 +41,21 @@ class RecommenderStub:
                 request_serializer=recserver_dot_v1_dot_recommender__pb2.RecommendRequest.SerializeToString,
                 response_deserializer=recserver_dot_v1_dot_recommender__pb2.RecommendResponse.FromString,
                 _registered_method=True)
+        self.RecordEvents = channel.unary_unary(
+                '/recserver.v1.Recommender/RecordEvents',
+                request_serializer=recserver_dot_v1_dot_recommender__pb2.RecordEventsRequest.SerializeToString,
+                response_deserializer=recserver_dot_v1_dot_recommender__pb2.RecordEventsResponse.FromString,
+                _registered_method=True)
+        self.GetIngestStatus = channel.unary_unary(
+                '/recserver.v1.Recommender/GetIngestStatus',
+                request_serializer=recserver_dot_v1_dot_recommender__pb2.GetIngestStatusRequest.SerializeToString,
+                response_deserializer=recserver_dot_v1_dot_recommender__pb2.GetIngestStatusResponse.FromString,
+                _registered_method=True)
+        self.DescribeUser = channel.unary_unary(
+                '/recserver.v1.Recommender/DescribeUser',
+                request_serializer=recserver_dot_v1_dot_recommender__pb2.DescribeUserRequest.SerializeToString,
+                response_deserializer=recserver_dot_v1_dot_recommender__pb2.DescribeUserResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -55,6 +70,32 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordEvents(self, request, context):
+        """Record behavioural events. Results come back per event, in request order. An event is
+        ACCEPTED only once it is durably appended to the event log; every replica then applies it
+        from the log (visible in recommendations within about a second). Idempotent by event_id: a
+        retried event is DUPLICATE, or at worst ACCEPTED again and applied once. If the log cannot
+        append, the call fails with UNAVAILABLE and no event of the batch is acknowledged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIngestStatus(self, request, context):
+        """This replica's ingest state: log backend, applied and visible log positions, apply lag.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeUser(self, request, context):
+        """A user's edges in this replica's current graph snapshot, merged per item, strongest first
+        (for operators and tests: "is my event in the graph?").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +103,21 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.Recommend,
                     request_deserializer=recserver_dot_v1_dot_recommender__pb2.RecommendRequest.FromString,
                     response_serializer=recserver_dot_v1_dot_recommender__pb2.RecommendResponse.SerializeToString,
+            ),
+            'RecordEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvents,
+                    request_deserializer=recserver_dot_v1_dot_recommender__pb2.RecordEventsRequest.FromString,
+                    response_serializer=recserver_dot_v1_dot_recommender__pb2.RecordEventsResponse.SerializeToString,
+            ),
+            'GetIngestStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIngestStatus,
+                    request_deserializer=recserver_dot_v1_dot_recommender__pb2.GetIngestStatusRequest.FromString,
+                    response_serializer=recserver_dot_v1_dot_recommender__pb2.GetIngestStatusResponse.SerializeToString,
+            ),
+            'DescribeUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeUser,
+                    request_deserializer=recserver_dot_v1_dot_recommender__pb2.DescribeUserRequest.FromString,
+                    response_serializer=recserver_dot_v1_dot_recommender__pb2.DescribeUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -92,6 +148,87 @@ class Recommender:
             '/recserver.v1.Recommender/Recommend',
             recserver_dot_v1_dot_recommender__pb2.RecommendRequest.SerializeToString,
             recserver_dot_v1_dot_recommender__pb2.RecommendResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserver.v1.Recommender/RecordEvents',
+            recserver_dot_v1_dot_recommender__pb2.RecordEventsRequest.SerializeToString,
+            recserver_dot_v1_dot_recommender__pb2.RecordEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIngestStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserver.v1.Recommender/GetIngestStatus',
+            recserver_dot_v1_dot_recommender__pb2.GetIngestStatusRequest.SerializeToString,
+            recserver_dot_v1_dot_recommender__pb2.GetIngestStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserver.v1.Recommender/DescribeUser',
+            recserver_dot_v1_dot_recommender__pb2.DescribeUserRequest.SerializeToString,
+            recserver_dot_v1_dot_recommender__pb2.DescribeUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,19 @@ class RecommenderStub:
     """Recommend k items for a user on a surface. Always answers by the deadline: when the graph
     walk runs out of time the answer is topped up from a fallback tier and marked `degraded`.
     """
+    RecordEvents: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.RecordEventsRequest, _recommender_pb2.RecordEventsResponse]
+    """Record behavioural events. Results come back per event, in request order. An event is
+    ACCEPTED only once it is durably appended to the event log; every replica then applies it
+    from the log (visible in recommendations within about a second). Idempotent by event_id: a
+    retried event is DUPLICATE, or at worst ACCEPTED again and applied once. If the log cannot
+    append, the call fails with UNAVAILABLE and no event of the batch is acknowledged.
+    """
+    GetIngestStatus: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.GetIngestStatusRequest, _recommender_pb2.GetIngestStatusResponse]
+    """This replica's ingest state: log backend, applied and visible log positions, apply lag."""
+    DescribeUser: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.DescribeUserRequest, _recommender_pb2.DescribeUserResponse]
+    """A user's edges in this replica's current graph snapshot, merged per item, strongest first
+    (for operators and tests: "is my event in the graph?").
+    """
 
 @_typing.type_check_only
 class RecommenderAsyncStub(RecommenderStub):
@@ -51,6 +64,19 @@ class RecommenderAsyncStub(RecommenderStub):
     Recommend: _aio.UnaryUnaryMultiCallable[_recommender_pb2.RecommendRequest, _recommender_pb2.RecommendResponse]  # type: ignore[assignment]
     """Recommend k items for a user on a surface. Always answers by the deadline: when the graph
     walk runs out of time the answer is topped up from a fallback tier and marked `degraded`.
+    """
+    RecordEvents: _aio.UnaryUnaryMultiCallable[_recommender_pb2.RecordEventsRequest, _recommender_pb2.RecordEventsResponse]  # type: ignore[assignment]
+    """Record behavioural events. Results come back per event, in request order. An event is
+    ACCEPTED only once it is durably appended to the event log; every replica then applies it
+    from the log (visible in recommendations within about a second). Idempotent by event_id: a
+    retried event is DUPLICATE, or at worst ACCEPTED again and applied once. If the log cannot
+    append, the call fails with UNAVAILABLE and no event of the batch is acknowledged.
+    """
+    GetIngestStatus: _aio.UnaryUnaryMultiCallable[_recommender_pb2.GetIngestStatusRequest, _recommender_pb2.GetIngestStatusResponse]  # type: ignore[assignment]
+    """This replica's ingest state: log backend, applied and visible log positions, apply lag."""
+    DescribeUser: _aio.UnaryUnaryMultiCallable[_recommender_pb2.DescribeUserRequest, _recommender_pb2.DescribeUserResponse]  # type: ignore[assignment]
+    """A user's edges in this replica's current graph snapshot, merged per item, strongest first
+    (for operators and tests: "is my event in the graph?").
     """
 
 class RecommenderServicer(metaclass=_abc_1.ABCMeta):
@@ -64,6 +90,37 @@ class RecommenderServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_recommender_pb2.RecommendResponse, _abc.Awaitable[_recommender_pb2.RecommendResponse]]:
         """Recommend k items for a user on a surface. Always answers by the deadline: when the graph
         walk runs out of time the answer is topped up from a fallback tier and marked `degraded`.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordEvents(
+        self,
+        request: _recommender_pb2.RecordEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recommender_pb2.RecordEventsResponse, _abc.Awaitable[_recommender_pb2.RecordEventsResponse]]:
+        """Record behavioural events. Results come back per event, in request order. An event is
+        ACCEPTED only once it is durably appended to the event log; every replica then applies it
+        from the log (visible in recommendations within about a second). Idempotent by event_id: a
+        retried event is DUPLICATE, or at worst ACCEPTED again and applied once. If the log cannot
+        append, the call fails with UNAVAILABLE and no event of the batch is acknowledged.
+        """
+
+    @_abc_1.abstractmethod
+    def GetIngestStatus(
+        self,
+        request: _recommender_pb2.GetIngestStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recommender_pb2.GetIngestStatusResponse, _abc.Awaitable[_recommender_pb2.GetIngestStatusResponse]]:
+        """This replica's ingest state: log backend, applied and visible log positions, apply lag."""
+
+    @_abc_1.abstractmethod
+    def DescribeUser(
+        self,
+        request: _recommender_pb2.DescribeUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recommender_pb2.DescribeUserResponse, _abc.Awaitable[_recommender_pb2.DescribeUserResponse]]:
+        """A user's edges in this replica's current graph snapshot, merged per item, strongest first
+        (for operators and tests: "is my event in the graph?").
         """
 
 def add_RecommenderServicer_to_server(servicer: RecommenderServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

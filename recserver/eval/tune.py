@@ -1,0 +1,215 @@
+"""``recserver tune --surface S``: which budget buys how much quality, measured in-process.
+
+The sweep replays the test users of a temporal split through the serving path
+(``Recommender.recommend``) for every (walk steps, n_v, budget) of the grid, with real
+``perf_counter`` timings. For one (steps, n_v) the budgets go up until no walk was cut by its
+deadline: a larger budget would give the same answers. One more point runs without a deadline
+at the largest step count: the unbounded reference. The quality-vs-p99 Pareto frontier is
+printed (and drawn), and the recommendation is the smallest budget whose quality reaches
+``threshold`` (default 98%) of the best measured, with the config snippet that sets it. Points
+where the deadline cut more than ``max_cut`` of the walks are shown but neither recommended nor
+counted as the best (see ``eligible``). Every point asks with the same request ids, so a user's
+walk draws the same random numbers at every point and differences are not sampling noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recserver.config import DEFAULT_DOCUMENT, ConfigError, RecServerConfig, config_from_document
+from recserver.eval.evaluate import run_strategy
+from recserver.eval.metrics import top_share_items
+from recserver.eval.setup import EvalSetup, with_surface
+from recserver.eval.split import Split
+from recserver.eval.strategies import ServingStrategy
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STEPS = (10_000, 20_000, 50_000, 100_000)
+DEFAULT_NV = (2, 4)
+DEFAULT_BUDGETS = (3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 20.0)
+CUT = ("deadline", "budget_spent")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One measured setting. ``budget_ms`` None: no deadline (the unbounded reference)."""
+
+    budget_ms: float | None
+    steps: int
+    n_v: int
+    quality: float
+    p50_ms: float
+    p99_ms: float
+    cut_share: float  # answers whose walk the deadline cut (or skipped)
+    users: int
+
+    @property
+    def label(self) -> str:
+        budget = "unbounded" if self.budget_ms is None else f"{self.budget_ms:g} ms"
+        return f"{budget}, {self.steps:,} steps, n_v={self.n_v}"
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pareto_frontier(points: Sequence[Point]) -> list[Point]:
+    """The points no other point beats: none has more quality at the same or lower p99.
+
+    Ordered by p99; quality rises strictly along it.
+    """
+    frontier: list[Point] = []
+    for point in sorted(points, key=lambda p: (p.p99_ms, -p.quality)):
+        if not frontier or point.quality > frontier[-1].quality:
+            frontier.append(point)
+    return frontier
+
+
+def eligible(points: Sequence[Point], max_cut: float = 0.01) -> list[Point]:
+    """Points whose walks the deadline cut at most ``max_cut`` of the time.
+
+    A budget that cuts most walks answers "degraded" (deadline) and keeps the budget-exhaustion
+    alerts firing, even when the fallback's top-up happens to score well: a mix of walk and ANN
+    is a blend setting (``fallback.blend``), not a budget that is too small.
+    """
+    return [p for p in points if p.cut_share <= max_cut]
+
+
+def recommend(points: Sequence[Point], threshold: float = 0.98,
+              max_cut: float = 0.01) -> Point | None:
+    """The smallest budget whose quality is at least ``threshold`` x the best quality.
+
+    Only points cutting at most ``max_cut`` of the walks count (see ``eligible``), for the best
+    quality too. Ties on budget go to the lower p99, then fewer steps, then smaller n_v.
+    Unbounded points count for the best quality but are never recommended. None when no
+    budgeted point qualifies.
+    """
+    allowed = eligible(points, max_cut)
+    if not allowed:
+        return None
+    best = max(p.quality for p in allowed)
+    good = [p for p in allowed if p.budget_ms is not None and p.quality >= threshold * best]
+    if not good:
+        return None
+    return min(good, key=lambda p: (p.budget_ms, p.p99_ms, p.steps, p.n_v))
+
+
+def sweep(
+    setup: EvalSetup, config: RecServerConfig, surface: str, split: Split, *, k: int,
+    metric: str = "recall", steps: Sequence[int] = DEFAULT_STEPS,
+    n_vs: Sequence[int] = DEFAULT_NV, budgets: Sequence[float] = DEFAULT_BUDGETS,
+    on_point: Callable[[Point], None] | None = None, repeats: int = 1,
+) -> list[Point]:
+    """Measure the grid (see the module docstring); every point on the same users."""
+    key = f"{metric}@{k}"
+    top = top_share_items(split.item_users)
+    points: list[Point] = []
+
+    def measure(budget: float | None, n_steps: int, n_v: int) -> Point | None:
+        try:
+            cfg = with_surface(config, surface, budget_ms=math.inf if budget is None else budget,
+                               walk={"steps": n_steps, "n_v": n_v})
+        except ConfigError as exc:
+            log.warning("skipping budget %s ms: %s", budget, exc)
+            return None
+        measured = run_strategy(ServingStrategy(setup, cfg, surface), split.users, k=k,
+                                catalogue=setup.snapshot.n_items, top_items=top,
+                                repeats=repeats)
+        summary = measured.scores.summary()
+        cut = sum(measured.reasons[r] for r in CUT) / max(measured.scores.users, 1)
+        point = Point(budget, n_steps, n_v, summary[key], summary["p50_ms"], summary["p99_ms"],
+                      cut, len(measured.answers))
+        points.append(point)
+        if on_point is not None:
+            on_point(point)
+        return point
+
+    for n_steps in sorted(steps):
+        for n_v in n_vs:
+            for budget in sorted(budgets):
+                point = measure(budget, n_steps, n_v)
+                if point is not None and point.cut_share == 0.0:
+                    break  # every walk finished: larger budgets give the same answers
+    measure(None, max(steps), setup.surface(surface).walk.n_v)
+    return points
+
+
+def snippet(surface: str, point: Point, current: RecServerConfig) -> dict[str, Any]:
+    """The surface settings that apply ``point``, as a config document fragment."""
+    assert point.budget_ms is not None
+    budget: float | int = int(point.budget_ms) if point.budget_ms.is_integer() else point.budget_ms
+    body: dict[str, Any] = {"budget_ms": budget, "walk": {"steps": point.steps, "n_v": point.n_v}}
+    if current.surfaces[surface].sla_p99_ms < point.budget_ms:
+        body["sla_p99_ms"] = budget
+    return {"surfaces": {surface: body}}
+
+
+def merged_document(config_path: Path | None, fragment: dict[str, Any]) -> dict[str, Any]:
+    """The config file (or the embedded default) with ``fragment`` merged in, validated."""
+    if config_path is None:
+        document = copy.deepcopy(DEFAULT_DOCUMENT)
+    else:
+        document = yaml.safe_load(config_path.read_text()) or {}
+    merged = _merge(document, fragment)
+    config_from_document(merged, str(config_path or "<embedded default>"))
+    return merged
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def plot(points: Sequence[Point], choice: Point | None, threshold: float, path: Path,
+         title: str, max_cut: float = 0.01, ylabel: str = "quality") -> Path | None:
+    """Quality against p99: every point, the frontier, the threshold and the choice (PNG)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # matplotlib is a dev extra
+        log.warning("matplotlib is not installed: no plot (pip install 'recserver[dev]')")
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    bounded = [p for p in eligible(points, max_cut) if p.budget_ms is not None]
+    cut = [p for p in points if p.cut_share > max_cut]
+    ax.scatter([p.p99_ms for p in bounded], [p.quality for p in bounded], s=18, c="0.5",
+               label="measured (budget, steps, n_v)")
+    if cut:
+        ax.scatter([p.p99_ms for p in cut], [p.quality for p in cut], s=18, marker="x",
+                   c="0.75", label=f"deadline cut > {max_cut:.0%} of walks")
+    front = pareto_frontier(eligible(points, max_cut))
+    ax.plot([p.p99_ms for p in front], [p.quality for p in front], "-o", c="tab:blue",
+            ms=5, label="Pareto frontier")
+    for p in [p for p in points if p.budget_ms is None]:
+        ax.scatter([p.p99_ms], [p.quality], marker="s", c="k", label=f"unbounded ({p.steps:,})")
+    best = max(p.quality for p in eligible(points, max_cut))
+    ax.axhline(threshold * best, ls="--", c="tab:orange", lw=1,
+               label=f"{threshold:.0%} of the best")
+    if choice is not None:
+        ax.scatter([choice.p99_ms], [choice.quality], marker="*", s=220, c="tab:red", zorder=5,
+                   label=f"recommended: {choice.label}")
+    ax.set_xscale("log")
+    ax.set_xlabel("p99 latency per query (ms, in-process)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

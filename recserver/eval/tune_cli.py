@@ -1,0 +1,175 @@
+"""The ``recserver tune`` command: run the sweep, print the frontier, plot, emit the snippet."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from recserver.config import load_config
+from recserver.eval import report
+from recserver.eval.evaluate import load_source
+from recserver.eval.report import finite
+from recserver.eval.setup import EvalSetup
+from recserver.eval.split import temporal_split
+from recserver.eval.tune import (
+    DEFAULT_BUDGETS,
+    DEFAULT_NV,
+    DEFAULT_STEPS,
+    Point,
+    eligible,
+    merged_document,
+    pareto_frontier,
+    plot,
+    recommend,
+    snippet,
+    sweep,
+)
+
+log = logging.getLogger(__name__)
+
+
+def tune_document(points: list[Point], choice: Point | None, *, source: str, surface: str,
+                  k: int, metric: str, threshold: float, max_cut: float,
+                  fragment: dict[str, Any] | None, plot_path: Path | None) -> dict[str, Any]:
+    """The tune JSON document (schema in ``docs/evaluation.md``)."""
+    allowed = eligible(points, max_cut)
+    best = max((p.quality for p in allowed), default=0.0)
+    unbounded = [p for p in points if p.budget_ms is None]
+    reference = unbounded[-1] if unbounded else None
+    frontier = pareto_frontier(allowed)
+    return {
+        "schema": report.TUNE_SCHEMA,
+        "source": source,
+        "surface": surface,
+        "k": k,
+        "metric": f"{metric}@{k}",
+        "threshold": threshold,
+        "max_cut": max_cut,
+        "best_quality": best,
+        "points": [{**p.record(), "eligible": p in allowed, "frontier": p in frontier}
+                   for p in points],
+        "frontier": [p.record() for p in frontier],
+        "unbounded": reference.record() if reference else None,
+        "recommendation": None if choice is None else {
+            **choice.record(),
+            "share_of_best": choice.quality / best if best > 0 else None,
+            "share_of_unbounded": finite(choice.quality / reference.quality)
+            if reference and reference.quality > 0 else None,
+        },
+        "snippet": yaml.safe_dump(fragment, sort_keys=False) if fragment else None,
+        "plot": str(plot_path) if plot_path else None,
+    }
+
+
+def format_tune(doc: dict[str, Any]) -> str:
+    rows = []
+    for p in doc["points"]:
+        budget = "unbounded" if p["budget_ms"] is None else p["budget_ms"]
+        mark = "frontier" if p["frontier"] else ("" if p["eligible"] else "too cut")
+        rows.append([budget, p["steps"], p["n_v"], p["quality"], p["p50_ms"], p["p99_ms"],
+                     p["cut_share"], mark])
+    header = ["budget_ms", "steps", "n_v", doc["metric"], "p50_ms", "p99_ms", "cut", ""]
+    lines = [f"sweep of surface {doc['surface']} on {doc['source']} "
+             f"({doc['points'][0]['users']:,} users a point; cut = share of walks the deadline "
+             f"stopped; points cutting more than {doc['max_cut']:.0%} are not eligible)", "",
+             report.table(rows, header), ""]
+    lines.append("Pareto frontier (p99 -> quality): " + ", ".join(
+        f"{p['p99_ms']:.2f} ms -> {p['quality']:.4f}" for p in doc["frontier"]))
+    rec = doc["recommendation"]
+    if rec is None:
+        lines.append(f"no budget reaches {doc['threshold']:.0%} of the best "
+                     f"{doc['metric']} ({doc['best_quality']:.4f}); widen --budgets or --steps")
+    else:
+        kept = rec["share_of_unbounded"]
+        lines.append(
+            f"recommended: budget {rec['budget_ms']:g} ms, {rec['steps']:,} steps, n_v="
+            f"{rec['n_v']}: {doc['metric']} {rec['quality']:.4f} = {rec['share_of_best']:.1%} of "
+            f"the best {doc['best_quality']:.4f}"
+            + (f", {kept:.1%} of the unbounded walk" if kept is not None else "")
+            + f"; p99 {rec['p99_ms']:.2f} ms")
+        lines += ["", "config snippet:", "", doc["snippet"].rstrip()]
+    if doc["plot"]:
+        lines.append(f"\nplot: {doc['plot']}")
+    return "\n".join(lines)
+
+
+def add_tune_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
+    parser.add_argument("--surface", required=True, help="the surface to tune")
+    parser.add_argument("-k", type=int, default=20)
+    parser.add_argument("--metric", choices=("recall", "ndcg"), default="recall")
+    parser.add_argument("--threshold", type=float, default=0.98,
+                        help="share of the best quality the budget must reach (default 0.98)")
+    parser.add_argument("--max-cut", type=float, default=0.01,
+                        help="most walks the deadline may cut at an eligible point (default 0.01)")
+    parser.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)),
+                        help="walk step counts to sweep (comma-separated)")
+    parser.add_argument("--n-v", default=",".join(map(str, DEFAULT_NV)),
+                        help="early-stopping visit counts n_v to sweep")
+    parser.add_argument("--budgets", default=",".join(f"{b:g}" for b in DEFAULT_BUDGETS),
+                        help="budgets in ms to sweep")
+    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--max-users", type=int, default=1_000,
+                        help="test users replayed per point (default 1000; 0: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="answers per user and point, each with other random numbers")
+    parser.add_argument("--plot", type=Path, default=Path("tune.png"), help="PNG path")
+    parser.add_argument("--write-config", type=Path,
+                        help="write the config with the recommended settings here")
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--out", type=Path, help="also write the JSON document here")
+
+
+def _numbers(text: str, kind: type) -> list[Any]:
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{text!r}: give comma-separated numbers") from None
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.surface(args.surface) is None:
+        raise ValueError(f"unknown surface {args.surface!r}; the config has: "
+                         f"{', '.join(config.surfaces)}")
+    if not 0 < args.threshold <= 1:
+        raise ValueError(f"--threshold {args.threshold}: give a share in (0, 1]")
+    cols, source = load_source(config, args.events, args.synthetic, strict=args.strict,
+                               seed=args.seed)
+    split = temporal_split(cols, test_fraction=args.test_fraction,
+                           max_users=args.max_users or None, seed=args.seed)
+    if not split.users:
+        raise ValueError(f"{source}: no test users after the cutoff; raise --test-fraction")
+    setup = EvalSetup(config, split.train)
+    try:
+        points = sweep(
+            setup, config, args.surface, split, k=args.k, metric=args.metric,
+            steps=_numbers(args.steps, int), n_vs=_numbers(args.n_v, int),
+            budgets=_numbers(args.budgets, float), repeats=max(1, args.repeats),
+            on_point=lambda p: log.info("%s: quality %.4f, p99 %.2f ms, cut %.0f%%", p.label,
+                                        p.quality, p.p99_ms, 100 * p.cut_share),
+        )
+    finally:
+        setup.close()
+    if not points:
+        raise ValueError("nothing was measured; check --budgets against fallback.min_reserve_ms")
+    choice = recommend(points, args.threshold, args.max_cut)
+    fragment = snippet(args.surface, choice, config) if choice is not None else None
+    title = f"{args.surface}: {args.metric}@{args.k} vs p99 ({Path(source).name})"
+    drawn = (plot(points, choice, args.threshold, args.plot, title, args.max_cut,
+                  f"{args.metric}@{args.k}") if args.plot else None)
+    doc = tune_document(points, choice, source=source, surface=args.surface, k=args.k,
+                        metric=args.metric, threshold=args.threshold, max_cut=args.max_cut,
+                        fragment=fragment, plot_path=drawn)
+    if fragment is not None and args.write_config is not None:
+        merged = merged_document(args.config, fragment)
+        args.write_config.write_text(yaml.safe_dump(merged, sort_keys=False))
+        doc["config_written"] = str(args.write_config)
+    text = report.dump_json(doc, args.out)
+    print(text if args.format == "json" else format_tune(doc))
+    return 0

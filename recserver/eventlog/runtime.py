@@ -1,0 +1,204 @@
+"""Real-time ingest as the App runs it: the log, the recorder, the tailer and the checkpointer.
+
+Start order (``App.load``): :meth:`IngestRuntime.restore` (newest checkpoint, if any) or the
+caller's bootstrap; :meth:`catch_up` (replay the log from the graph's position); the first
+publish; :meth:`start` (tailer and checkpointer threads; ``RecordEvents`` opens). Stop order:
+``RecordEvents`` closes, the tailer stops, a final checkpoint, the log closes.
+
+The servicer calls :meth:`record_events`, :meth:`status` and :meth:`describe_user`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recserver.eventlog.base import START, EventLog, LogUnavailable, Position
+from recserver.eventlog.checkpoint import CheckpointStore
+from recserver.eventlog.config import IngestConfig
+from recserver.eventlog.recorder import EventRecorder, EventRows, RecordOutcome
+from recserver.eventlog.registry import choose, describe, open_log
+from recserver.eventlog.tailer import LogTailer
+from recserver.graph.arrayops import unique_inverse
+from recserver.graph.live import LiveGraph
+from recserver.recovery import Checkpointer, Restored, restore_latest
+from recserver.service.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestStatus:
+    """This replica's ingest state (``GetIngestStatus``)."""
+
+    backend: str  # "file", "redis" or "off"
+    where: str
+    ready: bool
+    applied_position: str
+    visible_position: str
+    events_applied: int
+    snapshot_version: int
+    apply_lag_s: float
+    last_error: str
+    checkpoint_position: str
+    checkpoint_at: float
+
+
+@dataclass(frozen=True)
+class UserEdges:
+    """A user's edges in the current snapshot, merged per item, strongest first."""
+
+    found: bool
+    item_ids: list[str]
+    weights: list[float]
+    snapshot_version: int
+
+
+class IngestRuntime:
+    """Owns the event log and everything that reads or writes it for one server."""
+
+    def __init__(
+        self,
+        cfg: IngestConfig,
+        graph: LiveGraph,
+        *,
+        url_flag: str | None = None,
+        data_dir: str | Path | None = None,
+        metrics: Any = None,
+        origin: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.graph = graph
+        self.metrics = metrics
+        self.choice = choose(cfg, url_flag=url_flag, data_dir=data_dir)
+        self.log: EventLog | None = open_log(self.choice, cfg)
+        log.info("event log: %s", describe(self.choice))
+        self.checkpoints: CheckpointStore | None = None
+        if self.log is not None and self.choice.checkpoint_dir is not None:
+            self.checkpoints = CheckpointStore(self.choice.checkpoint_dir, cfg.checkpoint.keep)
+        self.tailer: LogTailer | None = None
+        self.checkpointer: Checkpointer | None = None
+        self.restored: Restored | None = None
+        self.recorder = EventRecorder(
+            graph, self.log, weights=graph.cfg.event_weights, max_batch=cfg.max_batch_events,
+            max_id_chars=cfg.max_id_chars, applied_position=self._applied_position,
+            origin=origin or f"{socket.gethostname()}:{os.getpid()}",
+            off_reason=f"RecordEvents is off on this server ({self.choice.why})",
+            observer=metrics,
+        )  # fmt: skip
+
+    @property
+    def enabled(self) -> bool:
+        return self.log is not None
+
+    def _applied_position(self) -> Position:
+        return self.tailer.position if self.tailer is not None else START
+
+    def lag_seconds(self) -> float:
+        """The tailer's apply lag (``metrics.Metrics.watch_ingest`` reads it at scrape time)."""
+        return self.tailer.lag_seconds() if self.tailer is not None else 0.0
+
+    # -- start and stop ------------------------------------------------------------------------
+
+    def restore(self) -> Restored | None:
+        """Load the newest checkpoint into the graph; None when there is none (bootstrap)."""
+        if self.checkpoints is None:
+            return None
+        self.restored = restore_latest(self.graph, self.checkpoints)
+        return self.restored
+
+    def catch_up(self) -> int:
+        """Replay the log from the graph's position; returns the events read (0 when off)."""
+        if self.log is None:
+            return 0
+        self.tailer = LogTailer(
+            self.log, self.graph, observer=self.metrics, block_s=self.cfg.tail_block_ms / 1e3,
+            max_events=self.cfg.tail_max_events,
+        )
+        try:
+            warning = self.log.check_position(self.tailer.position)
+            if warning:
+                log.error("event log gap: %s", warning)
+            replayed = self.tailer.catch_up()
+            self.graph.mark_position(str(self.tailer.position))  # also when nothing was read
+        except LogUnavailable as exc:
+            log.warning("event log unreachable at start (%s); serving the recovered graph, the "
+                        "tailer keeps retrying", exc)
+            return 0
+        log.info("event log replayed: %d events up to %s", replayed, self.tailer.position)
+        return replayed
+
+    def start(self) -> None:
+        """Tail in the background, checkpoint periodically, open ``RecordEvents``."""
+        if self.tailer is None:
+            return
+        self.tailer.start()
+        if self.checkpoints is not None:
+            self.checkpointer = Checkpointer(
+                self.graph, self.checkpoints, self.log,
+                interval_s=self.cfg.checkpoint.interval_s, observer=self.metrics,
+                extra={"log_backend": self.choice.backend, "log": self.log.where
+                       if self.log is not None else None},
+            )  # fmt: skip
+            if self.restored is not None and self.tailer.position == Position.parse(
+                self.restored.position or str(START)
+            ):
+                self.checkpointer.mark_current(self.restored.position,
+                                               self.restored.events_applied)
+            self.checkpointer.start()
+        self.recorder.ready = True
+
+    def stop(self) -> None:
+        self.recorder.ready = False
+        if self.tailer is not None:
+            self.tailer.stop()
+        if self.checkpointer is not None:
+            self.checkpointer.stop(final=True)
+        if self.log is not None:
+            self.log.close()
+
+    # -- what the servicer calls ---------------------------------------------------------------
+
+    def record_events(self, rows: EventRows) -> RecordOutcome:
+        return self.recorder.record(rows)
+
+    def status(self) -> IngestStatus:
+        snap = self.graph.current if self.graph.ready else None
+        tailer, ckpt = self.tailer, self.checkpointer
+        return IngestStatus(
+            backend=self.choice.backend or "off",
+            where=self.log.where if self.log is not None else self.choice.why,
+            ready=self.recorder.ready,
+            applied_position=str(tailer.position) if tailer else "",
+            visible_position=str(tailer.visible_position) if tailer else "",
+            events_applied=self.graph.events_applied,
+            snapshot_version=snap.version if snap is not None else 0,
+            apply_lag_s=tailer.lag_seconds() if tailer else 0.0,
+            last_error=(tailer.last_error or "") if tailer else "",
+            checkpoint_position=(ckpt.last_position or "") if ckpt else "",
+            checkpoint_at=(ckpt.last_at or 0.0) if ckpt else 0.0,
+        )
+
+    def describe_user(self, user_id: str, limit: int = 0) -> UserEdges:
+        if not self.graph.ready:
+            raise Unavailable("the graph is still loading; retry shortly")
+        snap = self.graph.current
+        user = snap.users.get(user_id)
+        if user is None or user >= snap.n_users:
+            return UserEdges(False, [], [], snap.version)
+        items, weights = snap.user_items(user)
+        if items.shape[0] == 0:
+            return UserEdges(True, [], [], snap.version)
+        distinct, inverse = unique_inverse(items)
+        total = np.bincount(inverse, weights=weights.astype(np.float64), minlength=len(distinct))
+        order = np.argsort(-total, kind="stable")
+        if limit > 0:
+            order = order[:limit]
+        return UserEdges(True, snap.items.names(distinct[order].tolist()),
+                         total[order].tolist(), snap.version)

@@ -1,0 +1,155 @@
+"""Restart recovery: periodic checkpoints, and at start the newest checkpoint plus the log after it.
+
+At start (``recover``): load the newest checkpoint into the graph (edge store, dedup keys, id
+maps, log position); without one, the caller bootstraps the graph from its event file or
+synthetic data as before. Either way the tailer then replays the log from the graph's position
+(the start of the log without a checkpoint) before the server reports SERVING. Replaying is
+idempotent: every event key is in the dedup index, so a record applied before a crash and
+replayed after it counts once.
+
+While serving, a :class:`Checkpointer` saves a checkpoint every ``checkpoint.interval_s`` (when
+something was applied since the last one) and once more on a clean stop; after each, the file
+log deletes the segments the oldest kept checkpoint no longer needs. Capturing the state holds
+the graph's locks only to take references; writing happens outside them, off the request path.
+
+What a crash can lose: nothing acknowledged. An event is acknowledged only once durable in the
+log, and everything after the checkpoint's position is replayed from the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recserver.eventlog.base import EventLog, Position
+from recserver.eventlog.checkpoint import CheckpointStore
+from recserver.graph.live import LiveGraph
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What ``restore_latest`` loaded."""
+
+    folder: Path
+    position: str | None
+    events_applied: int
+    edges: int
+    seconds: float
+
+
+def restore_latest(graph: LiveGraph, checkpoints: CheckpointStore) -> Restored | None:
+    """Load the newest usable checkpoint into ``graph`` (before its first publish)."""
+    started = time.perf_counter()
+    latest = checkpoints.load_latest()
+    if latest is None:
+        return None
+    state, folder = latest
+    graph.restore_state(state)
+    edges = len(state.main) + sum(len(r) for r in state.delta)
+    restored = Restored(folder, state.log_position, state.events_applied, edges,
+                        time.perf_counter() - started)
+    log.info("restored checkpoint %s: %d events applied, %d edge entries, log position %s "
+             "(%.2fs)", folder.name, restored.events_applied, edges, restored.position,
+             restored.seconds)
+    return restored
+
+
+class CheckpointObserver:
+    def checkpoint(self, ok: bool, seconds: float, at: float) -> None:
+        pass
+
+
+class Checkpointer:
+    """Saves checkpoints of ``graph`` periodically and on stop; trims the log behind them."""
+
+    def __init__(
+        self,
+        graph: LiveGraph,
+        checkpoints: CheckpointStore,
+        log_: EventLog | None,
+        *,
+        interval_s: float,
+        observer: CheckpointObserver | Any = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self._graph = graph
+        self._store = checkpoints
+        self._log = log_
+        self._interval = interval_s
+        self._observer = observer or CheckpointObserver()
+        self._extra = extra or {}
+        self._lock = threading.Lock()
+        self._last: tuple[str | None, int] | None = None
+        self.last_folder: Path | None = None
+        self.last_position: str | None = None
+        self.last_at: float | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def mark_current(self, position: str | None, events_applied: int) -> None:
+        """The graph as restored is already checkpointed: skip saving it again unchanged."""
+        self._last = (position, events_applied)
+
+    def save_now(self, *, force: bool = False) -> Path | None:
+        """Checkpoint now (unless nothing changed since the last one); None when skipped/failed."""
+        with self._lock:
+            state = self._graph.capture_state()
+            key = (state.log_position, state.events_applied)
+            if not force and key == self._last:
+                return None
+            started = time.perf_counter()
+            try:
+                folder = self._store.save(state, self._extra)
+            except OSError:
+                self._observer.checkpoint(False, time.perf_counter() - started, time.time())
+                log.exception("checkpoint failed; the previous one stays the recovery point")
+                return None
+            seconds = time.perf_counter() - started
+            self._last = key
+            self.last_folder, self.last_position, self.last_at = folder, state.log_position, \
+                time.time()
+            self._observer.checkpoint(True, seconds, self.last_at)
+            log.info("checkpoint %s at log position %s (%d events applied) in %.2fs",
+                     folder.name, state.log_position, state.events_applied, seconds)
+            self._trim_log()
+            return folder
+
+    def _trim_log(self) -> None:
+        if self._log is None:
+            return
+        oldest = self._store.oldest_position()
+        if oldest is None:
+            return
+        try:
+            self._log.trim_before(Position.parse(oldest))
+        except (OSError, ValueError):
+            log.exception("trimming the event log failed (it only grows; nothing is lost)")
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.save_now()
+            except Exception:  # keep trying at the next interval
+                log.exception("checkpoint failed")
+
+    def stop(self, *, final: bool = True) -> None:
+        """Stop the thread; ``final`` saves one last checkpoint (a clean shutdown)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+            self._thread = None
+        if final:
+            self.save_now()

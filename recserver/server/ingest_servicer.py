@@ -1,0 +1,107 @@
+"""The ingest RPCs of the Recommender service: decode, call the ingest runtime, encode.
+
+As thin as ``servicer.py``: no policy here. ``RecordEvents`` turns the request into columns
+(one Python list per field, no object per event), hands them to the handler, and writes one
+result per event back in request order. Typed errors (``Unavailable`` when the log cannot
+append, ``InvalidArgument`` for an oversized batch) become status codes in the interceptor.
+A client-streaming variant is not offered: a unary call already carries thousands of events,
+and per-call acknowledgement keeps "acknowledged = durable" simple to reason about for clients.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import grpc
+
+from recserver.eventlog.recorder import ACCEPTED, DUPLICATE, REJECTED, EventRows, RecordOutcome
+from recserver.eventlog.runtime import IngestStatus, UserEdges
+from recserver.proto.recserver.v1 import recommender_pb2 as pb
+from recserver.service.errors import Unavailable
+
+_RESULTS = {
+    ACCEPTED: pb.EventResult(status=pb.ACCEPTED),
+    DUPLICATE: pb.EventResult(status=pb.DUPLICATE),
+}
+
+
+class IngestHandler(Protocol):
+    """The domain side of the ingest RPCs (``eventlog.runtime.IngestRuntime``)."""
+
+    def record_events(self, rows: EventRows) -> RecordOutcome: ...
+    def status(self) -> IngestStatus: ...
+    def describe_user(self, user_id: str, limit: int = 0) -> UserEdges: ...
+
+
+def decode_events(request: pb.RecordEventsRequest) -> EventRows:
+    """Wire events -> columns (unset weight means 1)."""
+    events = list(request.events)
+    return EventRows(
+        event_ids=[e.event_id for e in events],
+        user_ids=[e.user_id for e in events],
+        item_ids=[e.item_id for e in events],
+        events=[e.event for e in events],
+        weights=[e.weight if e.HasField("weight") else 1.0 for e in events],
+        timestamps=[e.timestamp for e in events],
+    )
+
+
+def encode_outcome(outcome: RecordOutcome, request_id: str) -> pb.RecordEventsResponse:
+    """Per-event results in request order, with counts and the log position."""
+    response = pb.RecordEventsResponse(
+        accepted=outcome.count(ACCEPTED),
+        duplicates=outcome.count(DUPLICATE),
+        rejected=outcome.count(REJECTED),
+        log_position=outcome.position,
+        request_id=request_id,
+    )
+    reasons = outcome.reasons
+    results = []
+    for i, status in enumerate(outcome.status.tolist()):
+        shared = _RESULTS.get(status)
+        if shared is not None:
+            results.append(shared)
+        else:
+            results.append(pb.EventResult(status=pb.REJECTED, reason=reasons.get(i, "")))
+    response.results.extend(results)
+    return response
+
+
+class IngestEndpoints:
+    """``RecordEvents``, ``GetIngestStatus`` and ``DescribeUser``; mixed into the servicer."""
+
+    _ingest: IngestHandler | None
+
+    def _ingest_handler(self) -> IngestHandler:
+        if self._ingest is None:
+            raise Unavailable("this server has no ingest runtime")
+        return self._ingest
+
+    def RecordEvents(
+        self, request: pb.RecordEventsRequest, context: grpc.ServicerContext
+    ) -> pb.RecordEventsResponse:
+        outcome = self._ingest_handler().record_events(decode_events(request))
+        return encode_outcome(outcome, request.request_id)
+
+    def GetIngestStatus(
+        self, request: pb.GetIngestStatusRequest, context: grpc.ServicerContext
+    ) -> pb.GetIngestStatusResponse:
+        s = self._ingest_handler().status()
+        return pb.GetIngestStatusResponse(
+            backend=s.backend, where=s.where, ready=s.ready, applied_position=s.applied_position,
+            visible_position=s.visible_position, events_applied=s.events_applied,
+            snapshot_version=s.snapshot_version, apply_lag_seconds=s.apply_lag_s,
+            last_error=s.last_error, checkpoint_position=s.checkpoint_position,
+            checkpoint_at=s.checkpoint_at,
+        )  # fmt: skip
+
+    def DescribeUser(
+        self, request: pb.DescribeUserRequest, context: grpc.ServicerContext
+    ) -> pb.DescribeUserResponse:
+        edges = self._ingest_handler().describe_user(request.user_id, max(request.limit, 0))
+        return pb.DescribeUserResponse(
+            found=edges.found,
+            edges=[pb.UserEdge(item_id=i, weight=w)
+                   for i, w in zip(edges.item_ids, edges.weights, strict=True)],
+            snapshot_version=edges.snapshot_version,
+        )
