@@ -33,7 +33,7 @@ from load.loadgen import DEFAULT_EVENTS, make_pool, population, print_summary, w
 from load.loadgen_runner import Action, IngestPlan, RunConfig, run
 from load.loadgen_schedule import Schedule
 from load.loadgen_workload import Planned
-from recserver.config import DEFAULT_DOCUMENT
+from recserver.config import DEFAULT_DOCUMENT, deep_merge
 from recserver.graph.events import EventColumns
 from tests.redis_fixture import RedisServer
 
@@ -47,16 +47,6 @@ BASE_DOCUMENT: dict[str, Any] = {
     "server": {"port": 0, "metrics_port": 0, "reload_poll_s": 1.0, "max_concurrent_walks": 1},
 }
 SATURATION_FILE = Path("saturation") / "result.json"
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 class LoggedServer(ServerProcess):

@@ -208,11 +208,12 @@ class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file, the field and the fix."""
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``override`` laid over it, nested mappings merged key by key (copies)."""
     merged = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -242,7 +243,7 @@ def config_from_document(document: Any, source: str = "<config>") -> RecServerCo
     surfaces = document.get("surfaces")
     if isinstance(surfaces, dict):
         document["surfaces"] = {
-            name: _deep_merge(defaults, body or {}) if isinstance(body, dict | None) else body
+            name: deep_merge(defaults, body or {}) if isinstance(body, dict | None) else body
             for name, body in surfaces.items()
         }
     try:

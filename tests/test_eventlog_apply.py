@@ -21,6 +21,7 @@ from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.dedup import id_keys
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
+from tests.graph_helpers import merged_edges
 
 
 def config() -> GraphConfig:
@@ -33,16 +34,6 @@ def config() -> GraphConfig:
 def cols_of(*rows: tuple[str, str, str, float, float, str]) -> EventColumns:
     return EventColumns.from_events([Event(u, i, t, w, ts, e) for u, i, t, w, ts, e in rows])
 
-
-def merged_edges(live: LiveGraph) -> dict[tuple[str, str], float]:
-    snap = live.current
-    out: dict[tuple[str, str], float] = {}
-    for u in range(snap.n_users):
-        items, weights = snap.user_items(u)
-        for i, w in zip(items.tolist(), weights.tolist(), strict=True):
-            key = (snap.users.name(u), snap.items.name(i))
-            out[key] = out.get(key, 0.0) + w
-    return out
 
 
 class Recorder:

@@ -10,6 +10,7 @@ import pytest
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
+from tests.graph_helpers import merged_edges
 
 
 def config(**kw: object) -> GraphConfig:
@@ -23,16 +24,6 @@ def config(**kw: object) -> GraphConfig:
 def batch(*rows: tuple[str, str], ts: float = 1.0) -> EventColumns:
     return EventColumns.from_events([Event(u, i, "view", 1, ts) for u, i in rows])
 
-
-def merged_edges(live: LiveGraph) -> dict[tuple[str, str], float]:
-    snap = live.current
-    out: dict[tuple[str, str], float] = {}
-    for u in range(snap.n_users):
-        items, weights = snap.user_items(u)
-        for i, w in zip(items.tolist(), weights.tolist(), strict=True):
-            key = (snap.users.name(u), snap.items.name(i))
-            out[key] = out.get(key, 0.0) + w
-    return out
 
 
 def test_first_publish_builds_the_base() -> None:

@@ -30,6 +30,7 @@ from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.recovery import Checkpointer, restore_latest
+from tests.graph_helpers import merged_edges
 from tests.ingest_servers import Server, write_ingest_config
 
 WAIT_S = 60.0
@@ -45,16 +46,6 @@ def config(**kw: Any) -> GraphConfig:
 def cols_of(rows: list[tuple[str, str, str]], ts: float = 1.0) -> EventColumns:
     return EventColumns.from_events([Event(u, i, "view", 1.0, ts, e) for u, i, e in rows])
 
-
-def merged_edges(live: LiveGraph) -> dict[tuple[str, str], float]:
-    snap = live.current
-    out: dict[tuple[str, str], float] = {}
-    for u in range(snap.n_users):
-        items, weights = snap.user_items(u)
-        for i, w in zip(items.tolist(), weights.tolist(), strict=True):
-            key = (snap.users.name(u), snap.items.name(i))
-            out[key] = out.get(key, 0.0) + w
-    return out
 
 
 def batch(k: int, n: int = 10) -> EventColumns:

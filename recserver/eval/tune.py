@@ -24,7 +24,13 @@ from typing import Any
 
 import yaml
 
-from recserver.config import DEFAULT_DOCUMENT, ConfigError, RecServerConfig, config_from_document
+from recserver.config import (
+    DEFAULT_DOCUMENT,
+    ConfigError,
+    RecServerConfig,
+    config_from_document,
+    deep_merge,
+)
 from recserver.eval.evaluate import run_strategy
 from recserver.eval.metrics import top_share_items
 from recserver.eval.setup import EvalSetup, with_surface
@@ -158,19 +164,9 @@ def merged_document(config_path: Path | None, fragment: dict[str, Any]) -> dict[
         document = copy.deepcopy(DEFAULT_DOCUMENT)
     else:
         document = yaml.safe_load(config_path.read_text()) or {}
-    merged = _merge(document, fragment)
+    merged = deep_merge(document, fragment)
     config_from_document(merged, str(config_path or "<embedded default>"))
     return merged
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def plot(points: Sequence[Point], choice: Point | None, threshold: float, path: Path,
