@@ -226,11 +226,15 @@ class FileEventLog:
             with self._write_lock:
                 if self._closed:
                     return
-                if self._synced < self._written and self._broken is None:
-                    try:
-                        self._sync_locked()
-                    except LogUnavailable:
-                        log.exception("event log fsync failed")
+                self._sync_pending_locked("event log fsync failed")
+
+    def _sync_pending_locked(self, failure: str) -> None:
+        """fsync what was written but not yet synced (write lock held); log a failure."""
+        if self._synced < self._written and self._broken is None:
+            try:
+                self._sync_locked()
+            except LogUnavailable:
+                log.exception(failure)
 
     def _roll(self) -> None:
         """Start a new segment (write lock held); the old one is made durable first."""
@@ -334,11 +338,7 @@ class FileEventLog:
         with self._write_lock:
             if self._closed:
                 return
-            if self._synced < self._written and self._broken is None:
-                try:
-                    self._sync_locked()
-                except LogUnavailable:
-                    log.exception("final event log fsync failed")
+            self._sync_pending_locked("final event log fsync failed")
             self._closed = True
             os.close(self._fd)
         self._notify()
