@@ -6,12 +6,10 @@ and each process is killed in a ``finally`` whatever happens.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import yaml
 from recserver.eventlog.base import Position
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from tests.process_output import CollectedProcess
 from tests.server_fixtures import config_document
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,55 +44,19 @@ def write_ingest_config(path: Path, **ingest: Any) -> Path:
     return path
 
 
-class Server:
+class Server(CollectedProcess):
     """``recserver serve`` in a subprocess."""
 
     def __init__(self, config: Path, *args: str) -> None:
-        cmd = [sys.executable, "-m", "recserver.cli", "serve", "--port", "0", "--metrics-port",
-               "0", "--synthetic", SYNTHETIC, "--config", str(config), *args]
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._eof = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__([sys.executable, "-m", "recserver.cli", "serve", "--port", "0",
+                          "--metrics-port", "0", "--synthetic", SYNTHETIC, "--config", str(config),
+                          *args])  # fmt: skip
         self.address = ""
         self._channel: grpc.Channel | None = None
         self.stub: Any = None
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
     def wait_for(self, pattern: str, timeout: float = STARTUP_TIMEOUT_S) -> re.Match[str]:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        checked = 0
-        with self._changed:
-            while True:
-                for line in self.lines[checked:]:
-                    match = regex.search(line)
-                    if match:
-                        return match
-                checked = len(self.lines)
-                left = deadline - time.monotonic()
-                if self._eof or left <= 0:
-                    raise AssertionError(f"waiting for {pattern!r}; output:\n" + self.output)
-                self._changed.wait(left)
+        return super().wait_for(pattern, timeout)
 
     def wait_serving(self) -> Server:
         self.address = self.wait_for(r"recserver listening on (\S+) \(port")[1]

@@ -23,6 +23,7 @@ import pytest
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.serve import FAULT_WALK_DELAY_ENV
+from tests.process_output import CollectedProcess
 from tests.server_fixtures import KNOWN_USER, SYNTHETIC_SIZE, config_document, write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,71 +58,20 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-class ServerProcess:
+class ServerProcess(CollectedProcess):
     """``recserver serve`` in a subprocess; its stdout and stderr are collected line by line."""
 
     def __init__(self, config: Path) -> None:
-        self.proc = subprocess.Popen(
-            cli(
-                "serve",
-                "--port",
-                "0",
-                "--metrics-port",
-                "0",
-                "--synthetic",
-                SYNTHETIC_SIZE,
-                "--config",
-                str(config),
-            ),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", FAULT_WALK_DELAY_ENV: WALK_DELAY_MS},
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._eof = False
-        self._reader = threading.Thread(target=self._read, name="serve-output", daemon=True)
-        self._reader.start()
+        super().__init__(
+            cli("serve", "--port", "0", "--metrics-port", "0", "--synthetic", SYNTHETIC_SIZE,
+                "--config", str(config)),
+            env={FAULT_WALK_DELAY_ENV: WALK_DELAY_MS},
+        )  # fmt: skip
         self.address = ""
         self.port = 0
 
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    @property
-    def output(self) -> str:
-        with self._changed:
-            return "\n".join(self.lines)
-
     def wait_for(self, pattern: str, timeout: float = STARTUP_TIMEOUT_S) -> re.Match[str]:
-        """The first output line matching ``pattern``; fails after ``timeout`` or at EOF."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        checked = 0
-        with self._changed:
-            while True:
-                for line in self.lines[checked:]:
-                    match = regex.search(line)
-                    if match:
-                        return match
-                checked = len(self.lines)
-                left = deadline - time.monotonic()
-                if self._eof or left <= 0:
-                    why = "exited" if self._eof else f"no such line within {timeout:.0f}s"
-                    raise AssertionError(
-                        f"{why}: waiting for {pattern!r}; output:\n" + "\n".join(self.lines)
-                    )
-                self._changed.wait(left)
+        return super().wait_for(pattern, timeout)
 
     def wait_serving(self) -> None:
         listening = self.wait_for(r"recserver listening on (\S+) \(port (\d+)\)")

@@ -17,22 +17,13 @@ import pytest
 
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from tests.ingest_servers import CALL_TIMEOUT_S, Server, write_ingest_config
-from tests.redis_fixture import RedisServer, need_redis
-
-
-@pytest.fixture(scope="module")
-def shared_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    need_redis()
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.redis_fixture import RedisServer, redis_server  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def replicas(
-    shared_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Server, Server]]:
     root = tmp_path_factory.mktemp("replicas")
     config = write_ingest_config(
@@ -40,7 +31,7 @@ def replicas(
         redis={"stream_key": "test:replicas", "timeout_ms": 500},
         checkpoint={"interval_s": 3600},
     )
-    servers = [Server(config, "--event-log-url", shared_redis.url, "--data-dir", str(root / n))
+    servers = [Server(config, "--event-log-url", redis_server.url, "--data-dir", str(root / n))
                for n in ("a", "b")]
     try:
         for server in servers:
@@ -124,17 +115,17 @@ def test_the_same_events_through_both_replicas_count_once(
 
 
 def test_redis_down_means_unavailable_and_nothing_acknowledged(
-    replicas: tuple[Server, Server], shared_redis: RedisServer
+    replicas: tuple[Server, Server], redis_server: RedisServer  # noqa: F811
 ) -> None:
     a, b = replicas
-    shared_redis.kill()
+    redis_server.kill()
     try:
         with pytest.raises(grpc.RpcError) as err:
             a.record([event("down1", "rep-down", "rep-x")])
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "event log" in str(err.value.details())
     finally:
-        shared_redis.start()  # same port, empty: what was not acknowledged is nowhere
+        redis_server.start()  # same port, empty: what was not acknowledged is nowhere
     response = a.record([event("up1", "rep-up", "rep-x")])
     assert response.accepted == 1
     for server in (a, b):
