@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 from recserver.ann.runtime import AnnRuntime
@@ -18,20 +17,24 @@ from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
 from recserver.eval.online import OnlineQuality, OnlineQualityConfig
 from recserver.eventlog.runtime import IngestRuntime
-from recserver.graph.bootstrap import BuildReport, load_into
+from recserver.graph.bootstrap import BuildReport
 from recserver.graph.live import LiveGraph
+from recserver.graph.source import SnapshotSource
 from recserver.graph.walk import warm_up
 from recserver.metrics import Metrics
 from recserver.metrics_http import MetricsServer, serving_registry
+from recserver.node.builder import DataSource, bootstrap
 from recserver.server.grpc_server import GrpcServer
 from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier
 from recserver.service.observer import Observers
 from recserver.service.recommender import Recommender, WalkHook
 
+__all__ = ["App", "DataSource", "build_tiers", "uses_ann"]
+
 log = logging.getLogger(__name__)
 
 
-def build_tiers(graph: LiveGraph, ann: AnnRuntime | None = None) -> dict[str, FallbackTier]:
+def build_tiers(graph: SnapshotSource, ann: AnnRuntime | None = None) -> dict[str, FallbackTier]:
     """The fallback tiers by the names surfaces use in ``fallback.tiers`` (explicit mapping)."""
     popular = PopularTier()
     graph.on_publish.append(popular.refresh)
@@ -43,15 +46,6 @@ def build_tiers(graph: LiveGraph, ann: AnnRuntime | None = None) -> dict[str, Fa
 
 def uses_ann(config: RecServerConfig) -> bool:
     return any("ann" in surface.fallback.tiers for surface in config.surfaces.values())
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """Where the first graph comes from: an event file, or synthetic data of a size."""
-
-    events: Path | None = None
-    synthetic: str | None = None
-    strict: bool = False
 
 
 class App:
@@ -101,6 +95,7 @@ class App:
                                     data_dir=data_dir, metrics=self.metrics.eventlog)
         self.metrics.watch_ingest(self.ingest)
         self.server = GrpcServer(self.recommender, config.server, port=port, observer=self.metrics,
+                                 on_refused=self.metrics.call_refused,
                                  ingest=self.ingest)
         self.metrics_server = MetricsServer(
             serving_registry(self.metrics), config.server.metrics_host,
@@ -138,21 +133,7 @@ class App:
         With ingest on, the newest checkpoint replaces the bootstrap source when there is one,
         and the event log is replayed from the graph's position before SERVING.
         """
-        restored = self.ingest.restore()
-        if restored is None:
-            self.report = load_into(
-                self.graph, events=source.events, synthetic=source.synthetic, strict=source.strict
-            )
-            r = self.report
-            self.metrics.record_ingest(r.events_accepted, r.duplicates, r.rejected)
-        else:
-            self.report = BuildReport(
-                source=f"checkpoint {restored.folder}", events_read=0,
-                events_accepted=restored.events_applied, duplicates=0, rejected=0,
-                rejection_summary="", load_seconds=restored.seconds, build_seconds=0.0,
-            )  # fmt: skip
-        if self.ingest.catch_up() or restored is not None:
-            self.graph.publish(compact=True)
+        self.report = bootstrap(self.graph, self.ingest, source, self.metrics)
         warm_up()  # compile (or load) the walk kernels before the first request pays for it
         self.graph.start()
         self.ingest.start()  # tail the log, checkpoint, open RecordEvents

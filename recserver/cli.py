@@ -14,6 +14,7 @@ from recserver.graph.bootstrap import BuildReport, build_graph
 from recserver.graph.config import GraphConfig
 from recserver.graph.live import LiveGraph
 from recserver.graph.persist import save_snapshot
+from recserver.node.commands import add_role_commands
 from recserver.serve import add_serve_args, cmd_serve
 from recserver.server.client import (
     add_check_config_args,
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recommend_args(recommend)
     recommend.set_defaults(func=cmd_recommend)
 
+    add_role_commands(sub, _add_source_args)  # builder, worker
     add_eval_commands(sub, _add_source_args)  # evaluate, tune, compare
     return parser
 

@@ -164,6 +164,15 @@ class ServerSection(StrictModel):
         "is RESOURCE_EXHAUSTED at once: the only overload that even the fallback cannot absorb. "
         "null: unbounded"
     )
+    max_queued_calls: int | None = Field(
+        default=32, ge=1, description="calls waiting for a handler thread at once; one more is "
+        "refused at once with RESOURCE_EXHAUSTED (reason queue_full). null: unbounded"
+    )
+    queue_target_ms: float | None = Field(
+        default=5.0, gt=0, description="CoDel-style target: while calls that start have waited "
+        "longer than this in the queue, newcomers are refused at once (reason queue_slow), so the "
+        "queue drains instead of answering late. null: off"
+    )
     tls: TlsConfig = Field(default_factory=TlsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     reload_poll_s: float = Field(default=2.0, gt=0, description="config file change check")

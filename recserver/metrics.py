@@ -57,9 +57,10 @@ from prometheus_client.utils import floatToGoString
 
 from recserver import __version__
 from recserver.config import RecServerConfig
-from recserver.graph.live import LiveGraph
 from recserver.graph.snapshot import GraphSnapshot
+from recserver.graph.source import SnapshotSource
 from recserver.server.servicer import SERVICE_NAME, SOURCE_TO_PROTO
+from recserver.service.errors import REFUSAL_REASONS
 from recserver.service.types import SOURCES, Recommendation, RecommendQuery
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ CORE_STAGES: tuple[str, ...] = ("queue", "seeds", "walk", "fallback", "rank", "e
 #: Degradation reasons (``Recommendation.degraded_reasons``); "unspecified": degraded, no reason.
 REASONS: tuple[str, ...] = (
     "deadline", "budget_spent", "overloaded", "cold_start", "no_history", "context_unknown",
-    "few_candidates", "fallback_error", "unspecified", "other",
+    "few_candidates", "fallback_error", "fallback_unready", "unspecified", "other",
 )
 CACHE_OPS: tuple[str, ...] = ("get", "mget", "set", "delete", "pipeline", "ping", "connect",
                               "other")
@@ -132,7 +133,10 @@ def reason_label(reason: str) -> str:
     """A degraded reason as a label value from :data:`REASONS`."""
     if reason in _REASON_SET:
         return reason
-    return "fallback_error" if reason.startswith("fallback_error") else "other"
+    for prefix in ("fallback_error", "fallback_unready"):
+        if reason.startswith(prefix):
+            return prefix
+    return "other"
 
 
 class _Surface:
@@ -196,6 +200,11 @@ class Metrics:
             registry=reg)
         self.publishes = Counter(
             "recserver_graph_publishes", "Snapshots published", registry=reg)
+        self.refused = Counter(
+            "recserver_server_refused", "Calls refused at the door before any work "
+            "(RESOURCE_EXHAUSTED), by reason", ["reason"], registry=reg)
+        for reason in REFUSAL_REASONS:
+            self.refused.labels(reason)
         build = Gauge(
             "recserver_build_info", "Version of recserver and its runtime (always 1)",
             ["version", "python", "prometheus_client"], registry=reg, multiprocess_mode="max")
@@ -293,7 +302,7 @@ class Metrics:
             self.sla_boundary.labels(surface, le).set(1)
             self._sla_le[surface] = le
 
-    def watch_graph(self, graph: LiveGraph) -> None:
+    def watch_graph(self, graph: SnapshotSource) -> None:
         """Report the graph's size, snapshot version and age at scrape time; count publishes."""
         collector = GraphCollector(graph)
         self.registry.register(collector)
@@ -302,6 +311,10 @@ class Metrics:
 
     def _on_publish(self, snapshot: GraphSnapshot) -> None:
         self.publishes.inc()
+
+    def call_refused(self, reason: str) -> None:
+        """A call refused at the door (``server.admission``), by reason."""
+        self.refused.labels(reason).inc()
 
     def watch_config(self, holder: ReloadCounts) -> None:
         """Report config reload outcomes at scrape time."""
@@ -527,7 +540,7 @@ class CacheMetrics:
 class GraphCollector(Collector):
     """Graph size, snapshot version, publication time and age, read when scraped."""
 
-    def __init__(self, graph: LiveGraph, clock: Any = time.time) -> None:
+    def __init__(self, graph: SnapshotSource, clock: Any = time.time) -> None:
         self._graph = graph
         self._clock = clock
 

@@ -38,6 +38,18 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
         "--event-log-url", help="Redis stream event log shared by replicas (redis://...); wins "
         "over RECSERVER_EVENT_LOG_URL and ingest.redis_url"
     )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="serving worker processes (default: one per "
+        "usable core), beside one builder process"
+    )
+    parser.add_argument(
+        "--run-dir", type=Path, help="where the builder publishes snapshots for the workers "
+        "(default: DATA_DIR/run)"
+    )
+    parser.add_argument(
+        "--single-process", action="store_true", help="everything in one process (no builder "
+        "or workers): the older layout, kept as a baseline for benchmarks"
+    )
 
 
 #: Fault injection for drills and tests: sleep this many ms after every walk batch.
@@ -60,8 +72,13 @@ def fault_walk_hook() -> WalkHook | None:
 def cmd_serve(
     args: argparse.Namespace, *, on_loaded: Callable[[App], None] | None = None
 ) -> int:
-    """Serve until SIGTERM/SIGINT. ``on_loaded(app)`` runs on the main thread once the graph is
-    loaded and the server is SERVING (load/scenarios_server.py starts its ingest there)."""
+    """Serve until SIGTERM/SIGINT: a builder and serving workers (``--single-process``: one
+    process). ``on_loaded(app)`` runs on the main thread once the single-process server is
+    SERVING (load/scenarios_server.py starts its ingest there)."""
+    if not getattr(args, "single_process", False) and on_loaded is None:
+        from recserver.node.commands import cmd_serve_node
+
+        return cmd_serve_node(args)
     holder = ConfigHolder(args.config)
     app = App(holder, port=args.port, metrics_port=args.metrics_port, redis_url=args.redis_url,
               walk_hook=fault_walk_hook(), event_log_url=getattr(args, "event_log_url", None),

@@ -182,8 +182,10 @@ class StallingHandler(EmptyHandler):
 @pytest.fixture
 def stalling() -> Iterator[tuple[GrpcServer, StallingHandler]]:
     handler = StallingHandler(stall_s=0.3)
-    # One worker: every request queues behind the stalled one, as on a stalled server.
-    server = GrpcServer(handler, ServerSection(max_workers=1), port=0)
+    # One worker: every request queues behind the stalled one, as on a stalled server with no
+    # admission control (which would refuse them instead).
+    server = GrpcServer(handler, ServerSection(max_workers=1, max_queued_calls=None,
+                                               queue_target_ms=None), port=0)
     server.start()
     server.set_serving()
     yield server, handler

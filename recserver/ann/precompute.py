@@ -179,7 +179,7 @@ class _Writer:
 
 def cap_mb(cfg: AnnConfig, cache: ResultCache) -> float:
     """The memory cap of a build: the in-process cache never takes more than its own size."""
-    if cache.backend == "redis":
+    if cache.backend in ("redis", "file"):  # shared stores: the configured cap
         return cfg.max_memory_mb
     return min(cfg.max_memory_mb, cfg.lru_max_mb)
 

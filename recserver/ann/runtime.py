@@ -26,7 +26,7 @@ from recserver.ann.precompute import PrecomputeReport, publish
 from recserver.ann.tier import AnnTier, ServingState
 from recserver.ann.urls import redact_url
 from recserver.ann.writeback import WriteBack
-from recserver.graph.live import LiveGraph
+from recserver.graph.source import SnapshotSource
 from recserver.service.fallback import FallbackRequest
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,18 @@ log = logging.getLogger(__name__)
 
 class AnnRuntime:
     def __init__(
-        self, cfg: AnnConfig, graph: LiveGraph, *, redis_url: str | None = None,
+        self, cfg: AnnConfig, graph: SnapshotSource, *, redis_url: str | None = None,
         metrics: CacheMetrics | None = None, cache: ResultCache | None = None,
+        builds: bool = True, where: str | None = None,
     ) -> None:
+        """``builds=False`` (serving workers): never build, only adopt the versions the pointer
+        names (a builder publishes them)."""
         self.cfg = cfg
+        self.builds = builds
         self.graph = graph
         self.metrics: CacheMetrics = metrics or NullMetrics()
         self.cache = cache if cache is not None else open_cache(cfg, redis_url)
-        self.where = redact_url(redis_url) if redis_url else "in-process LRU"
+        self.where = where or (redact_url(redis_url) if redis_url else "in-process LRU")
         self.breaker = CircuitBreaker(cfg.breaker.failure_threshold, cfg.breaker.open_s,
                                       on_state=self.metrics.breaker)
         self.writer = (WriteBack(self.cache, cfg.ttl_s, self.breaker, self.metrics,
@@ -116,8 +120,10 @@ class AnnRuntime:
         while not self.graph.ready:
             if self._stop.wait(0.2):
                 return
-        next_build = time.monotonic()
+        next_build = time.monotonic() if self.builds else float("inf")
         retry_s = 5.0
+        if not self.builds:
+            self.poll_pointer()  # adopt what is published before the first wait
         while not self._stop.is_set():
             if time.monotonic() >= next_build:
                 interval = self.cfg.rebuild_interval_s
@@ -136,7 +142,7 @@ class AnnRuntime:
             wait = min(self.cfg.pointer_poll_s, max(next_build - time.monotonic(), 0.0))
             if self._stop.wait(wait):
                 return
-            if self.cache.backend == "redis":
+            if self.cache.backend != "memory":  # a store other processes publish to
                 self.poll_pointer()
 
     def stop(self) -> None:

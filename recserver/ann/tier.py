@@ -26,7 +26,12 @@ from recserver.ann.index import banned_rows, single_thread
 from recserver.ann.model import AnnModel
 from recserver.ann.vectors import user_vector
 from recserver.ann.writeback import WriteBack
-from recserver.service.fallback import FallbackRequest, TierUnavailable, drop_excluded
+from recserver.service.fallback import (
+    FallbackRequest,
+    TierNotReady,
+    TierUnavailable,
+    drop_excluded,
+)
 from recserver.service.types import Source
 
 Int32Array = npt.NDArray[np.int32]
@@ -97,7 +102,9 @@ class AnnTier:
 
     def fetch(self, request: FallbackRequest) -> tuple[Int32Array, Float32Array]:
         state = self._state
-        if state is None or request.k <= 0:
+        if state is None:
+            raise TierNotReady("no ANN version is built or adopted yet")
+        if request.k <= 0:
             return EMPTY
         targets = self._targets(state, request)
         if not targets:

@@ -27,6 +27,7 @@ from recserver.eventlog.registry import choose, describe, open_log
 from recserver.eventlog.tailer import LogTailer
 from recserver.graph.arrayops import unique_inverse
 from recserver.graph.live import LiveGraph
+from recserver.graph.source import SnapshotSource
 from recserver.recovery import Checkpointer, Restored, restore_latest
 from recserver.service.errors import Unavailable
 
@@ -186,19 +187,24 @@ class IngestRuntime:
         )
 
     def describe_user(self, user_id: str, limit: int = 0) -> UserEdges:
-        if not self.graph.ready:
-            raise Unavailable("the graph is still loading; retry shortly")
-        snap = self.graph.current
-        user = snap.users.get(user_id)
-        if user is None or user >= snap.n_users:
-            return UserEdges(False, [], [], snap.version)
-        items, weights = snap.user_items(user)
-        if items.shape[0] == 0:
-            return UserEdges(True, [], [], snap.version)
-        distinct, inverse = unique_inverse(items)
-        total = np.bincount(inverse, weights=weights.astype(np.float64), minlength=len(distinct))
-        order = np.argsort(-total, kind="stable")
-        if limit > 0:
-            order = order[:limit]
-        return UserEdges(True, snap.items.names(distinct[order].tolist()),
-                         total[order].tolist(), snap.version)
+        return describe_user(self.graph, user_id, limit)
+
+
+def describe_user(graph: SnapshotSource, user_id: str, limit: int = 0) -> UserEdges:
+    """A user's edges in ``graph``'s current snapshot, merged per item, strongest first."""
+    if not graph.ready:
+        raise Unavailable("the graph is still loading; retry shortly")
+    snap = graph.current
+    user = snap.users.get(user_id)
+    if user is None or user >= snap.n_users:
+        return UserEdges(False, [], [], snap.version)
+    items, weights = snap.user_items(user)
+    if items.shape[0] == 0:
+        return UserEdges(True, [], [], snap.version)
+    distinct, inverse = unique_inverse(items)
+    total = np.bincount(inverse, weights=weights.astype(np.float64), minlength=len(distinct))
+    order = np.argsort(-total, kind="stable")
+    if limit > 0:
+        order = order[:limit]
+    return UserEdges(True, snap.items.names(distinct[order].tolist()),
+                     total[order].tolist(), snap.version)

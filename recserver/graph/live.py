@@ -42,7 +42,11 @@ class LiveGraph:
     ``publish(compact=True)``, compact synchronously.
     """
 
-    def __init__(self, cfg: GraphConfig, store: EdgeStore | None = None) -> None:
+    def __init__(
+        self, cfg: GraphConfig, store: EdgeStore | None = None, *, first_version: int = 1
+    ) -> None:
+        """``first_version``: the version of the first publish (a restarted builder continues
+        past what it published before, so versions only grow)."""
         self.cfg = cfg
         self.store = store or EdgeStore(cfg)
         self._ingest_lock = threading.Lock()  # one ingest at a time (dedup index, id maps)
@@ -55,7 +59,7 @@ class LiveGraph:
         self.last_prune: PruneReport = PruneReport()
         self.last_compaction_s = 0.0
         self.compactions = 0
-        self._version = 0
+        self._version = first_version - 1
         self._current: GraphSnapshot | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by an ingest that accepted events

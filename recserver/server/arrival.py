@@ -4,8 +4,8 @@ A request's latency budget starts when the request arrives, not when a worker th
 it: under load a request can wait in the pool's queue for longer than its whole budget, and a
 deadline measured from the handler's first line would hide that wait and let the server answer
 late (queue collapse). The sync gRPC server calls ``thread_pool.submit`` once per RPC from its
-polling thread, as soon as the call is accepted, so a ``ThreadPoolExecutor`` that stamps
-``time.perf_counter()`` in ``submit`` is the earliest point Python code can see.
+polling thread, as soon as the call is accepted, so a pool that stamps ``time.perf_counter()``
+in ``submit`` (``admission.AdmissionExecutor``) is the earliest point Python code can see.
 
 The stamp travels to the worker in a ``threading.local``, not a ``contextvars.ContextVar``: gRPC
 runs each handler inside ``contextvars.Context.run`` of a context copied at submission time, so a
@@ -17,11 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
-
-_T = TypeVar("_T")
 
 _local = threading.local()
 
@@ -29,28 +24,11 @@ _local = threading.local()
 def current_arrival() -> float | None:
     """``perf_counter()`` at the moment the current RPC was submitted to the pool.
 
-    ``None`` outside a task of an :class:`ArrivalExecutor` (the caller then falls back to its own
-    start time).
+    ``None`` outside a task of the handler pool (``admission.AdmissionExecutor``); the caller
+    then falls back to its own start time.
     """
     arrival: float | None = getattr(_local, "arrival", None)
     return arrival
-
-
-class ArrivalExecutor(ThreadPoolExecutor):
-    """A thread pool that records each task's submission time for :func:`current_arrival`."""
-
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        submitted = time.perf_counter()
-
-        def run_with_arrival() -> _T:
-            _local.arrival = submitted
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                # Worker threads are reused: never let one request see another's arrival.
-                _local.arrival = None
-
-        return super().submit(run_with_arrival)
 
 
 def queued_ms(arrival: float, now: float | None = None) -> float:

@@ -4,10 +4,11 @@ Choices, and why:
 
 * The sync ``grpc.server`` with a thread pool: on this kind of machine it costs about 200 µs of CPU
   a call against about 300 µs for ``grpc.aio`` (DESIGN.md), and the walk is CPU-bound numpy that
-  gains nothing from an event loop. The pool is an :class:`ArrivalExecutor`, so a request's budget
+  gains nothing from an event loop. The pool is an :class:`AdmissionExecutor`, so a request's budget
   starts when gRPC queues it, not when a worker picks it up.
-* ``grpc.so_reuseport=0``: grpcio turns SO_REUSEPORT on by default, so a second (stale) server on
-  the same port binds silently and steals traffic. With it off the second bind fails loudly.
+* ``grpc.so_reuseport``: grpcio turns SO_REUSEPORT on by default, so a second (stale) server on
+  the same port binds silently and steals traffic. It is off, so that bind fails loudly, except
+  for the serving workers of one node, which share the port on purpose (``reuse_port=True``).
 * Health (``grpc.health.v1``) says NOT_SERVING until :meth:`GrpcServer.set_serving` (called once
   the graph is loaded), so load balancers and ``grpc_health_probe`` wait for a usable server; on
   stop it goes NOT_SERVING first so they drain it while in-flight requests finish.
@@ -17,6 +18,8 @@ Choices, and why:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -25,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 
 from recserver.config import ServerSection
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from recserver.server.arrival import ArrivalExecutor
+from recserver.server.admission import AdmissionExecutor
 from recserver.server.auth import AuthInterceptor, protected_methods
 from recserver.server.ingest_servicer import IngestHandler
 from recserver.server.interceptor import ErrorInterceptor, RpcObserver
@@ -65,13 +68,24 @@ class GrpcServer:
         port: int | None = None,
         observer: TransportObserver | None = None,
         ingest: IngestHandler | None = None,
+        unix_socket: Path | None = None,
+        reuse_port: bool = False,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
+        """``unix_socket``: listen there instead of host:port (the builder's local endpoint).
+        ``reuse_port``: several worker processes share the port on purpose (SO_REUSEPORT; the
+        kernel spreads connections across them). ``on_refused(reason)``: a call was refused at
+        the door (see ``admission``)."""
         self._settings = settings or ServerSection()
         self._host = self._settings.host if host is None else host
         self._requested_port = self._settings.port if port is None else port
         self._port: int | None = None
-        self._executor = ArrivalExecutor(
-            max_workers=self._settings.max_workers, thread_name_prefix="recserver-grpc"
+        self._unix_socket = unix_socket
+        self._executor = AdmissionExecutor(
+            self._settings.max_workers, max_queued=self._settings.max_queued_calls,
+            target_wait_s=(None if self._settings.queue_target_ms is None
+                           else self._settings.queue_target_ms / 1000.0),
+            on_refused=on_refused, thread_name_prefix="recserver-grpc",
         )
         max_bytes = self._settings.max_message_bytes
         # The error interceptor is outermost, so UNAUTHENTICATED is mapped and counted like any
@@ -89,7 +103,7 @@ class GrpcServer:
             interceptors=interceptors,
             maximum_concurrent_rpcs=self._settings.max_concurrent_rpcs,
             options=[
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
                 ("grpc.max_send_message_length", max_bytes),
                 ("grpc.max_receive_message_length", max_bytes),
             ],
@@ -111,8 +125,14 @@ class GrpcServer:
         )
 
     @property
+    def executor(self) -> AdmissionExecutor:
+        return self._executor
+
+    @property
     def address(self) -> str:
         """``host:port`` a client can dial (the bound port once started)."""
+        if self._unix_socket is not None:
+            return f"unix:{self._unix_socket}"
         host = f"[{self._host}]" if ":" in self._host else self._host
         return f"{host}:{self.port}"
 
@@ -138,6 +158,9 @@ class GrpcServer:
     def start(self) -> int:
         """Bind and start serving RPCs (health still NOT_SERVING); returns the bound port."""
         address = f"{self._host}:{self._requested_port}"
+        if self._unix_socket is not None:
+            self._unix_socket.unlink(missing_ok=True)  # left by a process that died
+            address = f"unix:{self._unix_socket}"
         try:
             if self._credentials is None:
                 port = self._server.add_insecure_port(address)

@@ -18,8 +18,10 @@ import grpc
 
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from recserver.server.admission import current_refusal
 from recserver.server.arrival import current_arrival
 from recserver.server.ingest_servicer import IngestEndpoints, IngestHandler
+from recserver.service.errors import ResourceExhausted
 from recserver.service.types import SOURCES, Recommendation, RecommendQuery, Source
 
 #: Full name of the service, as health checks and reflection name it.
@@ -117,6 +119,11 @@ class RecommenderServicer(IngestEndpoints, pb_grpc.RecommenderServicer):
         self, request: pb.RecommendRequest, context: grpc.ServicerContext
     ) -> pb.RecommendResponse:
         # Taken first: the pool's submission stamp when there is one, else the earliest we can.
+        refusal = current_refusal()
+        if refusal is not None:
+            raise ResourceExhausted(
+                f"server overloaded ({refusal}): nothing was computed; retry on another replica "
+                "or after a short backoff")
         arrival = current_arrival()
         if arrival is None:
             arrival = time.perf_counter()

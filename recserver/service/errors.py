@@ -25,3 +25,7 @@ class ResourceExhausted(RecServerError):
 
 class Unauthenticated(RecServerError):
     """Missing or wrong credentials (UNAUTHENTICATED)."""
+
+
+#: Why a call was refused at the door with ``ResourceExhausted`` (the refusal counter's labels).
+REFUSAL_REASONS: tuple[str, ...] = ("queue_full", "queue_slow")

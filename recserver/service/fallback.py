@@ -118,6 +118,11 @@ class TierUnavailable(RuntimeError):
     reported in ``degraded_reasons`` and logged without a traceback."""
 
 
+class TierNotReady(TierUnavailable):
+    """A tier that has nothing to serve yet (e.g. the first ANN build is still running):
+    reported as ``fallback_unready:<tier>``, so an answer states the tier's absence."""
+
+
 class FallbackChain:
     """Runs tiers in order until ``k`` candidates are collected or time runs out."""
 
@@ -163,6 +168,9 @@ class FallbackChain:
                 if tier is None:  # config validation prevents this; degrade, never fail
                     raise KeyError(f"no fallback tier named {name!r}")
                 got, got_scores = tier.fetch(_with(request, exclude, need))
+            except TierNotReady:
+                errors.append(f"fallback_unready:{name}")
+                continue
             except TierUnavailable as exc:  # expected during an outage: no traceback
                 self._log_failure(name, f"unavailable: {exc}", with_trace=False)
                 errors.append(f"fallback_error:{name}")

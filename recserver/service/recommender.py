@@ -18,9 +18,9 @@ import numpy.typing as npt
 
 from recserver.config import RecServerConfig, SurfaceConfig
 from recserver.graph.arrayops import union_sorted, unique_sorted
-from recserver.graph.live import LiveGraph
 from recserver.graph.seeds import context_seeds, user_seeds
 from recserver.graph.snapshot import GraphSnapshot
+from recserver.graph.source import SnapshotSource
 from recserver.graph.walk import WalkResult, run_walk
 from recserver.service.budget import ReserveEstimator, compute_deadline
 from recserver.service.errors import Unavailable
@@ -39,7 +39,7 @@ class Recommender:
 
     def __init__(
         self,
-        graph: LiveGraph,
+        graph: SnapshotSource,
         config: Callable[[], RecServerConfig],
         fallback: FallbackChain,
         *,

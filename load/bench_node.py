@@ -1,0 +1,290 @@
+"""The node (one builder + N serving workers) against the single-process server, in one run.
+
+    .venv/bin/python -m load.bench_node                      # every part, ~10 minutes
+    .venv/bin/python -m load.bench_node --parts stalls --events 2500000
+
+* **stalls** — a light sequential client (one Recommend every 10 ms, 20 ms budget) from the
+  first SERVING on, while 20k events/s are recorded, the overlay compacts, checkpoints run every
+  5 s and the ANN index rebuilds every 15 s; max and p99 client latency, node vs single process.
+* **overload** — server on core 1, this client on core 0: capacity (closed loop), then open loop
+  at 2x and 4x it: answered p99, DEADLINE_EXCEEDED, goodput, refusal latency; with admission
+  control and without (the baseline).
+* **multicore** — closed-loop capacity and node CPU per answer with 1 and 2 workers.
+* **memory** — proportional set size (PSS) of all the node's processes per edge, 1 and 2
+  workers, against the single-process server.
+Figures print as a table and go to ``--out`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from load.node_harness import cpu_seconds, free_port, pss_bytes, start_node, write_config
+from recserver.proto.recserver.v1 import recommender_pb2 as pb
+from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+
+BUDGET_MS = 20.0
+
+
+def users(n: int) -> list[str]:
+    return [f"u{i}" for i in range(n)]
+
+
+def light_load(address: str, seconds: float, user_pool: list[str]) -> list[tuple[float, float]]:
+    """Sequential Recommend every 10 ms; (time since start, client latency ms) per call."""
+    out: list[tuple[float, float]] = []
+    rng = random.Random(1)
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        began = time.perf_counter()
+        due = began
+        while due - began < seconds:
+            sent = time.perf_counter()
+            try:
+                stub.Recommend(pb.RecommendRequest(user_id=rng.choice(user_pool), surface="home",
+                                                   k=10), timeout=5.0)
+                out.append((sent - began, (time.perf_counter() - sent) * 1000.0))
+            except grpc.RpcError:
+                out.append((sent - began, float("nan")))  # an error: counted apart
+            due += 0.010
+            time.sleep(max(0.0, due - time.perf_counter()))
+    return out
+
+
+def ingest_load(address: str, seconds: float, rate: float, stop: threading.Event) -> int:
+    """RecordEvents at ``rate`` events/s in batches of 1,000; returns events accepted."""
+    accepted, batch, i = 0, 1_000, 0
+    rng = random.Random(2)
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        began = time.perf_counter()
+        while not stop.is_set() and time.perf_counter() - began < seconds:
+            events = [pb.Event(event_id=f"b{i}-{j}", user_id=f"u{rng.randrange(50_000)}",
+                               item_id=f"i{rng.randrange(20_000)}", event="view")
+                      for j in range(batch)]
+            i += 1
+            with contextlib.suppress(grpc.RpcError):
+                accepted += stub.RecordEvents(pb.RecordEventsRequest(events=events),
+                                              timeout=10).accepted
+            time.sleep(max(0.0, began + i * batch / rate - time.perf_counter()))
+    return accepted
+
+
+def part_stalls(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for mode in ("single", "node"):
+        run_dir = tmp / f"stalls-{mode}"
+        run_dir.mkdir()
+        config = write_config(run_dir / "config.yaml", budget_ms=BUDGET_MS, ann_rebuild_s=15,
+                              checkpoint_s=5, compact_fraction=0.01)
+        node = start_node(run_dir, config, free_port(), synthetic=str(args.events), workers=2,
+                          single=mode == "single")
+        try:
+            ready_s = node.wait_serving()
+            stop = threading.Event()
+            ingested: list[int] = []
+            feeder = threading.Thread(target=lambda n=node, s=stop, got=ingested: got.append(
+                ingest_load(n.address, args.duration, 20_000, s)))
+            feeder.start()
+            calls = light_load(node.address, args.duration, users(10_000))
+            stop.set()
+            feeder.join(60)
+        finally:
+            node.stop()
+        lat = np.array([ms for _, ms in calls if ms == ms])
+        errors = sum(1 for _, ms in calls if ms != ms)
+        worst = sorted(calls, key=lambda c: -c[1] if c[1] == c[1] else 0)[:3]
+        results[mode] = {
+            "serving_after_s": ready_s, "calls": len(calls), "errors": errors,
+            "max_ms": float(lat.max()), "p99_ms": float(np.percentile(lat, 99)),
+            "p50_ms": float(np.percentile(lat, 50)),
+            "over_budget_plus_5": int((lat > BUDGET_MS + 5).sum()),
+            "worst_at_s": [round(t, 2) for t, _ in worst],
+            "events_recorded": ingested[0] if ingested else 0,
+        }
+        print(f"stalls {mode:7s} {json.dumps(results[mode])}", flush=True)
+    return results
+
+
+def closed_loop(address: str, seconds: float, concurrency: int) -> tuple[int, float]:
+    """``concurrency`` sequential clients; returns (answers, seconds)."""
+    done = [0] * concurrency
+    stop_at = time.perf_counter() + seconds
+
+    def client(slot: int) -> None:
+        rng = random.Random(slot)
+        pool = users(10_000)
+        with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]
+                                   ) as channel:
+            stub = pb_grpc.RecommenderStub(channel)
+            while time.perf_counter() < stop_at:
+                try:
+                    stub.Recommend(pb.RecommendRequest(user_id=rng.choice(pool),
+                                                       surface="home", k=10), timeout=5.0)
+                    done[slot] += 1
+                except grpc.RpcError:
+                    pass
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done), time.perf_counter() - began
+
+
+def open_loop(address: str, rate: float, seconds: float) -> dict[str, Any]:
+    """Open-loop Recommend at ``rate``/s for ``seconds``: latency by outcome, from due time."""
+    records: list[tuple[str, float]] = []
+    lock = threading.Lock()
+    rng = random.Random(3)
+    pool = users(10_000)
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        began = time.perf_counter()
+        n = int(rate * seconds)
+        pending = []
+        for i in range(n):
+            due = began + i / rate
+            time.sleep(max(0.0, due - time.perf_counter()))
+            future = stub.Recommend.future(pb.RecommendRequest(
+                user_id=rng.choice(pool), surface="home", k=10), timeout=1.0)
+
+            def done(f: Any, due: float = due) -> None:
+                code = f.code().name
+                with lock:
+                    records.append((code, (time.perf_counter() - due) * 1000.0))
+
+            future.add_done_callback(done)
+            pending.append(future)
+        for future in pending:
+            with contextlib.suppress(grpc.RpcError):
+                future.result(5)
+        elapsed = time.perf_counter() - began
+    ok = np.array([ms for code, ms in records if code == "OK"])
+    refused = np.array([ms for code, ms in records if code == "RESOURCE_EXHAUSTED"])
+    codes: dict[str, int] = {}
+    for code, _ in records:
+        codes[code] = codes.get(code, 0) + 1
+    in_budget = int((ok <= BUDGET_MS).sum()) if ok.size else 0
+    return {
+        "offered_per_s": rate, "codes": codes,
+        "answered_p99_ms": float(np.percentile(ok, 99)) if ok.size else None,
+        "refusal_p99_ms": float(np.percentile(refused, 99)) if refused.size else None,
+        "goodput_per_s": in_budget / elapsed,
+    }
+
+
+def part_overload(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    os.sched_setaffinity(0, {0})  # this client on core 0, the node on core 1
+    results: dict[str, Any] = {}
+    for shedding in (True, False):
+        name = "admission" if shedding else "no_shedding"
+        run_dir = tmp / f"overload-{name}"
+        run_dir.mkdir()
+        config = write_config(run_dir / "config.yaml", budget_ms=BUDGET_MS, shedding=shedding)
+        node = start_node(run_dir, config, free_port(), synthetic=args.overload_events,
+                          workers=1, single=False, cores="1")
+        try:
+            node.wait_serving()
+            answers, secs = closed_loop(node.address, 8.0, 4)
+            capacity = answers / secs
+            runs = {"capacity_per_s": capacity}
+            for factor in (2, 4):
+                runs[f"{factor}x"] = open_loop(node.address, capacity * factor, 8.0)
+                time.sleep(2.0)
+        finally:
+            node.stop()
+        results[name] = runs
+        print(f"overload {name:11s} {json.dumps(runs)}", flush=True)
+    os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    return results
+
+
+def part_multicore(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for workers in (1, 2):
+        run_dir = tmp / f"multicore-{workers}"
+        run_dir.mkdir()
+        config = write_config(run_dir / "config.yaml", budget_ms=60.0)
+        node = start_node(run_dir, config, free_port(), synthetic=args.overload_events,
+                          workers=workers, single=False)
+        try:
+            node.wait_serving()
+            closed_loop(node.address, 2.0, 4)  # connections spread, pages touched
+            cpu0 = cpu_seconds(node.pids)
+            answers, secs = closed_loop(node.address, 10.0, 4 * workers)
+            cpu = cpu_seconds(node.pids) - cpu0
+        finally:
+            node.stop()
+        results[f"{workers}_workers"] = {"answers_per_s": answers / secs,
+                                         "node_cpu_ms_per_answer": 1000.0 * cpu / answers}
+        print(f"multicore {workers} workers {json.dumps(results[f'{workers}_workers'])}",
+              flush=True)
+    return results
+
+
+def part_memory(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for label, workers, single in (("single", 1, True), ("node_1", 1, False),
+                                   ("node_2", 2, False)):
+        run_dir = tmp / f"memory-{label}"
+        run_dir.mkdir()
+        config = write_config(run_dir / "config.yaml", budget_ms=60.0)
+        node = start_node(run_dir, config, free_port(), synthetic=str(args.events),
+                          workers=workers, single=single)
+        try:
+            node.wait_serving()
+            closed_loop(node.address, 3.0, 2)
+            time.sleep(2.0)
+            pss = pss_bytes(node.pids)
+            edges = node.edges() or args.edges_hint
+        finally:
+            node.stop()
+        results[label] = {"pss_mib": pss / 2**20, "edges": edges,
+                          "pss_bytes_per_edge": pss / max(edges, 1)}
+        print(f"memory {label:7s} {json.dumps(results[label])}", flush=True)
+    return results
+
+
+PARTS = {"stalls": part_stalls, "overload": part_overload, "multicore": part_multicore,
+         "memory": part_memory}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated parts")
+    parser.add_argument("--events", type=int, default=2_500_000,
+                        help="synthetic events for stalls and memory (default: %(default)s)")
+    parser.add_argument("--overload-events", default="1000000",
+                        help="synthetic events for overload and multicore")
+    parser.add_argument("--duration", type=float, default=40.0, help="stall run seconds")
+    parser.add_argument("--edges-hint", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=Path("var/perf/node.json"))
+    args = parser.parse_args()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-node-") as tmp:
+        for name in args.parts.split(","):
+            part_dir = Path(tmp) / name
+            part_dir.mkdir()
+            out[name] = PARTS[name](args, part_dir)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    print(f"written {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The ANN result cache shared by the processes of one node when no Redis is configured.
+
+The builder writes a version's results with ``put_many`` as it would to Redis; they gather in
+memory until the pointer key is set (the precompute's last, atomic step). Then the whole version
+is *sealed* into immutable files in one directory and ``ANN.json`` is replaced to name them:
+
+* ``<name>.hash.npy`` — uint64 key hashes, sorted (blake2b, 8 bytes: stable across processes);
+* ``<name>.off.npy``  — int64 offsets into the blob, in hash order, plus the end;
+* ``<name>.klen.npy`` — uint32 key lengths (each record is key bytes then value bytes);
+* ``<name>.blob``     — the records.
+
+Serving workers open the cache read-only: a lookup is a binary search in the mapped hash array
+and a slice of the mapped blob, with the key compared so a hash collision is never a wrong hit.
+Their own write-backs (results computed on a miss) stay in a small private LRU. Sealed files
+hold one version: expiry is replacement, and the files of older versions are deleted a grace
+period after they stop being named (workers still mapping them keep their pages).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recserver.ann.lru_cache import LruCache
+from recserver.node.layout import read_json, write_json_atomic
+
+MANIFEST = "ANN.json"
+POINTER_SUFFIX = b":ptr"
+KEEP_S = 60.0
+
+
+def key_hash(key: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+
+
+class _Sealed:
+    """One sealed version, mapped read-only."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        prefix = folder / name
+        self.hashes = np.load(prefix.with_suffix(".hash.npy"), mmap_mode="r")
+        self.offsets = np.load(prefix.with_suffix(".off.npy"), mmap_mode="r")
+        self.klen = np.load(prefix.with_suffix(".klen.npy"), mmap_mode="r")
+        size = os.path.getsize(prefix.with_suffix(".blob"))
+        self.blob = (np.memmap(prefix.with_suffix(".blob"), dtype=np.uint8, mode="r")
+                     if size else np.empty(0, np.uint8))
+
+    def get(self, key: bytes) -> bytes | None:
+        h = np.uint64(key_hash(key))
+        i = int(np.searchsorted(self.hashes, h))
+        while i < self.hashes.shape[0] and self.hashes[i] == h:
+            start, end, klen = int(self.offsets[i]), int(self.offsets[i + 1]), int(self.klen[i])
+            if self.blob[start : start + klen].tobytes() == key:
+                return self.blob[start + klen : end].tobytes()
+            i += 1
+        return None
+
+
+def seal(folder: Path, name: str, entries: dict[bytes, bytes]) -> None:
+    """Write ``entries`` as the sealed files ``name.*`` in ``folder``."""
+    keys = list(entries)
+    hashes = np.fromiter((key_hash(k) for k in keys), dtype=np.uint64, count=len(keys))
+    order = np.argsort(hashes, kind="stable")
+    records = [keys[i] + entries[keys[i]] for i in order.tolist()]
+    offsets = np.zeros(len(records) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in records], out=offsets[1:])
+    prefix = folder / name
+    prefix.with_suffix(".blob").write_bytes(b"".join(records))
+    np.save(prefix.with_suffix(".hash.npy"), hashes[order])
+    np.save(prefix.with_suffix(".off.npy"), offsets)
+    np.save(prefix.with_suffix(".klen.npy"),
+            np.array([len(keys[i]) for i in order.tolist()], dtype=np.uint32))
+
+
+class FileCache:
+    """``ResultCache`` over sealed files; ``writer=True`` in the builder, False in workers."""
+
+    backend = "file"
+
+    def __init__(self, folder: Path | str, *, writer: bool, local_max_bytes: int = 8 << 20,
+                 recheck_s: float = 0.2) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.writer = writer
+        self._pending: dict[bytes, bytes] = {}
+        self._local = LruCache(max_bytes=local_max_bytes)  # workers' write-backs
+        self._sealed: _Sealed | None = None
+        self._sealed_name = ""
+        self._checked = 0.0
+        self._recheck_s = recheck_s
+        self._lock = threading.Lock()
+        self._seq = int(time.time() * 1000)
+        self._names: dict[str, float] = {}  # sealed name -> when it stopped being current
+
+    def _current(self) -> _Sealed | None:
+        now = time.monotonic()
+        if now - self._checked >= self._recheck_s:
+            self._checked = now
+            manifest = read_json(self.folder / MANIFEST)
+            name = str(manifest.get("name", "")) if manifest else ""
+            if name and name != self._sealed_name:
+                # Replaced meanwhile: the next check maps the newer one.
+                with contextlib.suppress(OSError, ValueError):
+                    self._sealed, self._sealed_name = _Sealed(self.folder, name), name
+        return self._sealed
+
+    def get(self, key: bytes, timeout_s: float = 0.0) -> bytes | None:
+        return self.mget([key], timeout_s)[0]
+
+    def mget(self, keys: Sequence[bytes], timeout_s: float = 0.0) -> list[bytes | None]:
+        pending, sealed = self._pending, self._current()
+        out: list[bytes | None] = []
+        for key in keys:
+            value = pending.get(key) if pending else None
+            if value is None and sealed is not None:
+                value = sealed.get(key)
+            if value is None:
+                value = self._local.get(key)
+            out.append(value)
+        return out
+
+    def put_many(self, entries: Iterable[tuple[bytes, bytes]], ttl_s: int) -> int:
+        if not self.writer:
+            return self._local.put_many(entries, ttl_s)
+        written = 0
+        pointer = False
+        with self._lock:
+            for key, value in entries:
+                self._pending[key] = value
+                pointer = pointer or key.endswith(POINTER_SUFFIX)
+                written += 1
+            if pointer:
+                self._seal()
+        return written
+
+    def _seal(self) -> None:
+        """Write what is pending (one version and the pointer) and name it in the manifest."""
+        self._seq += 1
+        name = f"ann-{self._seq}"
+        seal(self.folder, name, self._pending)
+        write_json_atomic(self.folder / MANIFEST, {"name": name, "entries": len(self._pending),
+                                                   "sealed_at": time.time()})
+        previous = self._sealed_name
+        self._sealed, self._sealed_name, self._pending = _Sealed(self.folder, name), name, {}
+        self._checked = time.monotonic()
+        now = time.monotonic()
+        if previous:
+            self._names[previous] = now
+        for old, since in list(self._names.items()):
+            if now - since > KEEP_S:
+                for path in self.folder.glob(old + ".*"):
+                    path.unlink(missing_ok=True)
+                del self._names[old]
+
+    def ttl(self, key: bytes) -> float | None:
+        return float(KEEP_S) if self.get(key) is not None else None
+
+    def expire_namespace(self, namespace: bytes, ttl_s: int) -> int:
+        return 0  # a sealed version is replaced whole; its files go after the grace period
+
+    def memory_usage(self, keys: Sequence[bytes]) -> int | None:
+        return None
+
+    def close(self) -> None:
+        self._sealed = None

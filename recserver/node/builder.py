@@ -1,0 +1,158 @@
+"""The builder role: the node's single writer.
+
+It owns every write: event-log tailing and apply, the edge store, dedup, compaction with
+pruning, ANN builds, checkpoints. Each publish is written as files (``SnapshotWriter``) that
+serving workers map; ANN results go to Redis when configured, else to sealed files in the run
+directory. Workers reach it on a local Unix socket for ``RecordEvents`` and
+``GetIngestStatus``; it also serves the node's one ``/metrics`` endpoint (every process's
+multi-process files summed, plus its own graph and ingest gauges), so rendering never runs in a
+process that answers requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from recserver.ann.file_cache import FileCache
+from recserver.ann.runtime import AnnRuntime
+from recserver.ann.urls import resolve_redis_url
+from recserver.config import ServerSection
+from recserver.config_reload import ConfigHolder
+from recserver.eventlog.file_log import LogLocked
+from recserver.eventlog.runtime import IngestRuntime
+from recserver.graph.bootstrap import BuildReport, load_into
+from recserver.graph.live import LiveGraph
+from recserver.graph.snapshot import GraphSnapshot
+from recserver.metrics import Metrics
+from recserver.metrics_http import MetricsServer, serving_registry
+from recserver.node.layout import RunDir
+from recserver.node.snapshot_files import SnapshotWriter
+from recserver.server.grpc_server import GrpcServer
+from recserver.service.errors import Unavailable
+from recserver.service.types import Recommendation, RecommendQuery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the first graph comes from: an event file, or synthetic data of a size."""
+
+    events: Path | None = None
+    synthetic: str | None = None
+    strict: bool = False
+
+
+def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metrics: Metrics
+              ) -> BuildReport:
+    """Fill ``graph`` and publish it: the newest checkpoint (or ``source``), then the log."""
+    restored = ingest.restore()
+    if restored is None:
+        report = load_into(graph, events=source.events, synthetic=source.synthetic,
+                           strict=source.strict)
+        metrics.record_ingest(report.events_accepted, report.duplicates, report.rejected)
+    else:
+        report = BuildReport(
+            source=f"checkpoint {restored.folder}", events_read=0,
+            events_accepted=restored.events_applied, duplicates=0, rejected=0,
+            rejection_summary="", load_seconds=restored.seconds, build_seconds=0.0,
+        )  # fmt: skip
+    if ingest.catch_up() or restored is not None:
+        graph.publish(compact=True)
+    return report
+
+
+def open_ingest(make: Callable[[], IngestRuntime], wait_s: float = 60.0) -> IngestRuntime:
+    """Open the event log, waiting while a builder that is still stopping holds its lock (a
+    restart right after a crash of the supervisor: the old builder writes its last checkpoint)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return make()
+        except LogLocked:
+            if time.monotonic() >= deadline:
+                raise
+            log.info("the event log is still locked by a stopping builder; waiting")
+            time.sleep(0.5)
+
+
+class _NoRecommend:
+    """The builder answers no ``Recommend`` (workers do)."""
+
+    def recommend(self, query: RecommendQuery, *, arrival: float,
+                  client_remaining_s: float | None) -> Recommendation:
+        raise Unavailable("this is the node's builder; ask a serving worker")
+
+
+class Builder:
+    """One node's builder process (see the module docstring)."""
+
+    def __init__(
+        self, holder: ConfigHolder, run: RunDir, *, redis_url: str | None = None,
+        event_log_url: str | None = None, data_dir: str | None = None,
+        metrics_port: int | None = None,
+    ) -> None:
+        config = holder.current
+        self.holder = holder
+        self.run = run.create()
+        self.metrics = Metrics(config)
+        self.writer = SnapshotWriter(self.run)
+        self.graph = LiveGraph(config.graph, first_version=self.writer.last_version() + 1)
+        self.metrics.watch_graph(self.graph)
+        self.metrics.watch_config(holder)
+        url, origin = resolve_redis_url(redis_url, config.ann.url())
+        cache = None if url else FileCache(self.run.ann, writer=True)
+        self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache,
+                              cache=cache, where=None if url else f"files in {self.run.ann}")
+        log.info("ann results: %s (from %s)", self.ann.where, origin if url else "no Redis URL")
+        self.ingest = open_ingest(lambda: IngestRuntime(
+            config.ingest, self.graph, url_flag=event_log_url, data_dir=data_dir,
+            metrics=self.metrics.eventlog))
+        self.metrics.watch_ingest(self.ingest)
+        self.server = GrpcServer(_NoRecommend(), ServerSection(), unix_socket=run.builder_socket,
+                                 ingest=self.ingest)
+        self.metrics_server = MetricsServer(
+            serving_registry(self.metrics), config.server.metrics_host,
+            config.server.metrics_port if metrics_port is None else metrics_port)
+        self.report: BuildReport | None = None
+        self._stopped = threading.Event()
+
+    def start(self, source: DataSource) -> None:
+        """Serve /metrics and the local endpoint, build and publish the graph, start writers."""
+        self.metrics_server.start()
+        self.server.start()
+        self.report = bootstrap(self.graph, self.ingest, source, self.metrics)
+        if not self.graph.ready:
+            self.graph.publish(compact=True)
+        # Written after the tailer's own publish hook (added while bootstrapping), so each
+        # manifest carries the log position its snapshot makes visible.
+        self.graph.on_publish.append(self._write)
+        self._write(self.graph.current)
+        self.graph.start()
+        self.ingest.start()
+        if any("ann" in s.fallback.tiers for s in self.holder.current.surfaces.values()):
+            self.ann.start()
+        if self.holder.path is not None:
+            self.holder.start_watching()
+        self.server.set_serving()
+
+    def _write(self, snap: GraphSnapshot) -> None:
+        tailer = self.ingest.tailer
+        self.writer.write(snap, visible_position=str(tailer.visible_position) if tailer else "")
+
+    def stop(self) -> None:
+        """Close RecordEvents, stop tailing, write the final checkpoint, stop the rest."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.server.stop(2.0)
+        self.ingest.stop()
+        self.graph.stop()
+        self.ann.stop()
+        self.holder.stop_watching()
+        self.metrics_server.stop()

@@ -1,0 +1,192 @@
+"""The node's commands: ``serve`` (supervisor), ``builder`` and ``worker`` (its roles).
+
+``recserver serve`` runs the whole node on one machine; ``recserver builder`` and
+``recserver worker`` run one role each (Kubernetes: one builder and N worker containers in a
+pod sharing the run directory). ``serve --single-process`` keeps the older one-process server,
+the baseline the stall benchmark compares against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from recserver.config_reload import ConfigHolder
+from recserver.node.builder import Builder, DataSource
+from recserver.node.layout import RunDir, read_json, write_json_atomic
+from recserver.node.supervisor import Supervisor, recserver_argv, reserve_port
+
+log = logging.getLogger(__name__)
+
+#: Where the embedded default keeps its event log, checkpoints and run directory.
+DEFAULT_DATA_DIR = Path("var/recserver")
+
+
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota (a container's
+    CPU limit), which the affinity does not show."""
+    cores = max(1, len(os.sched_getaffinity(0)))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, int(float(quota) / float(period))))
+
+
+def stop_event() -> threading.Event:
+    """An event set by SIGTERM or SIGINT."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+def _passthrough(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        value = getattr(args, name, None)
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is not None and value is not False:
+            out += [flag, str(value)]
+    return out
+
+
+def cmd_serve_node(args: argparse.Namespace) -> int:
+    """Supervise one builder and ``--workers`` serving workers until SIGTERM/SIGINT."""
+    holder = ConfigHolder(args.config)  # a bad config stops here, before any process starts
+    config = holder.current
+    data_dir = args.data_dir if args.data_dir is not None else DEFAULT_DATA_DIR
+    run = RunDir(args.run_dir if args.run_dir is not None else data_dir / "run")
+    workers = args.workers or usable_cores()
+    stop = stop_event()
+    reservation, port = reserve_port(config.server.host,
+                                     config.server.port if args.port is None else args.port)
+    common = _passthrough(args, ("config", "redis_url"))
+    builder_argv = recserver_argv(
+        "builder", "--run-dir", str(run.root), "--data-dir", str(data_dir),
+        *common, *_passthrough(args, ("events", "synthetic", "strict", "event_log_url",
+                                      "metrics_port")))  # fmt: skip
+
+    def worker_argv(i: int) -> list[str]:
+        return recserver_argv("worker", "--run-dir", str(run.root), "--port", str(port),
+                              "--name", f"worker-{i}", *common)
+
+    supervisor = Supervisor(run, builder_argv, worker_argv, workers,
+                            grace_s=config.server.grace_period_s)
+    host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
+    address = f"{host}:{port}"
+    print(f"recserver listening on {address} (port {port}); loading the graph "
+          f"(1 builder + {workers} workers; data in {data_dir})", flush=True)
+    try:
+        supervisor.start_builder()
+        info = read_json(run.root / "builder.json") or {}
+        if "metrics_url" in info:
+            print(f"recserver metrics on {info['metrics_url']} (port {info['metrics_port']})",
+                  flush=True)
+        supervisor.start_workers()
+        while supervisor.ready_workers() < workers and not stop.wait(0.1):
+            supervisor.check()
+        manifest = read_json(run.manifest) or {}
+        if not stop.is_set():
+            print(f"recserver serving on {address}: {manifest.get('n_users', 0):,} users, "
+                  f"{manifest.get('n_items', 0):,} items, {info.get('edges', 0):,} edges from "
+                  f"{info.get('source', '?')}; surfaces: {', '.join(config.surfaces)}", flush=True)
+            print(f"try: recserver recommend --target {address} --user "
+                  f"{info.get('example_user', 'USER')} --surface "
+                  f"{next(iter(config.surfaces))} --k 10", flush=True)
+        while not stop.wait(0.25):
+            supervisor.check()
+    finally:
+        print("recserver: draining in-flight requests ...", file=sys.stderr, flush=True)
+        supervisor.stop()
+        reservation.close()
+    return 0
+
+
+def cmd_builder(args: argparse.Namespace) -> int:
+    """Run the builder role until SIGTERM/SIGINT."""
+    holder = ConfigHolder(args.config)
+    holder.install_sighup()
+    run = RunDir(args.run_dir)
+    builder = Builder(holder, run, redis_url=args.redis_url,
+                      event_log_url=args.event_log_url, data_dir=args.data_dir,
+                      metrics_port=args.metrics_port)
+    stop = stop_event()
+    builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict))
+    snap = builder.graph.current
+    report = builder.report
+    example = snap.users.name(0) if snap.n_users else "USER"
+    write_json_atomic(run.root / "builder.json", {
+        "pid": os.getpid(), "metrics_port": builder.metrics_server.port,
+        "metrics_url": builder.metrics_server.url, "edges": snap.n_edges,
+        "source": report.source if report else "?", "example_user": example,
+    })  # fmt: skip
+    log.info("builder published version %d: %d users, %d items, %d edges", snap.version,
+             snap.n_users, snap.n_items, snap.n_edges)
+    while not stop.wait(0.5):
+        pass
+    builder.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run one serving worker until SIGTERM/SIGINT."""
+    from recserver.node.worker import Worker
+    from recserver.serve import fault_walk_hook
+
+    holder = ConfigHolder(args.config)
+    holder.install_sighup()
+    run = RunDir(args.run_dir)
+    worker = Worker(holder, run, port=args.port, redis_url=args.redis_url,
+                    walk_hook=fault_walk_hook())
+    stop = stop_event()
+    worker.start()
+    ready = run.root / "ready"
+    ready.mkdir(exist_ok=True)
+    marker = ready / f"{args.name}.{os.getpid()}"
+    marker.write_text(str(time.time()))
+    while not stop.wait(0.5):
+        pass
+    worker.stop()
+    marker.unlink(missing_ok=True)
+    return 0
+
+
+def add_role_commands(sub: argparse._SubParsersAction, add_source_args: object) -> None:
+    """``builder`` and ``worker`` subcommands (``serve`` is in ``recserver.serve``)."""
+    builder = sub.add_parser("builder", help="run a node's builder role (writes, publishes)")
+    add_source_args(builder)  # type: ignore[operator]
+    builder.add_argument("--run-dir", type=Path, required=True,
+                         help="the directory shared with the workers")
+    builder.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
+    builder.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                         help="event log and checkpoints (default: %(default)s)")
+    builder.add_argument("--event-log-url", help="Redis stream event log (redis://...)")
+    builder.add_argument("--redis-url", help="ANN result cache (default: files in the run dir)")
+    builder.add_argument("--metrics-port", type=int, help="the node's /metrics port (0: any)")
+    builder.set_defaults(func=cmd_builder)
+
+    worker = sub.add_parser("worker", help="run one serving worker of a node")
+    worker.add_argument("--run-dir", type=Path, required=True,
+                        help="the directory the builder publishes into")
+    worker.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
+    worker.add_argument("--port", type=int, help="gRPC port, shared with the other workers")
+    worker.add_argument("--redis-url", help="ANN result cache (default: the builder's files)")
+    worker.add_argument("--name", default="worker", help="name for logs and the ready marker")
+    worker.set_defaults(func=cmd_worker)
+

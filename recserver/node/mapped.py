@@ -1,0 +1,197 @@
+"""A serving worker's view of the graph: the newest published snapshot, memory-mapped.
+
+:class:`MappedGraph` has what the hot path reads from a graph (``ready``, ``current``,
+``on_publish``), so the recommender, the fallback tiers and the metrics take it in place of a
+``LiveGraph``. A daemon thread watches the manifest; when it names a new version it maps the
+overlay (and the base, when that changed too), builds the snapshot object and swaps one
+reference. Readers take ``current`` once per request; an old snapshot's mappings go when the last
+request holding it finishes (reference counting), never under a reader.
+
+Nothing here writes: workers never build, compact, tail or checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recserver.graph.idmap import IdMap
+from recserver.graph.snapshot import CsrSide, GraphSnapshot
+from recserver.node.layout import RunDir, read_json
+from recserver.node.snapshot_files import FORMAT, load_array, load_names, load_side
+
+log = logging.getLogger(__name__)
+
+
+def touch(side: CsrSide) -> None:
+    """Fault the side's pages in now, so the first walks after a swap do not pay for it."""
+    for array in (side.indptr, side.packed, side.row_weight, side.weight):
+        if array is not None and array.shape[0]:
+            step = max(1, 4096 // array.itemsize)
+            np.add.reduce(array[::step])
+
+
+class LayeredIdMap:
+    """A base id map (loaded once per base) plus the names first seen since (a small dict).
+
+    Read-only: workers resolve ids, they never assign them.
+    """
+
+    def __init__(self, base: IdMap, tail: list[str]) -> None:
+        self._base = base
+        self._n_base = len(base)
+        self._tail = tail
+        self._tail_index = {name: self._n_base + i for i, name in enumerate(tail)}
+
+    def __len__(self) -> int:
+        return self._n_base + len(self._tail)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._base or name in self._tail_index
+
+    def get(self, name: str) -> int | None:
+        found = self._base.get(name)
+        return found if found is not None else self._tail_index.get(name)
+
+    def name(self, idx: int) -> str:
+        return self._base.name(idx) if idx < self._n_base else self._tail[idx - self._n_base]
+
+    def names(self, ids: Iterable[int]) -> list[str]:
+        return [self.name(int(i)) for i in ids]
+
+    def lookup_many(self, names: Sequence[str]) -> np.ndarray:
+        found = np.asarray(self._base.lookup_many(names), dtype=np.int64)
+        if self._tail_index and (found < 0).any():
+            for i in np.flatnonzero(found < 0).tolist():
+                found[i] = self._tail_index.get(names[i], -1)
+        return found
+
+
+class MappedGraph:
+    """The newest snapshot in a run directory, swapped in as the builder publishes."""
+
+    def __init__(self, run: RunDir, *, poll_s: float = 0.02) -> None:
+        self.run = run
+        self.poll_s = poll_s
+        self._current: GraphSnapshot | None = None
+        #: the event-log position the mapped snapshot makes visible ("" when unknown)
+        self.visible_position = ""
+        self._base_name = ""
+        self._base: tuple[CsrSide, CsrSide, IdMap, IdMap] | None = None
+        self._manifest_key: tuple[int, int] | None = None  # (mtime_ns, inode) last read
+        self.on_publish: list[Callable[[GraphSnapshot], None]] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.loads = 0
+        self.failures = 0
+        self.last_load_s = 0.0
+        #: publish -> mapped here, seconds, for the visibility metric
+        self.last_delay_s = 0.0
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    @property
+    def current(self) -> GraphSnapshot:
+        snap = self._current
+        if snap is None:
+            raise RuntimeError("no snapshot mapped yet")
+        return snap
+
+    def refresh(self) -> bool:
+        """Map the manifest's snapshot if it is new; True when a new one was swapped in."""
+        try:
+            stat = self.run.manifest.stat()
+        except FileNotFoundError:
+            return False
+        key = (stat.st_mtime_ns, stat.st_ino)
+        if key == self._manifest_key:
+            return False
+        manifest = read_json(self.run.manifest)
+        if manifest is None or manifest.get("format") != FORMAT:
+            return False
+        current = self._current
+        if current is not None and int(manifest["version"]) <= current.version:
+            self._manifest_key = key
+            return False
+        started = time.perf_counter()
+        snap = self._load(manifest)
+        self._current = snap  # the reference flip readers rely on
+        # After the flip: a status read in between reports less than is visible, never more.
+        self.visible_position = str(manifest.get("visible_position", ""))
+        self._manifest_key = key
+        self.loads += 1
+        self.last_load_s = time.perf_counter() - started
+        self.last_delay_s = max(0.0, time.time() - float(manifest.get("published_at", 0.0)))
+        for callback in self.on_publish:
+            try:
+                callback(snap)
+            except Exception:  # a listener never stops the swap
+                log.exception("on_publish listener failed")
+        return True
+
+    def _load(self, manifest: dict[str, object]) -> GraphSnapshot:
+        folder = self.run.snapshots
+        base_name = str(manifest["base"])
+        if self._base is None or base_name != self._base_name:
+            base_dir = folder / base_name
+            sides = (load_side(base_dir, "base_users"), load_side(base_dir, "base_items"))
+            for side in sides:
+                touch(side)
+            self._base = (*sides, IdMap.load(base_dir / "users"), IdMap.load(base_dir / "items"))
+            self._base_name = base_name
+        base_users, base_items, users, items = self._base
+        over: Path = folder / str(manifest["overlay"])
+        stats = manifest.get("stats")
+        return GraphSnapshot(
+            version=int(str(manifest["version"])),
+            users=LayeredIdMap(users, load_names(over / "users_tail")),  # type: ignore[arg-type]
+            items=LayeredIdMap(items, load_names(over / "items_tail")),  # type: ignore[arg-type]
+            base_users=base_users, base_items=base_items,
+            over_users=load_side(over, "over_users"), over_items=load_side(over, "over_items"),
+            item_degree=load_array(over / "item_degree.npy"),
+            t_ref=float(str(manifest["t_ref"])), built_at=float(str(manifest["built_at"])),
+            stats=dict(stats) if isinstance(stats, dict) else {},
+        )  # fmt: skip
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Poll until a snapshot is mapped (or ``timeout_s``); True when ready."""
+        deadline = time.monotonic() + timeout_s
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except (OSError, ValueError, KeyError) as exc:
+                log.info("snapshot not mappable yet (%s); retrying", exc)
+            if self.ready or time.monotonic() >= deadline:
+                break
+            time.sleep(self.poll_s)
+        return self.ready
+
+    def start(self) -> None:
+        """Watch the manifest in a daemon thread."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="snapshot-watch", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.refresh()
+            except (OSError, ValueError, KeyError) as exc:
+                # A folder collected mid-load, a torn file: the next manifest maps cleanly.
+                self.failures += 1
+                log.warning("could not map the published snapshot (%s); keeping version %s",
+                            exc, self._current.version if self._current else "none")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None

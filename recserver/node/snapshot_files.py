@@ -1,0 +1,151 @@
+"""Published snapshots as files: a base folder, an overlay folder, and an atomic manifest.
+
+The builder calls :meth:`SnapshotWriter.write` on every publish. The compact base (large, changes
+only at compaction) is written once per base into ``base-<v>/`` with its id maps; each publish
+writes the small overlay, the merged item degrees and the id-map *tails* (names first seen since
+the base) into ``over-<v>/``, then replaces ``MANIFEST.json``. Every array is a plain ``.npy``,
+so a worker maps it read-only and all workers share the pages through the page cache.
+
+Old folders are deleted once no manifest of the last ``keep_s`` seconds names them. A worker
+that still maps a deleted file keeps its pages (Linux frees an inode at its last unmap), so
+readers are never pulled out from under; one that is mid-load when its folder goes retries at
+the next manifest.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recserver.graph.idmap import IdMap
+from recserver.graph.snapshot import CsrSide, GraphSnapshot
+from recserver.node.layout import RunDir, read_json, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+ARRAYS = ("indptr", "packed", "row_weight", "weight")
+
+
+def save_side(folder: Path, name: str, side: CsrSide) -> None:
+    for array_name in ARRAYS:
+        array = getattr(side, array_name)
+        if array is not None:
+            np.save(folder / f"{name}.{array_name}.npy", np.ascontiguousarray(array))
+
+
+def load_array(path: Path) -> np.ndarray:
+    """A read-only mapping of ``path``. An empty array cannot be mapped and comes back as a
+    plain one: it is made read-only too, so the walk kernels always see one array type (a
+    new type would mean a JIT compile on the request path)."""
+    array = np.load(path, mmap_mode="r")
+    array.flags.writeable = False
+    return array
+
+
+def load_side(folder: Path, name: str) -> CsrSide:
+    arrays: dict[str, Any] = {}
+    for array_name in ARRAYS:
+        path = folder / f"{name}.{array_name}.npy"
+        arrays[array_name] = load_array(path) if path.exists() else None
+    side = CsrSide(**arrays)
+    if side.indptr[-1] != side.nnz or side.row_weight.shape[0] != side.n_rows:
+        raise ValueError(f"{folder}: the arrays of {name} disagree in size")
+    return side
+
+
+def save_names(path_prefix: Path, names: list[str]) -> None:
+    """A list of names as one UTF-8 blob plus int64 offsets (id-map tails)."""
+    encoded = [name.encode("utf-8") for name in names]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    path_prefix.with_suffix(".blob").write_bytes(b"".join(encoded))
+    np.save(path_prefix.with_suffix(".offsets.npy"), offsets)
+
+
+def load_names(path_prefix: Path) -> list[str]:
+    blob = path_prefix.with_suffix(".blob").read_bytes()
+    bounds = np.load(path_prefix.with_suffix(".offsets.npy")).tolist()
+    return [blob[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(bounds) - 1)]
+
+
+class SnapshotWriter:
+    """Publishes a builder's snapshots into ``run.snapshots`` (see the module docstring)."""
+
+    def __init__(self, run: RunDir, *, keep_s: float = 30.0) -> None:
+        self.run = run.create()
+        self.keep_s = keep_s
+        self._base_side: CsrSide | None = None  # the base side last written
+        self._base_name = ""
+        self._base_counts = (0, 0)  # users, items in the base folder's id maps
+        self._referenced: dict[str, float] = {}  # folder -> last time a manifest named it
+        self.writes = 0
+        self.last_seconds = 0.0
+
+    def last_version(self) -> int:
+        """The version of the manifest already there (0 when none): versions only grow."""
+        manifest = read_json(self.run.manifest)
+        return int(manifest.get("version", 0)) if manifest else 0
+
+    def write(self, snap: GraphSnapshot, *, visible_position: str = "") -> None:
+        """Write ``snap`` and point the manifest at it; ``visible_position`` is the event-log
+        position it makes visible (workers report it in ``GetIngestStatus``)."""
+        started = time.perf_counter()
+        if self._base_side is not snap.base_users:
+            self._write_base(snap)
+        over_name = f"over-{snap.version}"
+        folder = self._fresh(over_name)
+        save_side(folder, "over_users", snap.over_users)
+        save_side(folder, "over_items", snap.over_items)
+        np.save(folder / "item_degree.npy", snap.item_degree)
+        n_base_users, n_base_items = self._base_counts
+        save_names(folder / "users_tail", snap.users.names(range(n_base_users, snap.n_users)))
+        save_names(folder / "items_tail", snap.items.names(range(n_base_items, snap.n_items)))
+        manifest = {
+            "format": FORMAT, "version": snap.version, "base": self._base_name,
+            "overlay": over_name, "n_users": snap.n_users, "n_items": snap.n_items,
+            "t_ref": snap.t_ref, "built_at": snap.built_at, "published_at": time.time(),
+            "stats": snap.stats, "visible_position": visible_position,
+        }  # fmt: skip
+        write_json_atomic(self.run.manifest, manifest)
+        now = time.monotonic()
+        self._referenced[self._base_name] = now
+        self._referenced[over_name] = now
+        self._collect(now)
+        self.writes += 1
+        self.last_seconds = time.perf_counter() - started
+
+    def _write_base(self, snap: GraphSnapshot) -> None:
+        name = f"base-{snap.version}"
+        folder = self._fresh(name)
+        save_side(folder, "base_users", snap.base_users)
+        save_side(folder, "base_items", snap.base_items)
+        # The maps as of this snapshot; later names travel in each overlay's tails.
+        IdMap(snap.users.names(range(snap.n_users))).save(folder / "users")
+        IdMap(snap.items.names(range(snap.n_items))).save(folder / "items")
+        self._base_side, self._base_name = snap.base_users, name
+        self._base_counts = (snap.n_users, snap.n_items)
+        log.info("published base %s (%d edges)", name, snap.base_users.nnz)
+
+    def _fresh(self, name: str) -> Path:
+        folder = self.run.snapshots / name
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        return folder
+
+    def _collect(self, now: float) -> None:
+        """Delete folders no manifest of the last ``keep_s`` seconds named."""
+        for name, seen in list(self._referenced.items()):
+            if now - seen > self.keep_s:
+                shutil.rmtree(self.run.snapshots / name, ignore_errors=True)
+                del self._referenced[name]
+        for folder in self.run.snapshots.iterdir():  # left by an earlier builder
+            if folder.is_dir() and folder.name not in self._referenced:
+                age = time.time() - folder.stat().st_mtime
+                if age > self.keep_s:
+                    shutil.rmtree(folder, ignore_errors=True)

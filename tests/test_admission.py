@@ -1,0 +1,116 @@
+"""Refusal at the door: past capacity a call is refused at once, never answered late.
+
+A real gRPC server whose handler is slowed on purpose (one handler thread, each answer takes
+``HOLD_S``): calls beyond what the queue may hold are refused with RESOURCE_EXHAUSTED while the
+handler is still busy, and the refusal is counted by reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import pytest
+
+from load.empty_server import EmptyHandler
+from recserver.config import ServerSection
+from recserver.proto.recserver.v1 import recommender_pb2 as pb
+from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from recserver.server.admission import AdmissionExecutor
+from recserver.server.grpc_server import GrpcServer
+from recserver.service.types import Recommendation, RecommendQuery
+
+HOLD_S = 0.4
+
+
+class SlowHandler(EmptyHandler):
+    """Every answer takes ``HOLD_S`` of wall time (an injected stall)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def recommend(self, query: RecommendQuery, *, arrival: float,
+                  client_remaining_s: float | None) -> Recommendation:  # fmt: skip
+        with self._lock:
+            self.calls += 1
+        time.sleep(HOLD_S)
+        return super().recommend(query, arrival=arrival, client_remaining_s=client_remaining_s)
+
+
+@pytest.fixture
+def slow_server() -> Iterator[tuple[GrpcServer, SlowHandler, list[str]]]:
+    handler = SlowHandler()
+    refused: list[str] = []
+    server = GrpcServer(handler, ServerSection(max_workers=1, max_queued_calls=2,
+                                               queue_target_ms=None),
+                        port=0, on_refused=refused.append)
+    server.start()
+    server.set_serving()
+    yield server, handler, refused
+    server.stop(2.0)
+
+
+def test_calls_past_the_queue_are_refused_at_once_and_counted(slow_server) -> None:
+    server, handler, refused = slow_server
+    outcomes: list[tuple[str, float]] = []
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        stub.Recommend(pb.RecommendRequest(user_id="warm", surface="home"), timeout=5)
+
+        def call(i: int) -> None:
+            started = time.perf_counter()
+            try:
+                stub.Recommend(pb.RecommendRequest(user_id=f"u{i}", surface="home"), timeout=10)
+                outcomes.append(("OK", time.perf_counter() - started))
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert "retry on another replica or after a short backoff" in exc.details()
+                outcomes.append(("REFUSED", time.perf_counter() - started))
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(call, range(8)))
+    ok = [s for code, s in outcomes if code == "OK"]
+    refusals = [s for code, s in outcomes if code == "REFUSED"]
+    # One runs, two may wait; the other five are refused without waiting for the handler.
+    assert len(ok) == 3 and len(refusals) == 5
+    assert max(refusals) < HOLD_S / 2, refusals
+    assert handler.calls == 1 + 3  # refused calls never reached the domain
+    assert refused == ["queue_full"] * 5
+    assert server.executor.refused["queue_full"] == 5
+
+
+def test_a_slow_queue_refuses_newcomers_until_it_drains() -> None:
+    pool = AdmissionExecutor(1, max_queued=None, target_wait_s=0.05)
+    gate = threading.Event()
+    try:
+        pool.submit(gate.wait, 5)  # occupies the only thread
+        first = pool.submit(time.sleep, 0.3)  # queued: will wait ~0.1 s, then hold 0.3 s
+        second = pool.submit(time.sleep, 0)  # queued behind it
+        time.sleep(0.1)
+        gate.set()
+        time.sleep(0.05)  # ``first`` started, having waited past the target; ``second`` waits
+        refused = pool.submit(time.sleep, 0)
+        assert pool.refused["queue_slow"] == 1
+        refused.result(5)  # a refused call still runs (on the refusal thread), to answer
+        first.result(5)
+        second.result(5)
+        # Drained: a call that starts at once reopens the door for the ones after it.
+        pool.submit(time.sleep, 0).result(5)
+        pool.submit(time.sleep, 0).result(5)
+        assert pool.refused == {"queue_full": 0, "queue_slow": 1}
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
+
+
+def test_admission_off_queues_everything() -> None:
+    pool = AdmissionExecutor(1, max_queued=None, target_wait_s=None)
+    futures = [pool.submit(time.sleep, 0.01) for _ in range(20)]
+    for future in futures:
+        future.result(5)
+    assert pool.refused == {"queue_full": 0, "queue_slow": 0}
+    pool.shutdown()

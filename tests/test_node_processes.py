@@ -1,0 +1,166 @@
+"""The node as real processes: ``recserver serve`` = a supervisor, one builder, two workers.
+
+Each test starts the real command line and kills what it started whatever happens. Workers and
+the builder are found by their ready markers and ``builder.json`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from recserver.proto.recserver.v1 import recommender_pb2 as pb
+from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from tests.process_output import CollectedProcess
+from tests.server_fixtures import KNOWN_USER, config_document, write_config
+
+STARTUP_S = 90.0
+RPC_TIMEOUT_S = 10.0
+
+
+class Node(CollectedProcess):
+    def __init__(self, tmp: Path, workers: int = 2) -> None:
+        self.data = tmp / "data"
+        config = write_config(tmp / "config.yaml", config_document())
+        super().__init__([sys.executable, "-m", "recserver", "serve", "--port", "0",
+                          "--metrics-port", "0", "--synthetic", "5000", "--workers",
+                          str(workers), "--data-dir", str(self.data), "--config", str(config)])
+        self.address = self.wait_for(r"recserver listening on (\S+) ", STARTUP_S).group(1)
+        self.wait_for(r"^recserver serving on ", STARTUP_S)
+
+    @property
+    def run(self) -> Path:
+        return self.data / "run"
+
+    def worker_pids(self) -> dict[str, int]:
+        ready = self.run / "ready"
+        out = {}
+        for marker in ready.iterdir() if ready.exists() else ():
+            name, pid = marker.name.rsplit(".", 1)
+            out[name] = int(pid)
+        return out
+
+    def builder_pid(self) -> int:
+        return int(json.loads((self.run / "builder.json").read_text())["pid"])
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[Node]:
+    started = Node(tmp_path)
+    try:
+        yield started
+    finally:
+        if started.proc.poll() is None:
+            started.proc.kill()  # children follow (they die with their parent)
+            started.proc.wait(30)
+
+
+#: What a client of a node should set: a worker killed mid-connection resets what its listen
+#: queue held; with retries and wait_for_ready gRPC reconnects (to a live worker) instead of
+#: failing fast while the channel backs off.
+RETRY = json.dumps({"methodConfig": [{
+    "name": [{"service": "recserver.v1.Recommender"}],
+    "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+}]})
+
+
+def recommend(address: str, user: str = KNOWN_USER) -> pb.RecommendResponse:
+    options = [("grpc.enable_retries", 1), ("grpc.service_config", RETRY)]
+    with grpc.insecure_channel(address, options=options) as channel:
+        return pb_grpc.RecommenderStub(channel).Recommend(
+            pb.RecommendRequest(user_id=user, surface="home"), timeout=RPC_TIMEOUT_S,
+            wait_for_ready=True)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_until(check, timeout_s: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_workers_answer_and_a_killed_worker_is_replaced(node: Node) -> None:
+    pids = node.worker_pids()
+    assert set(pids) == {"worker-0", "worker-1"} and node.builder_pid() not in pids.values()
+    assert len(recommend(node.address).items) == 10
+    os.kill(pids["worker-0"], signal.SIGKILL)
+    # The other worker keeps answering while the supervisor starts a new one.
+    for _ in range(5):
+        assert len(recommend(node.address).items) == 10
+    assert wait_until(lambda: node.worker_pids().get("worker-0") not in (None, pids["worker-0"]))
+    assert "worker-0" in node.output and "restarting" in node.output
+    assert node.stop() == 0
+    assert "Traceback" not in node.output
+
+
+def test_an_event_recorded_on_any_worker_is_visible_on_every_worker(node: Node) -> None:
+    channels = [grpc.insecure_channel(node.address,
+                                      options=[("grpc.use_local_subchannel_pool", 1)])
+                for _ in range(6)]  # separate connections: the kernel spreads them over workers
+    try:
+        stubs = [pb_grpc.RecommenderStub(c) for c in channels]
+        event = pb.Event(event_id="visible-1", user_id="fresh-user", item_id="i3",
+                         event="purchase")
+        recorded = stubs[0].RecordEvents(pb.RecordEventsRequest(events=[event]),
+                                         timeout=RPC_TIMEOUT_S)
+        assert recorded.accepted == 1
+        again = stubs[1].RecordEvents(pb.RecordEventsRequest(events=[event]),
+                                      timeout=RPC_TIMEOUT_S)
+        assert again.duplicates == 1  # one log, one dedup, whichever worker took it
+
+        def everywhere() -> bool:
+            return all(s.DescribeUser(pb.DescribeUserRequest(user_id="fresh-user"),
+                                      timeout=RPC_TIMEOUT_S).found for s in stubs)
+
+        assert wait_until(everywhere, 10.0)
+        status = stubs[2].GetIngestStatus(pb.GetIngestStatusRequest(), timeout=RPC_TIMEOUT_S)
+        assert status.backend == "file" and status.events_applied >= 5000
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+def test_workers_serve_through_a_builder_crash_and_versions_keep_growing(node: Node) -> None:
+    before = recommend(node.address).snapshot_version
+    builder = node.builder_pid()
+    os.kill(builder, signal.SIGKILL)
+    assert len(recommend(node.address).items) == 10  # no builder: the last snapshot serves
+    assert wait_until(lambda: (node.run / "builder.json").exists() and
+                      node.builder_pid() != builder, 60.0)
+    with grpc.insecure_channel(node.address) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        stub.RecordEvents(pb.RecordEventsRequest(events=[pb.Event(
+            event_id="after-crash", user_id="u9", item_id="i9", event="purchase")]),
+            timeout=RPC_TIMEOUT_S)
+    assert wait_until(lambda: recommend(node.address).snapshot_version > before, 30.0)
+
+
+def test_sigkill_of_the_supervisor_takes_its_children_along(node: Node) -> None:
+    children = [node.builder_pid(), *node.worker_pids().values()]
+    node.proc.kill()
+    node.proc.wait(10)
+    assert wait_until(lambda: not any(alive(pid) for pid in children), 60.0)
