@@ -109,13 +109,16 @@ class Node:
         raise TimeoutError("the server never said SERVING")
 
     def edges(self) -> int:
+        """Edges of the served graph, from the builder's record or the server's log."""
         import json
+        import re
 
-        for name in ("builder.json",):
-            path = self.data / "run" / name
-            if path.exists():
-                return int(json.loads(path.read_text())["edges"])
-        return 0
+        path = self.data / "run" / "builder.json"
+        if path.exists():
+            return int(json.loads(path.read_text())["edges"])
+        text = (self.data.parent / "server.log").read_text(errors="replace")
+        found = re.search(r"([\d,]+) edges", text)
+        return int(found.group(1).replace(",", "")) if found else 0
 
     def stop(self) -> None:
         if self.proc.poll() is None:

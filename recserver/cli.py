@@ -15,22 +15,15 @@ from recserver.graph.config import GraphConfig
 from recserver.graph.live import LiveGraph
 from recserver.graph.persist import save_snapshot
 from recserver.node.commands import add_role_commands
-from recserver.serve import add_serve_args, cmd_serve
+from recserver.node.serve_args import add_serve_args
+from recserver.node.serve_args import add_source_args as _add_source_args
+from recserver.serve import cmd_serve
 from recserver.server.client import (
     add_check_config_args,
     add_recommend_args,
     cmd_check_config,
     cmd_recommend,
 )
-
-
-def _add_source_args(parser: argparse.ArgumentParser) -> None:
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--events", type=Path, help="event file (.csv[.gz] or .jsonl[.gz])")
-    source.add_argument(
-        "--synthetic", metavar="SIZE", help="synthetic events: small, medium, large or a count"
-    )
-    parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
 
 
 def format_graph_stats(graph: LiveGraph, report: BuildReport) -> str:

@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 
 from recserver.app import App, DataSource
@@ -18,38 +17,6 @@ from recserver.config_reload import ConfigHolder
 from recserver.service.recommender import WalkHook
 
 log = logging.getLogger(__name__)
-
-
-def add_serve_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
-    parser.add_argument("--port", type=int, help="gRPC port (0 picks a free one)")
-    parser.add_argument(
-        "--metrics-port", type=int, help="Prometheus /metrics port (0 picks a free one)"
-    )
-    parser.add_argument(
-        "--redis-url", help="ANN result cache (redis://, rediss://, unix://); wins over "
-        "RECSERVER_REDIS_URL and the config's ann.redis_url; unset everywhere: in-process cache"
-    )
-    parser.add_argument(
-        "--data-dir", type=Path, help="the file event log and checkpoints (wins over the "
-        "config's ingest.data_dir); restarts recover from here"
-    )
-    parser.add_argument(
-        "--event-log-url", help="Redis stream event log shared by replicas (redis://...); wins "
-        "over RECSERVER_EVENT_LOG_URL and ingest.redis_url"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=0, help="serving worker processes (default: one per "
-        "usable core), beside one builder process"
-    )
-    parser.add_argument(
-        "--run-dir", type=Path, help="where the builder publishes snapshots for the workers "
-        "(default: DATA_DIR/run)"
-    )
-    parser.add_argument(
-        "--single-process", action="store_true", help="everything in one process (no builder "
-        "or workers): the older layout, kept as a baseline for benchmarks"
-    )
 
 
 #: Fault injection for drills and tests: sleep this many ms after every walk batch.

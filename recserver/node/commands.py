@@ -19,7 +19,6 @@ from pathlib import Path
 from types import FrameType
 
 from recserver.config_reload import ConfigHolder
-from recserver.node.builder import Builder, DataSource
 from recserver.node.layout import RunDir, read_json, write_json_atomic
 from recserver.node.supervisor import Supervisor, recserver_argv, reserve_port
 
@@ -120,6 +119,8 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
 
 def cmd_builder(args: argparse.Namespace) -> int:
     """Run the builder role until SIGTERM/SIGINT."""
+    from recserver.node.builder import Builder, DataSource
+
     holder = ConfigHolder(args.config)
     holder.install_sighup()
     run = RunDir(args.run_dir)
