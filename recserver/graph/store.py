@@ -20,7 +20,8 @@ import numpy.typing as npt
 
 from recserver.graph.arrayops import unique_sorted
 from recserver.graph.config import GraphConfig
-from recserver.graph.dedup import U64, DedupIndex, id_keys, tuple_keys, type_hashes
+from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
+from recserver.graph.dedup_window import WindowedDedup
 from recserver.graph.events import EventColumns
 from recserver.graph.idmap import IdMap
 
@@ -122,7 +123,7 @@ class EdgeStore:
         self.cfg = cfg
         self.users = IdMap()
         self.items = IdMap()
-        self.dedup = DedupIndex()
+        self.dedup = self._new_dedup()
         self.t0: float | None = None
         self.max_ts = -math.inf
         self.main = EdgeRun.empty()
@@ -132,6 +133,10 @@ class EdgeStore:
         self._incoming_lock = threading.Lock()
         self._incoming: list[EdgeRun] = []
         self._incoming_count = 0
+
+    def _new_dedup(self) -> WindowedDedup:
+        days = self.cfg.dedup_window_days
+        return WindowedDedup(None if days is None else days * 86_400.0)
 
     def _type_weights(self, type_names: list[str]) -> F64:
         ew = self.cfg.event_weights
@@ -179,7 +184,7 @@ class EdgeStore:
                 keys[has_id] = id_keys([e for e in cols.event_ids if e])
         fresh = np.zeros(n, dtype=bool)
         if known.any():
-            fresh[known] = self.dedup.add_new(keys[known])
+            fresh[known] = self.dedup.add_new(keys[known], cols.timestamp[known])
         duplicate = known & ~fresh
         if fresh.any():
             self._add(users[fresh], items[fresh], type_w[fresh], cols.weight[fresh],
@@ -264,7 +269,9 @@ class EdgeStore:
         """Adopt a checkpoint's state; only before any ingest or publish."""
         self.users, self.items = state.users, state.items
         runs = [r for r in state.dedup_runs if r.shape[0]]
-        self.dedup = DedupIndex(np.concatenate(runs) if runs else None)
+        self.dedup = self._new_dedup()
+        if runs:
+            self.dedup.restore(np.concatenate(runs), state.max_ts)
         self.t0, self.max_ts = state.t0, state.max_ts
         self.main = state.main
         self.pending = merge_runs(*state.delta) if state.delta else EdgeRun.empty()
