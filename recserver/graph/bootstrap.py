@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 #: Events are applied in chunks so a ten-million-event load never holds two full copies.
 CHUNK = 2_000_000
+#: Accepted events are folded into the pending edge run once this many wait: raw events cost 24
+#: bytes each until folded, and a fold of a small batch into a big run is a cheap splice.
+FOLD_EVERY = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ def load_into(
         duplicates += int(outcome.duplicate.sum())
         rejected += int(outcome.rejected.sum())
         del cols
+        if graph.store.incoming_events >= FOLD_EVERY:
+            graph.store.fold_incoming()
+            release_free_heap()  # the folded batches' pages, before the next blocks reuse less
     graph.publish(compact=True)
     release_free_heap()
     done = time.perf_counter()

@@ -22,59 +22,18 @@ from recserver.graph.arrayops import unique_sorted
 from recserver.graph.config import GraphConfig
 from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
 from recserver.graph.dedup_window import WindowedDedup
+from recserver.graph.edge_runs import EdgeRun, merge_runs
 from recserver.graph.events import EventColumns
 from recserver.graph.idmap import IdMap
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-LOW32 = np.int64(0xFFFF_FFFF)
 
 _TRANSFORMS: dict[str, Callable[[F64], F64]] = {
     "linear": lambda w: w,
     "log1p": np.log1p,
     "sqrt": np.sqrt,
 }
-
-
-@dataclass(frozen=True)
-class EdgeRun:
-    """Edges sorted by key, one entry per key."""
-
-    keys: I64
-    weight: F64  # epoch-scaled (see module docstring)
-    last_ts: F64
-
-    @staticmethod
-    def empty() -> EdgeRun:
-        return EdgeRun(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
-
-    def __len__(self) -> int:
-        return int(self.keys.shape[0])
-
-    @property
-    def users(self) -> npt.NDArray[np.int32]:
-        return (self.keys >> np.int64(32)).astype(np.int32)
-
-    @property
-    def items(self) -> npt.NDArray[np.int32]:
-        return (self.keys & LOW32).astype(np.int32)
-
-
-def merge_runs(*runs: EdgeRun) -> EdgeRun:
-    """One run with a single entry per key: weights summed, the latest timestamp kept."""
-    keys = np.concatenate([r.keys for r in runs])
-    if keys.shape[0] == 0:
-        return EdgeRun.empty()
-    weight = np.concatenate([r.weight for r in runs])
-    last_ts = np.concatenate([r.last_ts for r in runs])
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return EdgeRun(
-        keys=keys[starts],
-        weight=np.add.reduceat(weight[order], starts),
-        last_ts=np.maximum.reduceat(last_ts[order], starts),
-    )
 
 
 @dataclass(frozen=True)
