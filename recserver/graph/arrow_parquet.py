@@ -21,8 +21,9 @@ from recserver.graph.arrow_csv import CSV_HEADER
 from recserver.graph.raw_batch import RawBatch, make_batch
 from recserver.graph.validate import number_column
 
-#: Rows per record batch: bounds memory on files larger than RAM.
-BATCH_ROWS = 1 << 19
+#: Rows per record batch: bounds memory on files larger than RAM; as large as a default row
+#: group, so consecutive batches do not repeat one dictionary (unifying them is the cost).
+BATCH_ROWS = 1 << 20
 
 _UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 

@@ -66,11 +66,17 @@ def _array(col: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def _encode(col: pa.Array) -> pa.DictionaryArray:
     if pa.types.is_dictionary(col.type):
-        # A stored dictionary (Parquet) may list unused values or be in another order: re-encode
-        # its integer indices (cheap) so codes follow first appearance, as for text columns.
-        again = pc.dictionary_encode(col.indices.cast(pa.int32()))
-        values = col.dictionary.cast(pa.string()).take(again.dictionary)
-        return pa.DictionaryArray.from_arrays(again.indices, values)
+        # A stored dictionary (Parquet: one per row group) may list values this batch does not
+        # use: keep only the used ones, in the dictionary's order (a numpy remap, no hashing).
+        indices = col.indices.to_numpy(zero_copy_only=False)
+        used = np.zeros(len(col.dictionary), dtype=bool)
+        used[indices] = True
+        values = col.dictionary.cast(pa.string())
+        if not used.all():
+            remap = (np.cumsum(used) - 1).astype(np.int32)
+            indices, values = remap[indices], values.filter(pa.array(used))
+        return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32, copy=False)),
+                                              values)
     if pa.types.is_large_string(col.type):
         col = col.cast(pa.string())
     return pc.dictionary_encode(col)
