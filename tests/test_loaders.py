@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recserver.graph import loaders
+from recserver.graph import arrow_csv
 from recserver.graph.config import EventWeightsConfig
 from recserver.graph.events import Event, EventColumns, RejectedEvent
 from recserver.graph.loaders import load_events, summarise_rejections
@@ -165,7 +165,7 @@ def test_small_chunks_keep_codes_and_line_numbers(tmp_path, cfg, monkeypatch):
     rows[40] = '"u1","i""1",view,1,1699999000'
     path = csv_file(tmp_path, *rows)
     whole = load_events(path, cfg, now=NOW)
-    monkeypatch.setattr(loaders, "_CHUNK_CHARS", 64)  # many chunks, one quoted
+    monkeypatch.setattr(arrow_csv, "CHUNK_BYTES", 64)  # many chunks, one quoted
     chunked = load_events(path, cfg, now=NOW)
     same_columns(whole, chunked)
     assert chunked.rejected == whole.rejected == [RejectedEvent(152, whole.rejected[0].reason)]
@@ -180,8 +180,8 @@ def test_bad_header_and_unknown_suffix_name_the_file(tmp_path, cfg):
         r"'user_id,item_id,event,weight,timestamp'",
     ):
         load_events(path, cfg, now=NOW)
-    with pytest.raises(ValueError, match=r"x\.parquet: unknown event file type"):
-        load_events(write(tmp_path / "x.parquet", ""), cfg, now=NOW)
+    with pytest.raises(ValueError, match=r"x\.txt: unknown event file type"):
+        load_events(write(tmp_path / "x.txt", ""), cfg, now=NOW)
 
 
 def test_summary_counts_reasons_and_shows_examples(tmp_path, cfg):

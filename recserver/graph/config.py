@@ -109,6 +109,11 @@ class GraphConfig(StrictModel):
         description="rebuild the compact base when the live overlay reaches this share of it",
     )
     seed: int = Field(default=7, description="seed for the pruning sampler (reproducible)")
+    dedup_window_days: float | None = Field(
+        default=7.0, gt=0, description="idempotency keys are kept for events this recent (in "
+        "event time) and dropped after; a replay older than it is applied again. Cover the event "
+        "log's retention. null: keep every key forever"
+    )
 
 
 class WalkConfig(StrictModel):

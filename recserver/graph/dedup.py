@@ -108,12 +108,16 @@ class DedupIndex:
             fresh[candidates[seen]] = False
             candidates = candidates[~seen]
         if candidates.shape[0]:
-            self._recent.append(np.sort(keys[candidates]))
-            self._recent_count += int(candidates.shape[0])
-            if self._recent_count >= self._buffer_size:
-                self._push(unique_sorted(np.concatenate(self._recent)))
-                self._recent, self._recent_count = [], 0
+            self.insert_new(keys[candidates])
         return fresh
+
+    def insert_new(self, keys: U64) -> None:
+        """Add distinct keys the caller has checked are not held (no lookup here)."""
+        self._recent.append(np.sort(keys))
+        self._recent_count += int(keys.shape[0])
+        if self._recent_count >= self._buffer_size:
+            self._push(unique_sorted(np.concatenate(self._recent)))
+            self._recent, self._recent_count = [], 0
 
     def contains(self, keys: U64) -> npt.NDArray[np.bool_]:
         """Mask of ``keys`` already applied (read only; the caller serialises with writers)."""

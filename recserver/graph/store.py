@@ -20,60 +20,20 @@ import numpy.typing as npt
 
 from recserver.graph.arrayops import unique_sorted
 from recserver.graph.config import GraphConfig
-from recserver.graph.dedup import U64, DedupIndex, id_keys, tuple_keys, type_hashes
+from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
+from recserver.graph.dedup_window import WindowedDedup
+from recserver.graph.edge_runs import EdgeRun, merge_runs
 from recserver.graph.events import EventColumns
 from recserver.graph.idmap import IdMap
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-LOW32 = np.int64(0xFFFF_FFFF)
 
 _TRANSFORMS: dict[str, Callable[[F64], F64]] = {
     "linear": lambda w: w,
     "log1p": np.log1p,
     "sqrt": np.sqrt,
 }
-
-
-@dataclass(frozen=True)
-class EdgeRun:
-    """Edges sorted by key, one entry per key."""
-
-    keys: I64
-    weight: F64  # epoch-scaled (see module docstring)
-    last_ts: F64
-
-    @staticmethod
-    def empty() -> EdgeRun:
-        return EdgeRun(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.float64))
-
-    def __len__(self) -> int:
-        return int(self.keys.shape[0])
-
-    @property
-    def users(self) -> npt.NDArray[np.int32]:
-        return (self.keys >> np.int64(32)).astype(np.int32)
-
-    @property
-    def items(self) -> npt.NDArray[np.int32]:
-        return (self.keys & LOW32).astype(np.int32)
-
-
-def merge_runs(*runs: EdgeRun) -> EdgeRun:
-    """One run with a single entry per key: weights summed, the latest timestamp kept."""
-    keys = np.concatenate([r.keys for r in runs])
-    if keys.shape[0] == 0:
-        return EdgeRun.empty()
-    weight = np.concatenate([r.weight for r in runs])
-    last_ts = np.concatenate([r.last_ts for r in runs])
-    order = np.argsort(keys, kind="stable")
-    keys = keys[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    return EdgeRun(
-        keys=keys[starts],
-        weight=np.add.reduceat(weight[order], starts),
-        last_ts=np.maximum.reduceat(last_ts[order], starts),
-    )
 
 
 @dataclass(frozen=True)
@@ -122,7 +82,7 @@ class EdgeStore:
         self.cfg = cfg
         self.users = IdMap()
         self.items = IdMap()
-        self.dedup = DedupIndex()
+        self.dedup = self._new_dedup()
         self.t0: float | None = None
         self.max_ts = -math.inf
         self.main = EdgeRun.empty()
@@ -132,6 +92,10 @@ class EdgeStore:
         self._incoming_lock = threading.Lock()
         self._incoming: list[EdgeRun] = []
         self._incoming_count = 0
+
+    def _new_dedup(self) -> WindowedDedup:
+        days = self.cfg.dedup_window_days
+        return WindowedDedup(None if days is None else days * 86_400.0)
 
     def _type_weights(self, type_names: list[str]) -> F64:
         ew = self.cfg.event_weights
@@ -179,7 +143,7 @@ class EdgeStore:
                 keys[has_id] = id_keys([e for e in cols.event_ids if e])
         fresh = np.zeros(n, dtype=bool)
         if known.any():
-            fresh[known] = self.dedup.add_new(keys[known])
+            fresh[known] = self.dedup.add_new(keys[known], cols.timestamp[known])
         duplicate = known & ~fresh
         if fresh.any():
             self._add(users[fresh], items[fresh], type_w[fresh], cols.weight[fresh],
@@ -264,7 +228,9 @@ class EdgeStore:
         """Adopt a checkpoint's state; only before any ingest or publish."""
         self.users, self.items = state.users, state.items
         runs = [r for r in state.dedup_runs if r.shape[0]]
-        self.dedup = DedupIndex(np.concatenate(runs) if runs else None)
+        self.dedup = self._new_dedup()
+        if runs:
+            self.dedup.restore(np.concatenate(runs), state.max_ts)
         self.t0, self.max_ts = state.t0, state.max_ts
         self.main = state.main
         self.pending = merge_runs(*state.delta) if state.delta else EdgeRun.empty()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--events", type=Path, help="event file (.csv[.gz] or .jsonl[.gz])")
+    source.add_argument("--events", type=Path, help="event file (.csv, .jsonl, .parquet)")
     source.add_argument(
         "--synthetic", metavar="SIZE", help="synthetic events: small, medium, large or a count"
     )
