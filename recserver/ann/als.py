@@ -11,6 +11,7 @@ live user's vector follows their newest interactions without a refit.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -65,3 +66,31 @@ def fold_in(
     a = yty + (y.T * (conf - 1.0)) @ y + regularization * np.eye(dim)
     b = y.T @ conf
     return np.linalg.solve(a, b).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FoldIn:
+    """What a user vector needs from an ALS fit: the item factors, ``Y'Y`` and the settings."""
+
+    item_factors: Float32Array
+    yty: npt.NDArray[np.float64]
+    regularization: float
+    alpha: float
+
+    @classmethod
+    def of(cls, item_factors: Float32Array, regularization: float, alpha: float) -> FoldIn:
+        return cls(item_factors, gram(item_factors), regularization, alpha)
+
+    def user(self, items: npt.NDArray[np.integer]) -> Float32Array:
+        """The vector of a user who has ``items`` (each a positive interaction)."""
+        items = np.asarray(items, dtype=np.int64)
+        items = items[(items >= 0) & (items < self.item_factors.shape[0])]
+        return fold_in(self.item_factors, self.yty, items, np.ones(items.shape[0]),
+                       regularization=self.regularization, alpha=self.alpha)
+
+    def users(self, rows: sp.csr_matrix) -> Float32Array:
+        """One vector per row of ``rows`` (users x items; the non-zero columns count)."""
+        out = np.zeros((rows.shape[0], self.item_factors.shape[1]), np.float32)
+        for r in range(rows.shape[0]):
+            out[r] = self.user(rows.indices[rows.indptr[r]:rows.indptr[r + 1]])
+        return out

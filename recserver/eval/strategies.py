@@ -153,7 +153,8 @@ class AnnStrategy:
         self.setup = setup
         self.tier = setup.ann().tier
         emb = setup.config.ann.embeddings
-        self.description = f"ANN tier alone (SVD dim {emb.dim}, in-process LRU cache)"
+        self.description = (f"ANN tier alone ({emb.method.upper()} dim {emb.dim}, in-process LRU "
+                            "cache)")
 
     def fetch(
         self, snap: GraphSnapshot, uid: int, seen: Int32Array, k: int
