@@ -123,3 +123,17 @@ def test_cli_reads_the_same_csv_as_serve(capsys: pytest.CaptureFixture[str], tmp
     assert code == 0
     text = capsys.readouterr().out
     assert "graph recall@5 / popular" in text
+
+
+def test_blend_is_chosen_on_the_training_period_with_both_inputs_in_the_grid(
+        document: dict) -> None:
+    blend = document["blend"]
+    grid = blend["validation"]
+    # The walk alone (share 1) and the ANN alone (share 0) are candidates, so on validation
+    # the chosen blend is at least as good as either input.
+    assert {0.0, 1.0} <= {v["share"] for v in grid}
+    best = max(v["recall@10"] for v in grid)
+    chosen = next(v for v in grid if v["mode"] == blend["mode"] and v["share"] == blend["share"])
+    assert chosen["recall@10"] == best
+    by_name = {r["strategy"]: r for r in document["strategies"]}
+    assert f"walk share {blend['share']:g}" in by_name["blended"]["description"]

@@ -10,16 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-from tqdm import tqdm
 
 from recserver.config import RecServerConfig, load_config
 from recserver.eval import report
@@ -31,8 +26,10 @@ from recserver.eval.baseline_eval import (
     choose,
     ease_skip_reason,
 )
-from recserver.eval.metrics import Scores, top_share_items
+from recserver.eval.blend_choice import DEFAULT_MODES, Mode, choose_blend
+from recserver.eval.metrics import top_share_items
 from recserver.eval.report import Target
+from recserver.eval.runner import Measured, run_strategy, sample
 from recserver.eval.setup import EvalSetup, with_surface
 from recserver.eval.split import EvalUser, Split, temporal_split
 from recserver.eval.strategies import (
@@ -45,6 +42,7 @@ from recserver.eval.strategies import (
     WalkStrategy,
 )
 from recserver.eval.targets import targets
+from recserver.graph.config import WalkConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.loaders import load_events
 from recserver.graph.synthetic import generate, parse_size
@@ -67,28 +65,13 @@ class EvalOptions:
     pagerank_users: int = 20
     pagerank_max_s: float = 120.0
     pagerank_alpha: float | None = None  # default: the walk's restart law
-    blend_share: float = 0.5
+    blend_share: float | None = None  # None: chosen on the training-period validation split
+    blend_mode: str | None = None  # score | rank; None: chosen with the share
     warmup: int = 5
     repeats: int = 1  # walks answer each user this many times, with other random numbers
     ease_max_items: int = 20_000  # EASE inverts a dense items x items matrix: skip above this
     tune_baselines: bool = True  # False: the first grid point of each baseline, no validation
     progress: bool = False  # progress bars on stderr
-
-
-@dataclass
-class Measured:
-    """One strategy's scores and its answer per user."""
-
-    name: str
-    description: str
-    scores: Scores
-    answers: dict[str, list[str]] = field(default_factory=dict)
-    reasons: Counter[str] = field(default_factory=Counter)  # degraded reasons (serving path)
-
-    def record(self) -> dict[str, Any]:
-        return {"strategy": self.name, "description": self.description,
-                "users": len(self.answers), "answers": self.scores.users,
-                **self.scores.summary(), "sources": dict(self.scores.sources)}
 
 
 def load_source(
@@ -100,46 +83,6 @@ def load_source(
         return load_events(events, config.graph.event_weights, strict=strict), str(events)
     n = parse_size(synthetic or "small")
     return generate(n, seed=seed), f"synthetic:{n}"
-
-
-def run_strategy(
-    strategy: Strategy, users: Sequence[EvalUser], *, k: int, catalogue: int,
-    top_items: frozenset[str], warmup: int = 5, max_seconds: float | None = None,
-    repeats: int = 1, popularity: Mapping[str, int] | None = None, progress: bool = False,
-) -> Measured:
-    """Ask ``strategy`` for every user (``warmup`` untimed queries first).
-
-    A stochastic strategy (a walk) answers every user ``repeats`` times, each time with other
-    random numbers; its metrics average over users and repeats (coverage counts every item any
-    repeat recommended) and ``answers`` keeps the first repeat's.
-    """
-    for user in users[:warmup]:
-        strategy.query(user.name, k)
-    scores = Scores(k=k, catalogue=catalogue, top_items=top_items, popularity=popularity or {})
-    measured = Measured(strategy.name, strategy.description, scores)
-    started = time.monotonic()
-    rounds = repeats if strategy.stochastic else 1
-    with tqdm(total=rounds * len(users), desc=strategy.name, unit="query", file=sys.stderr,
-              disable=not progress, leave=False) as bar:
-        for repeat in range(rounds):
-            for user in users:
-                answer = strategy.query(user.name, k, repeat)
-                scores.add(answer.items, user.relevant, answer.seconds, answer.source)
-                measured.answers.setdefault(user.name, answer.items)
-                measured.reasons.update(set(answer.reasons))
-                bar.update()
-                if max_seconds is not None and time.monotonic() - started > max_seconds:
-                    log.warning("%s: time cap of %.0f s reached after %d answers", strategy.name,
-                                max_seconds, scores.users)
-                    return measured
-    return measured
-
-
-def sample(users: Sequence[EvalUser], n: int, seed: int) -> list[EvalUser]:
-    if len(users) <= n:
-        return list(users)
-    picked = np.sort(np.random.default_rng(seed + 1).choice(len(users), n, replace=False))
-    return [users[i] for i in picked.tolist()]
 
 
 def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: str = "") -> dict:
@@ -159,6 +102,7 @@ def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: s
         results: dict[str, Measured] = {}
         skipped: list[dict[str, str]] = []
         baselines: dict[str, dict[str, Any]] = {}
+        blend_doc: dict[str, Any] | None = None
         interactions: Interactions | None = None
         for name in opts.strategies:
             users: Sequence[EvalUser] = split.users
@@ -173,7 +117,7 @@ def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: s
             elif name == "ann":
                 strategy = AnnStrategy(setup)
             elif name == "blended":
-                strategy = BlendedStrategy(setup, walk, opts.blend_share)
+                strategy, blend_doc = blended(config, split, walk, setup, opts)
             elif name in BASELINES:
                 interactions = interactions or Interactions.from_events(split.train)
                 reason = (ease_skip_reason(interactions.n_items, opts.ease_max_items)
@@ -218,12 +162,31 @@ def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: s
                                                                                      1)},
             "strategies": [m.record() for m in results.values()],
             "baselines": baselines,
+            "blend": blend_doc,
             "skipped": skipped,
             "targets": [t.record() for t in measured if t.kind == "target"],
             "information": [t.record() for t in measured if t.kind == "information"],
         }
     finally:
         setup.close()
+
+
+def blended(config: RecServerConfig, split: Split, walk: WalkConfig, setup: EvalSetup,
+            opts: EvalOptions) -> tuple[BlendedStrategy, dict[str, Any]]:
+    """The ``blended`` strategy: fixed by the options, or chosen on the validation split."""
+    if opts.blend_share is not None:
+        mode: Mode = "rank" if opts.blend_mode == "rank" else "score"
+        return (BlendedStrategy(setup, walk, opts.blend_share, mode=mode),
+                {"mode": mode, "share": opts.blend_share, "validation": []})
+    log.info("choosing the blend on the training-period validation split")
+    modes: tuple[Mode, ...] = ("rank",) if opts.blend_mode == "rank" else (
+        ("score",) if opts.blend_mode == "score" else DEFAULT_MODES)
+    choice = choose_blend(config, split.train, walk, k=opts.k, test_fraction=opts.test_fraction,
+                          max_users=opts.max_users, seed=opts.seed, modes=modes)
+    strategy = BlendedStrategy(setup, walk, choice.share, mode=choice.mode)
+    strategy.description += " (chosen on the training-period validation)"
+    return strategy, {"mode": choice.mode, "share": choice.share,
+                      "validation": choice.validation}
 
 
 def format_document(doc: dict) -> str:
@@ -285,8 +248,11 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pagerank-alpha", type=float,
                         help="PageRank damping (default: sqrt(1 - walk.restart_prob), the walk's "
                         "own continuation per hop)")
-    parser.add_argument("--blend-share", type=float, default=0.5,
-                        help="weight of the walk in the blended strategy (default 0.5)")
+    parser.add_argument("--blend-share", type=float,
+                        help="weight of the walk in the blended strategy (default: chosen "
+                        "with the mode on a validation split of the training period)")
+    parser.add_argument("--blend-mode", choices=("score", "rank"),
+                        help="fusion of the blended strategy (default: chosen)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="answers per user of the walk strategies, each with other random "
                         "numbers; metrics average over them (default 1)")
@@ -309,6 +275,7 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
         pagerank_users=args.pagerank_users, pagerank_max_s=args.pagerank_max_s,
         pagerank_alpha=args.pagerank_alpha, blend_share=args.blend_share,
+        blend_mode=args.blend_mode,
         repeats=max(1, args.repeats), ease_max_items=args.ease_max_items,
         tune_baselines=not args.no_tune_baselines,
         progress=bool(args.progress or sys.stderr.isatty()),

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from recserver.config import RecServerConfig
-from recserver.eval.evaluate import run_strategy
+from recserver.eval.runner import run_strategy
 from recserver.eval.setup import EvalSetup
 from recserver.eval.split import temporal_split
 from recserver.eval.strategies import WalkStrategy
