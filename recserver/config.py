@@ -35,12 +35,21 @@ FALLBACK_TIERS = ("ann", "popular")
 class BlendConfig(StrictModel):
     """How walk and fallback candidates merge (``recserver.service.merge``)."""
 
-    mode: Literal["slots", "score"] = Field(
+    mode: Literal["slots", "score", "rank"] = Field(
         default="slots", description="slots: the walk's share of places by coverage, fallback "
-        "after; score: graph and ANN compete on normalised scores"
+        "after; score: graph and ANN compete on normalised scores; rank: weighted reciprocal "
+        "rank fusion"
     )
     fallback_weight: float = Field(
-        default=1.0, ge=0, le=100, description="score mode: weight of ANN scores vs the graph's"
+        default=1.0, ge=0, le=100, description="score/rank mode: weight of ANN vs the graph"
+    )
+    rank_constant: float = Field(
+        default=60.0, gt=0, le=10_000, description="rank mode: 1 / (this + rank) per source"
+    )
+    pool_complete_walk: float | None = Field(
+        default=0.5, ge=0, le=1, description="pool the ANN candidates with a walk that "
+        "completed too (rank fusion; score fusion in score mode), the walk holding this share "
+        "of the weight; null: a complete walk answers alone"
     )
 
 

@@ -81,9 +81,29 @@ def test_score_policy_ranks_by_normalised_blended_score() -> None:
 def test_score_policy_with_a_complete_walk_puts_the_graph_first() -> None:
     w = walk([1, 2], [1.0, 0.5], coverage=1.0, stopped_by="completed")
     c = chain((10, 1.0, "ann_fallback"), (11, 0.5, "popular"))
-    answer = merge_answer(SNAP, w, c, 4, 0.5, policy=BlendConfig(mode="score"))
+    answer = merge_answer(SNAP, w, c, 4, 0.5,
+                          policy=BlendConfig(mode="score", pool_complete_walk=None))
     assert ids([i.item_id for i in answer.items]) == [1, 2, 10, 11]
     assert [i.source for i in answer.items] == ["graph", "graph", "ann_fallback", "popular"]
+
+
+def test_a_complete_walk_is_pooled_with_ann_by_reciprocal_rank() -> None:
+    w = walk([1, 2, 3], [1.0, 0.9, 0.1], coverage=1.0, stopped_by="completed")
+    c = chain((3, 1.0, "ann_fallback"), (10, 0.99, "ann_fallback"), (11, 0.5, "popular"))
+    answer = merge_answer(SNAP, w, c, 5, 0.5,
+                          policy=BlendConfig(pool_complete_walk=0.5, rank_constant=1.0))
+    got = [(int(i.item_id[1:]), round(i.score, 4), i.source) for i in answer.items]
+    # share 0.5 each: walk ranks 1, 2, 3 give 0.5/2, 0.5/3, 0.5/4; ANN ranks 1, 2: 0.5/2, 0.5/3.
+    assert got == [
+        (3, round(0.5 / 4 + 0.5 / 2, 4), "ann_fallback"),  # found by both: summed
+        (1, 0.25, "graph"),
+        (2, round(0.5 / 3, 4), "graph"),
+        (10, round(0.5 / 3, 4), "ann_fallback"),
+        (11, 0.5, "popular"),  # popular only fills an empty place (its own score)
+    ]
+    assert answer.source == "blended"
+    walk_only = merge_answer(SNAP, w, c, 5, 0.5, policy=BlendConfig(pool_complete_walk=1.0))
+    assert ids([i.item_id for i in walk_only.items])[:3] == [1, 2, 3]
 
 
 def test_recommender_blends_graph_and_ann_per_surface() -> None:
@@ -115,3 +135,31 @@ def test_recommender_blends_graph_and_ann_per_surface() -> None:
             assert any(item.source == "ann_fallback" for item in resp.items)
     finally:
         runtime.stop()
+
+
+def test_a_complete_walk_pooled_with_ann_is_not_degraded() -> None:
+    live = synthetic_live()
+    runtime = make_runtime(live, None)
+    runtime.build_now()
+    surface = {"budget_ms": 500, "sla_p99_ms": 600, "k_default": 10, "k_max": 50,
+               "walk": {"steps": 20_000, "n_p": 0}, "fallback": {"tiers": ["ann", "popular"]}}
+    config = config_from_document({
+        "surfaces": {"home": surface,  # default blend: pool a complete walk with ANN
+                     "search": {**surface, "fallback": {**surface["fallback"],
+                                                        "blend": {"pool_complete_walk": None}}}},
+        "ann": TEST_ANN,
+    })
+    rec = make_recommender(live, config, extra_tiers={"ann": runtime.tier})
+    snap = live.current
+    user = next(u for u in range(snap.n_users) if snap.user_items(u)[0].shape[0] >= 3)
+    try:
+        answers = {name: rec.recommend(
+            RecommendQuery(user_id=snap.users.name(user), surface=name, k=10),
+            arrival=time.perf_counter(), client_remaining_s=None) for name in ("home", "search")}
+    finally:
+        runtime.stop()
+    pooled, alone = answers["home"], answers["search"]
+    assert pooled.coverage == 1.0 and not pooled.degraded and pooled.degraded_reasons == []
+    assert {item.source for item in pooled.items} == {"graph", "ann_fallback"}
+    assert pooled.source == "blended"
+    assert alone.source == "graph" and not alone.degraded

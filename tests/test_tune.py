@@ -90,7 +90,8 @@ def test_cli_sweep_plot_and_config(tmp_path, capsys: pytest.CaptureFixture[str])
     png, written, out = tmp_path / "t.png", tmp_path / "tuned.yaml", tmp_path / "t.json"
     code = main(["tune", "--surface", "home", "--synthetic", "8000", "--max-users", "15",
                  "--steps", "1000,3000", "--n-v", "4", "--budgets", "3,40", "--plot", str(png),
-                 "--write-config", str(written), "--out", str(out), "--threshold", "0.5"])
+                 "--write-config", str(written), "--out", str(out), "--threshold", "0.5",
+                 "--degree-beta", "0,0.5", "--restart-prob", "0.8", "--seed-weight-exponent", "1"])
     assert code == 0
     text = capsys.readouterr().out
     assert "Pareto frontier" in text and "recommended: budget" in text
@@ -105,6 +106,13 @@ def test_cli_sweep_plot_and_config(tmp_path, capsys: pytest.CaptureFixture[str])
     assert tuned.surfaces["home"].budget_ms == doc["recommendation"]["budget_ms"]
     assert yaml.safe_load(doc["snippet"])["surfaces"]["home"]["walk"]["steps"] == tuned.surfaces[
         "home"].walk.steps
+    # The scoring settings were swept on the training period and the best one is written.
+    scoring = doc["scoring"]
+    assert [p["settings"]["degree_beta"] for p in scoring["validation"]] == [0.0, 0.5]
+    best = max(scoring["validation"], key=lambda p: p["quality"])
+    assert scoring["chosen"] == best["settings"]
+    assert tuned.surfaces["home"].walk.degree_beta == best["settings"]["degree_beta"]
+    assert "walk scoring on the training-period validation split" in text
 
 
 def test_cli_rejects_an_unknown_surface(capsys: pytest.CaptureFixture[str]) -> None:

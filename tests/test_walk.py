@@ -146,23 +146,82 @@ def test_all_zero_weights_walk_uniformly() -> None:
     assert set(res.items.tolist()) == {1, 2}
 
 
-@pytest.mark.parametrize(("seeds", "weights"), [((3,), (1.0,)), ((3, 7, 20), (1.0, 2.0, 0.7))])
-def test_matches_reference_walk(snap: GraphSnapshot, seeds: tuple[int, ...],
-                                weights: tuple[float, ...]) -> None:  # fmt: skip
-    """Total-variation distance between the visit distributions of the fast and the reference
-    walk over the merged graph (networkx); sampling noise at 100k visits is about 0.01."""
-    cfg = WalkConfig(steps=200_000, n_p=0, boost="sum")
-    ids, w = seeds_of(*seeds, weights=weights)
-    fast = visit_share(snap, run_walk(snap, ids, w, cfg, k=snap.n_items, rng_seed=5))
+def reference_visits(snap: GraphSnapshot, ids: np.ndarray, w: np.ndarray, cfg: WalkConfig,
+                     seeds: tuple[int, ...]) -> np.ndarray:
+    """Visit counts per item of the plain-Python walk over networkx, with the same plan."""
     plan = plan_walkers(snap, ids, w, cfg, cfg.steps // 2)
     assert plan is not None
     walkers = zip(plan.seed_item.tolist(), plan.seed_idx.tolist(), plan.moves.tolist(), strict=True)
-    counts = ReferenceWalker(graph_from_snapshot(snap), rng_seed=9).walk(list(walkers), 0.5)
+    counts = ReferenceWalker(graph_from_snapshot(snap), rng_seed=9).walk(list(walkers),
+                                                                         cfg.restart_prob)
     ref = np.zeros(snap.n_items)
     for item, c in item_totals(counts, exclude=seeds).items():
         ref[item] = c
+    return ref
+
+
+SEED_SETS = [((3,), (1.0,)), ((3, 7, 20), (1.0, 2.0, 0.7))]
+
+
+@pytest.mark.parametrize(("seeds", "weights"), SEED_SETS)
+@pytest.mark.parametrize("restart", [0.5, 0.8])
+def test_matches_reference_walk(snap: GraphSnapshot, seeds: tuple[int, ...],
+                                weights: tuple[float, ...], restart: float) -> None:  # fmt: skip
+    """Total-variation distance between the visit distributions of the fast and the reference
+    walk over the merged graph (networkx); sampling noise at 100k visits is about 0.01."""
+    cfg = WalkConfig(steps=200_000, n_p=0, boost="sum", degree_beta=0.0, restart_prob=restart)
+    ids, w = seeds_of(*seeds, weights=weights)
+    fast = visit_share(snap, run_walk(snap, ids, w, cfg, k=snap.n_items, rng_seed=5))
+    ref = reference_visits(snap, ids, w, cfg, seeds)
     ref /= ref.sum()
     assert 0.5 * np.abs(fast - ref).sum() < 0.03
+
+
+@pytest.mark.parametrize(("seeds", "weights"), SEED_SETS)
+def test_popularity_scaled_scores_match_the_reference(snap: GraphSnapshot, seeds: tuple[int, ...],
+                                                      weights: tuple[float, ...]) -> None:
+    """RP3beta scoring: the walk's scores against reference visits / degree ** beta."""
+    beta = 0.7
+    cfg = WalkConfig(steps=400_000, n_p=0, boost="sum", degree_beta=beta)
+    ids, w = seeds_of(*seeds, weights=weights)
+    fast = visit_share(snap, run_walk(snap, ids, w, cfg, k=snap.n_items, rng_seed=5))
+    ref = reference_visits(snap, ids, w, cfg, seeds) / np.maximum(snap.item_degree, 1) ** beta
+    ref /= ref.sum()
+    assert 0.5 * np.abs(fast - ref).sum() < 0.03
+    # The check discriminates: the unscaled visit shares are far from the reference.
+    plain = visit_share(snap, run_walk(snap, ids, w, cfg.model_copy(update={"degree_beta": 0.0}),
+                                       k=snap.n_items, rng_seed=5))
+    assert 0.5 * np.abs(plain - ref).sum() > 0.06
+
+
+def test_degree_beta_divides_the_same_visits_exactly(snap: GraphSnapshot) -> None:
+    """Same random numbers, with and without the penalty: score ratios are degree ** -beta."""
+    ids, w = seeds_of(3, 7, weights=(1.0, 2.0))
+    base = WalkConfig(steps=20_000, n_p=0, degree_beta=0.0)
+    plain = run_walk(snap, ids, w, base, k=snap.n_items, rng_seed=11)
+    scaled = run_walk(snap, ids, w, base.model_copy(update={"degree_beta": 0.5}), k=snap.n_items,
+                      rng_seed=11)
+    assert set(plain.items.tolist()) == set(scaled.items.tolist())
+    expect = dict(zip(plain.items.tolist(), plain.scores.astype(np.float64), strict=True))
+    for item in expect:
+        expect[item] /= max(int(snap.item_degree[item]), 1) ** 0.5
+    best = max(expect.values())
+    got = dict(zip(scaled.items.tolist(), scaled.scores.tolist(), strict=True))
+    assert got == pytest.approx({i: v / best for i, v in expect.items()}, rel=1e-5)
+
+
+def test_seed_weight_exponent_shares_moves_by_strength(snap: GraphSnapshot) -> None:
+    ids, w = seeds_of(3, 7, weights=(1.0, 4.0))
+    moves = {}
+    for gamma in (0.0, 1.0):
+        cfg = WalkConfig(seed_weight_exponent=gamma, seed_degree_exponent=0.0)
+        plan = plan_walkers(snap, ids, w, cfg, 10_000)
+        assert plan is not None
+        per_seed = np.bincount(plan.seed_idx, weights=plan.moves)
+        moves[gamma] = dict(zip(plan.seed_item[np.unique(plan.seed_idx, return_index=True)[1]]
+                                .tolist(), per_seed.tolist(), strict=True))
+    assert moves[0.0] == {3: 5_000, 7: 5_000}  # every seed alike
+    assert moves[1.0] == {3: 2_000, 7: 8_000}  # by strength
 
 
 def test_multi_hit_scores() -> None:

@@ -41,8 +41,14 @@ class AnnIndexConfig(StrictModel):
 
 
 class AnnEmbeddingConfig(StrictModel):
-    """Item vectors: a randomized truncated SVD of the graph, or a ``.npy`` file with an id file."""
+    """Item vectors: ALS or a randomized truncated SVD of the graph, or a ``.npy`` file."""
 
+    method: Literal["als", "svd"] = Field(
+        default="als", description="als: implicit-feedback ALS (user vectors solved from the "
+        "user's items); svd: normalised-matrix SVD (user vector = mean of item vectors)")
+    als_regularization: float = Field(default=0.05, ge=0, le=100)
+    als_alpha: float = Field(default=5.0, gt=0, le=1_000, description="confidence per interaction")
+    als_iterations: int = Field(default=15, ge=1, le=200)
     dim: int = Field(default=64, ge=2, le=1_024, description="vector dimensions")
     power_iterations: int = Field(default=4, ge=0, le=20)
     oversample: int = Field(default=16, ge=0, le=512)

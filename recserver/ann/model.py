@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from recserver.ann.als import FoldIn
 from recserver.ann.config import AnnConfig
 from recserver.ann.embeddings import item_vectors
 from recserver.ann.index import AnnIndex, build_index
@@ -27,6 +28,7 @@ class AnnModel:
     snapshot_version: int
     source: str
     seconds: dict[str, float] = field(default_factory=dict)
+    fold: FoldIn | None = None  # ALS vectors: user vectors are solved from the user's items
 
     @property
     def n_items(self) -> int:
@@ -42,7 +44,7 @@ def new_version(previous: int | None = None) -> int:
 def build_model(snapshot: GraphSnapshot, cfg: AnnConfig, version: int) -> AnnModel:
     """Learn (or load) the item vectors of ``snapshot`` and index them."""
     started = time.perf_counter()
-    vectors = item_vectors(snapshot, cfg.embeddings)
+    vectors = item_vectors(snapshot, cfg.embeddings, threads=cfg.build_threads)
     embedded = time.perf_counter()
     index = build_index(vectors.vectors, cfg.index, seed=cfg.embeddings.seed)
     indexed = time.perf_counter()
@@ -54,4 +56,5 @@ def build_model(snapshot: GraphSnapshot, cfg: AnnConfig, version: int) -> AnnMod
         snapshot_version=snapshot.version,
         source=vectors.source,
         seconds={"embed": embedded - started, "index": indexed - embedded},
+        fold=vectors.fold,
     )

@@ -24,9 +24,9 @@ from tqdm import tqdm
 from recserver.ann.cache import ResultCache
 from recserver.ann.codec import Keys, encode_items, encode_meta, encode_rows, parse_pointer
 from recserver.ann.config import AnnConfig
-from recserver.ann.embeddings import interaction_matrix, unit_rows
+from recserver.ann.embeddings import interaction_matrix
 from recserver.ann.model import AnnModel
-from recserver.ann.vectors import strongest_per_row
+from recserver.ann.vectors import query_rows, strongest_per_row
 from recserver.graph.snapshot import GraphSnapshot
 
 CHUNK = 1_024  # items per FAISS call
@@ -123,7 +123,7 @@ def user_chunks(
     recent = strongest_per_row(matrix, cfg.user_recent_items)
     for start in range(0, users.shape[0], chunk):
         batch = users[start : start + chunk]
-        queries = unit_rows(np.asarray(recent[batch] @ model.vectors, dtype=np.float32))
+        queries = query_rows(recent[batch], model.vectors, model.fold)
         scores, ids, counts = model.index.search_filtered(queries, cfg.top_k, matrix[batch])
         yield batch, (ids, scores, counts)
 

@@ -207,7 +207,7 @@ class AnnTier:
         top_k = self.cfg.top_k
         if target.kind == "u":
             vector, banned = user_vector(request.snapshot, model.vectors, target.internal,
-                                         self.cfg.user_recent_items)
+                                         self.cfg.user_recent_items, model.fold)
         elif target.internal < model.n_items:
             vector, banned = model.vectors[target.internal], np.array([target.internal], np.int32)
         else:

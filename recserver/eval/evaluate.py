@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from collections import Counter
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from recserver.config import RecServerConfig, load_config
 from recserver.eval import report
-from recserver.eval.metrics import Scores, recall_at_k, top_share_items
-from recserver.eval.report import Target, ratio
+from recserver.eval.baseline_eval import (
+    BASELINES,
+    GRIDS,
+    BaselineStrategy,
+    Interactions,
+    choose,
+    ease_skip_reason,
+)
+from recserver.eval.blend_choice import DEFAULT_MODES, Mode, choose_blend
+from recserver.eval.metrics import top_share_items
+from recserver.eval.report import Target
+from recserver.eval.runner import Measured, run_strategy, sample
 from recserver.eval.setup import EvalSetup, with_surface
 from recserver.eval.split import EvalUser, Split, temporal_split
 from recserver.eval.strategies import (
@@ -34,13 +41,15 @@ from recserver.eval.strategies import (
     Strategy,
     WalkStrategy,
 )
+from recserver.eval.targets import targets
+from recserver.graph.config import WalkConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.loaders import load_events
 from recserver.graph.synthetic import generate, parse_size
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("popular", "graph", "graph_budget", "ann", "blended", "nx_pagerank")
+STRATEGIES = ("popular", "graph", "graph_budget", "ann", "blended", *BASELINES, "nx_pagerank")
 
 
 @dataclass
@@ -56,25 +65,13 @@ class EvalOptions:
     pagerank_users: int = 20
     pagerank_max_s: float = 120.0
     pagerank_alpha: float | None = None  # default: the walk's restart law
-    blend_share: float = 0.5
+    blend_share: float | None = None  # None: chosen on the training-period validation split
+    blend_mode: str | None = None  # score | rank; None: chosen with the share
     warmup: int = 5
     repeats: int = 1  # walks answer each user this many times, with other random numbers
-
-
-@dataclass
-class Measured:
-    """One strategy's scores and its answer per user."""
-
-    name: str
-    description: str
-    scores: Scores
-    answers: dict[str, list[str]] = field(default_factory=dict)
-    reasons: Counter[str] = field(default_factory=Counter)  # degraded reasons (serving path)
-
-    def record(self) -> dict[str, Any]:
-        return {"strategy": self.name, "description": self.description,
-                "users": len(self.answers), "answers": self.scores.users,
-                **self.scores.summary(), "sources": dict(self.scores.sources)}
+    ease_max_items: int = 20_000  # EASE inverts a dense items x items matrix: skip above this
+    tune_baselines: bool = True  # False: the first grid point of each baseline, no validation
+    progress: bool = False  # progress bars on stderr
 
 
 def load_source(
@@ -86,42 +83,6 @@ def load_source(
         return load_events(events, config.graph.event_weights, strict=strict), str(events)
     n = parse_size(synthetic or "small")
     return generate(n, seed=seed), f"synthetic:{n}"
-
-
-def run_strategy(
-    strategy: Strategy, users: Sequence[EvalUser], *, k: int, catalogue: int,
-    top_items: frozenset[str], warmup: int = 5, max_seconds: float | None = None,
-    repeats: int = 1,
-) -> Measured:
-    """Ask ``strategy`` for every user (``warmup`` untimed queries first).
-
-    A stochastic strategy (a walk) answers every user ``repeats`` times, each time with other
-    random numbers; its metrics average over users and repeats (coverage counts every item any
-    repeat recommended) and ``answers`` keeps the first repeat's.
-    """
-    for user in users[:warmup]:
-        strategy.query(user.name, k)
-    scores = Scores(k=k, catalogue=catalogue, top_items=top_items)
-    measured = Measured(strategy.name, strategy.description, scores)
-    started = time.monotonic()
-    for repeat in range(repeats if strategy.stochastic else 1):
-        for user in users:
-            answer = strategy.query(user.name, k, repeat)
-            scores.add(answer.items, user.relevant, answer.seconds, answer.source)
-            measured.answers.setdefault(user.name, answer.items)
-            measured.reasons.update(set(answer.reasons))
-            if max_seconds is not None and time.monotonic() - started > max_seconds:
-                log.warning("%s: time cap of %.0f s reached after %d answers", strategy.name,
-                            max_seconds, scores.users)
-                return measured
-    return measured
-
-
-def sample(users: Sequence[EvalUser], n: int, seed: int) -> list[EvalUser]:
-    if len(users) <= n:
-        return list(users)
-    picked = np.sort(np.random.default_rng(seed + 1).choice(len(users), n, replace=False))
-    return [users[i] for i in picked.tolist()]
 
 
 def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: str = "") -> dict:
@@ -139,8 +100,11 @@ def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: s
         serving = with_surface(config, surface, budget_ms=opts.budget_ms)
         top = top_share_items(split.item_users)
         results: dict[str, Measured] = {}
+        skipped: list[dict[str, str]] = []
+        baselines: dict[str, dict[str, Any]] = {}
+        blend_doc: dict[str, Any] | None = None
+        interactions: Interactions | None = None
         for name in opts.strategies:
-            log.info("evaluating %s on %d users", name, len(split.users))
             users: Sequence[EvalUser] = split.users
             cap, warmup = None, opts.warmup
             strategy: Strategy
@@ -153,15 +117,38 @@ def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: s
             elif name == "ann":
                 strategy = AnnStrategy(setup)
             elif name == "blended":
-                strategy = BlendedStrategy(setup, walk, opts.blend_share)
+                strategy, blend_doc = blended(config, split, walk, setup, opts)
+            elif name in BASELINES:
+                interactions = interactions or Interactions.from_events(split.train)
+                reason = (ease_skip_reason(interactions.n_items, opts.ease_max_items)
+                          if name == "ease" else None)
+                if reason is not None:
+                    log.info("skipping ease: %s", reason)
+                    skipped.append({"strategy": name, "reason": reason})
+                    continue
+                log.info("choosing %s hyperparameters on the training-period validation split",
+                         name)
+                choice = choose(name, split.train, k=opts.k, test_fraction=opts.test_fraction,
+                                max_users=opts.max_users, seed=opts.seed,
+                                grid=None if opts.tune_baselines else GRIDS[name][:1])
+                strategy = BaselineStrategy(name, interactions, choice)
+                baselines[name] = {"chosen": choice.params,
+                                   "validation": [{"params": p, f"recall@{opts.k}": r}
+                                                  for p, r in choice.validation],
+                                   "tune_s": round(choice.seconds, 3),
+                                   "fit_s": round(strategy.fit_seconds, 3)}
             else:  # nx_pagerank: seconds a query, so a sample under a time cap
                 strategy = PageRankStrategy(setup, walk, opts.pagerank_alpha)
                 users = sample(split.users, opts.pagerank_users, opts.seed)
                 cap, warmup = opts.pagerank_max_s, 0
+            log.info("evaluating %s on %d users", name, len(users))
             results[name] = run_strategy(strategy, users, k=opts.k, catalogue=snap.n_items,
                                          top_items=top, warmup=warmup, max_seconds=cap,
-                                         repeats=opts.repeats)
+                                         repeats=opts.repeats, popularity=split.item_users,
+                                         progress=opts.progress)
         relevant = [item for user in split.users for item in user.relevant]
+        measured = targets(results, split.users, opts.k,
+                           budget_ms=serving.surfaces[surface].budget_ms)
         return {
             "schema": report.EVALUATE_SCHEMA,
             "source": source,
@@ -174,40 +161,32 @@ def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: s
             "reference": {"test_top1_share": sum(i in top for i in relevant) / max(len(relevant),
                                                                                      1)},
             "strategies": [m.record() for m in results.values()],
-            "targets": [t.record() for t in targets(results, split.users, opts.k)],
+            "baselines": baselines,
+            "blend": blend_doc,
+            "skipped": skipped,
+            "targets": [t.record() for t in measured if t.kind == "target"],
+            "information": [t.record() for t in measured if t.kind == "information"],
         }
     finally:
         setup.close()
 
 
-def targets(results: dict[str, Measured], users: Sequence[EvalUser], k: int) -> list[Target]:
-    """The issue's targets, from strategies measured in this run (those present)."""
-    out: list[Target] = []
-    recall = {name: m.scores.summary()[f"recall@{k}"] for name, m in results.items()}
-    if "graph" in recall and "popular" in recall:
-        value = ratio(recall["graph"], recall["popular"])
-        out.append(Target(f"graph recall@{k} / popular", value, 1.3, value >= 1.3,
-                          f"{recall['graph']:.4f} vs {recall['popular']:.4f}"))
-    if "graph" in recall and "graph_budget" in recall:
-        value = ratio(recall["graph_budget"], recall["graph"])
-        out.append(Target(f"budgeted recall@{k} / unbounded walk", value, 0.95, value >= 0.95,
-                          f"{recall['graph_budget']:.4f} vs {recall['graph']:.4f} "
-                          f"({results['graph_budget'].description})"))
-    if "nx_pagerank" in results and "graph" in results:
-        pr, graph = results["nx_pagerank"], results["graph"]
-        pr_ms = pr.scores.summary()["mean_ms"]
-        value = ratio(pr_ms, graph.scores.summary()["mean_ms"])
-        same = [u for u in users if u.name in pr.answers]
-        walk_recall = float(np.mean([recall_at_k(graph.answers[u.name], u.relevant, k)
-                                     for u in same])) if same else 0.0
-        detail = (f"mean {pr_ms:,.1f} ms vs "
-                  f"{graph.scores.summary()['mean_ms']:.2f} ms a query; recall@{k} on its "
-                  f"{len(same)} users {recall['nx_pagerank']:.4f} vs walk {walk_recall:.4f}")
-        if "graph_budget" in results:
-            budget_ms = results["graph_budget"].scores.summary()["mean_ms"]
-            detail += f"; vs the budgeted path {ratio(pr_ms, budget_ms):,.0f}x"
-        out.append(Target("nx PageRank time / walk time", value, 1000.0, value >= 1000.0, detail))
-    return out
+def blended(config: RecServerConfig, split: Split, walk: WalkConfig, setup: EvalSetup,
+            opts: EvalOptions) -> tuple[BlendedStrategy, dict[str, Any]]:
+    """The ``blended`` strategy: fixed by the options, or chosen on the validation split."""
+    if opts.blend_share is not None:
+        mode: Mode = "rank" if opts.blend_mode == "rank" else "score"
+        return (BlendedStrategy(setup, walk, opts.blend_share, mode=mode),
+                {"mode": mode, "share": opts.blend_share, "validation": []})
+    log.info("choosing the blend on the training-period validation split")
+    modes: tuple[Mode, ...] = ("rank",) if opts.blend_mode == "rank" else (
+        ("score",) if opts.blend_mode == "score" else DEFAULT_MODES)
+    choice = choose_blend(config, split.train, walk, k=opts.k, test_fraction=opts.test_fraction,
+                          max_users=opts.max_users, seed=opts.seed, modes=modes)
+    strategy = BlendedStrategy(setup, walk, choice.share, mode=choice.mode)
+    strategy.description += " (chosen on the training-period validation)"
+    return strategy, {"mode": choice.mode, "share": choice.share,
+                      "validation": choice.validation}
 
 
 def format_document(doc: dict) -> str:
@@ -223,19 +202,30 @@ def format_document(doc: dict) -> str:
         f"{split['mean_relevant']:.1f} new items each on average; surface {doc['surface']}",
         "",
     ]
-    keys = [f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}", "coverage", "popularity_bias", "p50_ms",
-            "p99_ms"]
+    keys = [f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}", "coverage", "popularity_bias",
+            "distinct_top5", "list_popularity", "p50_ms", "p99_ms"]
+    by_name = {r["strategy"]: r for r in doc["strategies"]}
     rows = [[r["strategy"], r["users"], *(r[key] for key in keys)] for r in doc["strategies"]]
     header = ["strategy", "users", *keys]
     lines = [*head, report.table(rows, header), ""]
     lines += [f"  {r['strategy']:<13} {r['description']}" for r in doc["strategies"]]
     lines.append(f"  (top-1% items take {doc['reference']['test_top1_share']:.1%} of the test "
                  "interactions)")
-    if doc["targets"]:
-        lines += ["", "targets"]
-        lines += [Target(**{**t, "value": t["value"] if t["value"] is not None else float("inf")})
-                  .line() for t in doc["targets"]]
+    for name, chosen in doc.get("baselines", {}).items():
+        lines.append(f"  {name:<13} per-query p50 {by_name[name]['p50_ms']:.3f} ms; tuned in "
+                     f"{chosen['tune_s']:.1f} s over {len(chosen['validation'])} settings")
+    lines += [f"  {s['strategy']:<13} skipped: {s['reason']}" for s in doc.get("skipped", [])]
+    for title, kind in (("targets", "targets"), ("information", "information")):
+        if doc.get(kind):
+            lines += ["", title]
+            tag = "information" if kind == "information" else "target"
+            lines += [Target(**{**t, "value": _value(t["value"])}, kind=tag).line()
+                      for t in doc[kind]]
     return "\n".join(lines)
+
+
+def _value(value: float | None) -> float:
+    return value if value is not None else float("inf")  # JSON null stands for infinity
 
 
 def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
@@ -258,11 +248,21 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pagerank-alpha", type=float,
                         help="PageRank damping (default: sqrt(1 - walk.restart_prob), the walk's "
                         "own continuation per hop)")
-    parser.add_argument("--blend-share", type=float, default=0.5,
-                        help="weight of the walk in the blended strategy (default 0.5)")
+    parser.add_argument("--blend-share", type=float,
+                        help="weight of the walk in the blended strategy (default: chosen "
+                        "with the mode on a validation split of the training period)")
+    parser.add_argument("--blend-mode", choices=("score", "rank"),
+                        help="fusion of the blended strategy (default: chosen)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="answers per user of the walk strategies, each with other random "
                         "numbers; metrics average over them (default 1)")
+    parser.add_argument("--ease-max-items", type=int, default=20_000,
+                        help="largest catalogue EASE runs on (dense items x items inverse; "
+                        "default 20000)")
+    parser.add_argument("--no-tune-baselines", action="store_true",
+                        help="baselines use their default settings instead of a validation sweep")
+    parser.add_argument("--progress", action="store_true",
+                        help="progress bars on stderr (default: when stderr is a terminal)")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--out", type=Path, help="also write the JSON document here")
 
@@ -275,7 +275,10 @@ def options_from_args(args: argparse.Namespace) -> EvalOptions:
         strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
         pagerank_users=args.pagerank_users, pagerank_max_s=args.pagerank_max_s,
         pagerank_alpha=args.pagerank_alpha, blend_share=args.blend_share,
-        repeats=max(1, args.repeats),
+        blend_mode=args.blend_mode,
+        repeats=max(1, args.repeats), ease_max_items=args.ease_max_items,
+        tune_baselines=not args.no_tune_baselines,
+        progress=bool(args.progress or sys.stderr.isatty()),
     )
 
 

@@ -11,6 +11,11 @@ Definitions (``rec`` = the ranked answer cut to ``k``, ``rel`` = the user's rele
 * catalogue ``coverage``: distinct items recommended to anyone / items in the catalogue;
 * ``popularity_bias``: the share of recommended places filled with the top 1% items (by distinct
   users in the training events);
+* ``distinct_top5``: distinct top-5 lists (as sets) / answers; 1.0 when every user gets their
+  own, near 0 when hubs fill everyone's first places;
+* ``list_popularity``: the mean, over answers, of the mean popularity (distinct training users)
+  of the recommended items, divided by the mean popularity of the catalogue's items: 1.0 for
+  a recommender that ignores popularity, large for one that repeats hubs;
 * ``overlap@k`` of two answers: ``|a ∩ b| / k``.
 
 Users with no relevant item are left out by the split, so every average is over real targets.
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,6 +88,9 @@ class Scores:
     slots: int = 0
     top_slots: int = 0
     sources: Counter[str] = field(default_factory=Counter)
+    popularity: Mapping[str, int] = field(default_factory=dict)
+    top5: set[frozenset[str]] = field(default_factory=set)
+    list_pop: list[float] = field(default_factory=list)
 
     def add(self, rec: Sequence[str], rel: Collection[str], seconds: float, source: str) -> None:
         rec = list(rec[: self.k])
@@ -95,6 +103,9 @@ class Scores:
         self.top_slots += sum(1 for item in rec if item in self.top_items)
         if source:
             self.sources[source] += 1
+        if rec:
+            self.top5.add(frozenset(rec[:5]))
+            self.list_pop.append(sum(self.popularity.get(item, 0) for item in rec) / len(rec))
 
     @property
     def users(self) -> int:
@@ -109,10 +120,16 @@ class Scores:
             f"hit_rate@{k}": _mean(self.hits),
             "coverage": len(self.recommended) / self.catalogue if self.catalogue else 0.0,
             "popularity_bias": self.top_slots / self.slots if self.slots else 0.0,
+            "distinct_top5": len(self.top5) / len(self.list_pop) if self.list_pop else 0.0,
+            "list_popularity": self._list_popularity(),
             "p50_ms": percentile_ms(self.seconds, 50),
             "p99_ms": percentile_ms(self.seconds, 99),
             "mean_ms": _mean(self.seconds) * 1000.0,
         }
+
+    def _list_popularity(self) -> float:
+        catalogue = _mean(self.popularity.values())
+        return _mean(self.list_pop) / catalogue if catalogue > 0 else 0.0
 
 
 def _mean(values: Iterable[float]) -> float:

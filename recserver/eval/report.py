@@ -16,22 +16,31 @@ COMPARE_SCHEMA = "recserver.compare/1"
 
 @dataclass(frozen=True)
 class Target:
-    """One target line: a measured ratio against its threshold."""
+    """One target line: a measured ratio against its threshold.
+
+    ``kind="information"`` marks a figure reported for context, not a promise to users: its
+    line says ``info`` instead of met / NOT met.
+    """
 
     name: str
     value: float
     threshold: float
     met: bool
     detail: str
+    op: str = ">="
+    kind: str = "target"
 
     def line(self) -> str:
-        mark = "met" if self.met else "NOT met"
+        mark = "info" if self.kind == "information" else ("met" if self.met else "NOT met")
         value = f"{self.value:,.0f}" if abs(self.value) >= 100 else f"{self.value:.3g}"
-        return f"  [{mark:>7}] {self.name}: {value} (target >= {self.threshold:g}); {self.detail}"
+        goal = "reference" if self.kind == "information" else "target"
+        return (f"  [{mark:>7}] {self.name}: {value} ({goal} {self.op} {self.threshold:g}); "
+                f"{self.detail}")
 
     def record(self) -> dict[str, Any]:
         out = asdict(self)
         out["value"] = finite(self.value)
+        del out["kind"]  # targets and information lines are kept in separate lists
         return out
 
 

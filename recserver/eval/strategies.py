@@ -19,11 +19,10 @@ around the work a server would do for it (user lookup, seeds, exclusions, search
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -153,7 +152,8 @@ class AnnStrategy:
         self.setup = setup
         self.tier = setup.ann().tier
         emb = setup.config.ann.embeddings
-        self.description = f"ANN tier alone (SVD dim {emb.dim}, in-process LRU cache)"
+        self.description = (f"ANN tier alone ({emb.method.upper()} dim {emb.dim}, in-process LRU "
+                            "cache)")
 
     def fetch(
         self, snap: GraphSnapshot, uid: int, seen: Int32Array, k: int
@@ -173,35 +173,34 @@ class AnnStrategy:
 
 
 class BlendedStrategy:
-    """The walk and the ANN tier, pooled by ``merge_answer``'s ``score`` policy.
+    """The walk and the ANN tier, pooled by ``merge_answer`` (``score`` or ``rank`` policy).
 
-    The serving blend weighs the walk by how much of it completed; here the walk always
-    completes, so it is presented as having covered ``share`` of the top-up threshold: its
-    scores then weigh ``share`` and the ANN's ``fallback_weight * (1 - share)``.
+    The walk always completes here, so the policy's ``pool_complete_walk`` gives the walk's
+    share of the weight: 1 is the walk alone, 0 the ANN alone.
     """
 
     name = "blended"
     stochastic = True
 
     def __init__(self, setup: EvalSetup, walk: WalkConfig, share: float = 0.5,
-                 fallback_weight: float = 1.0) -> None:
+                 fallback_weight: float = 1.0, mode: Literal["score", "rank"] = "score") -> None:
         self.walk = WalkStrategy(setup, walk)
         self.ann = AnnStrategy(setup)
         self.setup = setup
         self.share = share
-        self.policy = BlendConfig(mode="score", fallback_weight=fallback_weight)
-        self.description = (f"walk ({walk.steps:,} steps) + ANN, score blend, walk share "
+        self.policy = BlendConfig(mode=mode, fallback_weight=fallback_weight,
+                                  pool_complete_walk=share)
+        self.description = (f"walk ({walk.steps:,} steps) + ANN, {mode} blend, walk share "
                             f"{share:g}")
 
     def query(self, user: str, k: int, repeat: int = 0) -> Answer:
         snap = self.setup.snapshot
         started = time.perf_counter()
         walk, seen, uid = self.walk.run(snap, user, k, repeat)
+        # Both lists are cut to ``k`` before pooling, as the serving path asks both for ``k``.
         ann, scores = self.ann.fetch(snap, uid, seen, k)
         chain = ChainResult(ann.tolist(), scores.tolist(), ["ann_fallback"] * len(ann), [], 0.0)
-        topup = 1.0
-        shared = dataclasses.replace(walk, stopped_by="deadline", coverage=self.share * topup)
-        answer = merge_answer(snap, shared, chain, k, topup, policy=self.policy, exclude=seen)
+        answer = merge_answer(snap, walk, chain, k, 1.0, policy=self.policy, exclude=seen)
         took = time.perf_counter() - started
         return Answer([item.item_id for item in answer.items], took, "blended")
 

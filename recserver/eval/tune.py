@@ -31,8 +31,8 @@ from recserver.config import (
     config_from_document,
     deep_merge,
 )
-from recserver.eval.evaluate import run_strategy
 from recserver.eval.metrics import top_share_items
+from recserver.eval.runner import run_strategy
 from recserver.eval.setup import EvalSetup, with_surface
 from recserver.eval.split import Split
 from recserver.eval.strategies import ServingStrategy

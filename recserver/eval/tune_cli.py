@@ -13,7 +13,7 @@ from recserver.config import load_config
 from recserver.eval import report
 from recserver.eval.evaluate import load_source
 from recserver.eval.report import finite
-from recserver.eval.setup import EvalSetup
+from recserver.eval.setup import EvalSetup, with_surface
 from recserver.eval.split import temporal_split
 from recserver.eval.tune import (
     DEFAULT_BUDGETS,
@@ -28,6 +28,7 @@ from recserver.eval.tune import (
     snippet,
     sweep,
 )
+from recserver.eval.tune_scoring import DEFAULT_GRID, best_scoring, sweep_scoring
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,13 @@ def format_tune(doc: dict[str, Any]) -> str:
         rows.append([budget, p["steps"], p["n_v"], p["quality"], p["p50_ms"], p["p99_ms"],
                      p["cut_share"], mark])
     header = ["budget_ms", "steps", "n_v", doc["metric"], "p50_ms", "p99_ms", "cut", ""]
-    lines = [f"sweep of surface {doc['surface']} on {doc['source']} "
+    lines: list[str] = []
+    scoring = doc.get("scoring") or {}
+    if scoring.get("chosen"):
+        lines += ["walk scoring on the training-period validation split: " + ", ".join(
+            f"{p['settings']} -> {p['quality']:.4f}" for p in scoring["validation"]),
+            f"chosen: {scoring['chosen']}", ""]
+    lines += [f"sweep of surface {doc['surface']} on {doc['source']} "
              f"({doc['points'][0]['users']:,} users a point; cut = share of walks the deadline "
              f"stopped; points cutting more than {doc['max_cut']:.0%} are not eligible)", "",
              report.table(rows, header), ""]
@@ -123,6 +130,13 @@ def add_tune_args(parser: argparse.ArgumentParser) -> None:
                         help="write the config with the recommended settings here")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--out", type=Path, help="also write the JSON document here")
+    for name, values in DEFAULT_GRID.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, default=",".join(f"{v:g}" for v in values),
+                            help=f"walk {name} values to sweep on the training-period validation "
+                            "split before the budgets (one value: fixed)")
+    parser.add_argument("--no-scoring", action="store_true",
+                        help="keep the surface's walk scoring settings (no validation sweep)")
 
 
 def _numbers(text: str, kind: type) -> list[Any]:
@@ -145,6 +159,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
                            max_users=args.max_users or None, seed=args.seed)
     if not split.users:
         raise ValueError(f"{source}: no test users after the cutoff; raise --test-fraction")
+    scoring = [] if args.no_scoring else sweep_scoring(
+        split.train, config, args.surface, k=args.k, metric=args.metric,
+        grid={name: _numbers(getattr(args, name), float) for name in DEFAULT_GRID},
+        test_fraction=args.test_fraction, max_users=args.max_users or None, seed=args.seed,
+        repeats=max(1, args.repeats))
+    chosen = best_scoring(scoring)
+    if chosen is not None:
+        config = with_surface(config, args.surface, walk=chosen)
     setup = EvalSetup(config, split.train)
     try:
         points = sweep(
@@ -160,12 +182,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ValueError("nothing was measured; check --budgets against fallback.min_reserve_ms")
     choice = recommend(points, args.threshold, args.max_cut)
     fragment = snippet(args.surface, choice, config) if choice is not None else None
+    if fragment is not None and chosen is not None:
+        fragment["surfaces"][args.surface]["walk"].update(chosen)
     title = f"{args.surface}: {args.metric}@{args.k} vs p99 ({Path(source).name})"
     drawn = (plot(points, choice, args.threshold, args.plot, title, args.max_cut,
                   f"{args.metric}@{args.k}") if args.plot else None)
     doc = tune_document(points, choice, source=source, surface=args.surface, k=args.k,
                         metric=args.metric, threshold=args.threshold, max_cut=args.max_cut,
                         fragment=fragment, plot_path=drawn)
+    doc["scoring"] = {"chosen": chosen, "validation": [p.record() for p in scoring]}
     if fragment is not None and args.write_config is not None:
         merged = merged_document(args.config, fragment)
         args.write_config.write_text(yaml.safe_dump(merged, sort_keys=False))

@@ -35,15 +35,23 @@ def build_sides(
     weights: npt.NDArray[np.float32],
     n_users: int,
     n_items: int,
+    item_side: npt.NDArray[np.bool_] | None = None,
 ) -> Sides:
-    """CSR + alias sides; the input must be sorted by (user, item) (as ``EdgeRun`` keys are)."""
+    """CSR + alias sides; the input must be sorted by (user, item) (as ``EdgeRun`` keys are).
+
+    The user side holds every edge; the item side only those ``item_side`` marks (all when
+    None), so hub pruning can thin what walks traverse without touching users' profiles.
+    """
     user_indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(users, minlength=n_users), out=user_indptr[1:])
+    user_side = make_side(user_indptr, items, weights, keep_weights=True)
+    if item_side is not None:
+        users, items, weights = users[item_side], items[item_side], weights[item_side]
     by_item = np.argsort(items, kind="stable")  # stable: users stay sorted inside each item row
     item_indptr = np.zeros(n_items + 1, dtype=np.int64)
     np.cumsum(np.bincount(items, minlength=n_items), out=item_indptr[1:])
     return Sides(
-        users=make_side(user_indptr, items, weights, keep_weights=True),
+        users=user_side,
         items=make_side(item_indptr, users[by_item], weights[by_item], keep_weights=False),
     )
 
@@ -74,9 +82,10 @@ def build_base(
     merged = merge_runs(main, pending)
     users, items = merged.users, merged.items
     decayed = merged.weight * scale
-    keep, report = prune_edges(
+    pruned = prune_edges(
         users, items, decayed, merged.last_ts, cfg.prune, t_ref=t_ref, seed=cfg.seed
     )
+    profile, report = pruned.profile, pruned.report
     window = cfg.prune.max_edge_age_days
     if window is not None and len(merged):
         # The sliding window drops edges from the store for good (they stay out of every later
@@ -84,7 +93,8 @@ def build_base(
         fresh = merged.last_ts >= t_ref - window * 86_400.0
         merged = EdgeRun(merged.keys[fresh], merged.weight[fresh], merged.last_ts[fresh])
     sides = build_sides(
-        users[keep], items[keep], decayed[keep].astype(np.float32), n_users, n_items
+        users[profile], items[profile], decayed[profile].astype(np.float32), n_users, n_items,
+        item_side=pruned.keep[profile],
     )
     return BaseBuild(sides, merged, t_ref, report, time.perf_counter() - started)
 

@@ -124,7 +124,8 @@ class WalkConfig(StrictModel):
         "takes 2 bytes a step per walking thread"
     )
     restart_prob: float = Field(
-        default=0.5, gt=0, lt=1, description="restart chance per item->user->item move"
+        default=0.8, gt=0, lt=1, description="restart chance per item->user->item move (high: "
+        "answers stay close to the seeds, as RP3beta's three hops)"
     )
     n_p: int = Field(default=2_000, ge=0, description="early stop: this many candidates ...")
     n_v: int = Field(default=4, ge=1, description="... each visited this many times")
@@ -132,8 +133,16 @@ class WalkConfig(StrictModel):
     seed_degree_exponent: float = Field(
         default=0.5, ge=0, le=1, description="steps per seed grow as degree ** this (sub-linear)"
     )
+    seed_weight_exponent: float = Field(
+        default=1.0, ge=0, le=2, description="steps per seed grow as (decayed edge weight) ** "
+        "this: 1 follows interaction strength and recency, 0 walks every seed alike"
+    )
     boost: Literal["multi_hit", "sum"] = Field(
         default="multi_hit", description="multi_hit: (sum over seeds of sqrt(visits))^2"
+    )
+    degree_beta: float = Field(
+        default=0.5, ge=0, le=2, description="popularity-aware score (RP3beta): an item's "
+        "score is divided by its degree ** this, so hubs do not fill every answer"
     )
     batch_steps: int = Field(
         default=2_048, ge=64, le=65_536, description="steps between two deadline checks"

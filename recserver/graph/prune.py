@@ -4,6 +4,10 @@ Each rule removes edges, in this order, and is reported (edges removed, nodes le
 edges): sliding time window, minimum weight, per-user degree cap (strongest kept), hub sampling
 (items above a degree percentile keep a weight-proportional sample, as Pixie prunes hubs), and
 per-item degree cap (strongest kept; also bounds rows to what the alias layout can hold).
+
+The last two rules thin only what a walk traverses *out of* an item (the item -> users side).
+A user's own profile (the user -> items side: seeds, seen-item exclusions, DescribeUser) keeps
+every edge the first three rules keep, so a purchase of a hub never vanishes from its buyer.
 """
 
 from __future__ import annotations
@@ -16,6 +20,15 @@ import numpy.typing as npt
 from recserver.graph.config import PruneConfig
 
 Mask = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """The edges each side keeps, and the report."""
+
+    keep: Mask  # the item -> users side (what walks traverse out of items)
+    profile: Mask  # the user -> items side (every rule but the item-side ones)
+    report: PruneReport
 
 
 @dataclass
@@ -75,8 +88,8 @@ def prune_edges(
     *,
     t_ref: float,
     seed: int,
-) -> tuple[Mask, PruneReport]:
-    """Mask of edges to keep, and the report. ``weights`` are decayed to ``t_ref``."""
+) -> Pruned:
+    """Masks of edges each side keeps, and the report. ``weights`` are decayed to ``t_ref``."""
     n = users.shape[0]
     report = PruneReport(edges_in=n)
     keep = np.ones(n, dtype=bool)
@@ -100,6 +113,7 @@ def prune_edges(
         apply("min_edge_weight", weights[idx] >= cfg.min_edge_weight, idx)
     idx = np.flatnonzero(keep)
     apply("max_user_degree", _cap(users[idx], weights[idx], cfg.max_user_degree), idx)
+    profile = keep.copy()
     if cfg.hub_percentile is not None:
         idx = np.flatnonzero(keep)
         degree = np.bincount(items[idx])
@@ -117,4 +131,4 @@ def prune_edges(
     idx = np.flatnonzero(keep)
     apply("max_item_degree", _cap(items[idx], weights[idx], cfg.max_item_degree), idx)
     report.edges_out = int(keep.sum())
-    return keep, report
+    return Pruned(keep, profile, report)

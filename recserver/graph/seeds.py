@@ -79,7 +79,10 @@ def plan_walkers(
     cfg: WalkConfig,
     moves: int,
 ) -> WalkPlan | None:
-    """Split ``moves`` across seeds by ``weight * degree ** cfg.seed_degree_exponent`` (Pixie).
+    """Split ``moves`` across seeds by ``weight ** a * degree ** b`` (Pixie).
+
+    ``a`` is ``cfg.seed_weight_exponent`` (weights are time-decayed interaction strengths, so 1
+    favours strong and recent seeds, 0 treats them alike), ``b`` ``cfg.seed_degree_exponent``.
 
     Invalid seeds (out of range, weight <= 0 or not finite) are dropped, duplicates merged, and
     only the ``cfg.max_seeds`` strongest kept. Seeds of degree 0 get no walkers. Each seed with
@@ -103,7 +106,8 @@ def plan_walkers(
     degree = np.zeros(uniq.shape[0], np.float64)
     known = uniq < snapshot.item_degree.shape[0]
     degree[known] = snapshot.item_degree[uniq[known]]
-    shares = np.where(degree > 0, merged * degree**cfg.seed_degree_exponent, 0.0)
+    strength = merged**cfg.seed_weight_exponent
+    shares = np.where(degree > 0, strength * degree**cfg.seed_degree_exponent, 0.0)
     if not shares.sum() > 0:
         return None
     per_seed = _apportion(moves, shares)

@@ -9,7 +9,8 @@ edges restarts at its seed; that move still counts, so the work is bounded.
 Multi-seed queries (Pixie): the planned moves are split across seeds in proportion to
 ``weight * degree ** seed_degree_exponent`` (sub-linear in degree, so hubs do not drown the
 rest), visits are counted per seed, and ``boost="multi_hit"`` scores an item
-``(sum over seeds of sqrt(visits))**2`` so items reached from several seeds rank higher. Early
+``(sum over seeds of sqrt(visits))**2`` so items reached from several seeds rank higher.
+``degree_beta`` divides each score by the item's degree to that power (RP3beta). Early
 stopping ends the walk once ``n_p`` items have ``n_v`` visits each. Seeds and ``exclude`` items
 are walked through but never counted or returned.
 
@@ -161,6 +162,8 @@ def run_walk(
                                   log_start, log_end, multi_hit, scratch.acc,
                                   scratch.per_seed)  # fmt: skip
         items = scratch.touched[:n_touched].copy()
+        if cfg.degree_beta > 0:
+            scores = popularity_scaled(scores, items, snapshot.item_degree, cfg.degree_beta)
     finally:
         wk.reset_counts(scratch.total, scratch.touched, int(counters[wk.N_TOUCHED]), blocked)
         scratch.busy = False
@@ -230,6 +233,21 @@ def _run_batches(
         if on_batch is not None:
             on_batch(2 * int(counters[wk.MOVES_DONE]))
         last_batch_s = clock() - started
+
+
+def popularity_scaled(
+    scores: np.ndarray, items: Int32Array, degree: Int32Array, beta: float
+) -> np.ndarray:
+    """``scores / degree ** beta`` (RP3beta's popularity penalty; degree 0 counts as 1).
+
+    The walk's visit counts estimate how likely a user's random surfer reaches each item, which
+    favours hubs by construction; dividing by popularity ranks items by how much more likely
+    they are to be reached from this user than from anywhere (Paudel et al. 2017).
+    """
+    deg = np.ones(items.shape[0], np.float64)
+    known = items < degree.shape[0]
+    deg[known] = np.maximum(degree[items[known]], 1)
+    return scores / deg**beta
 
 
 def warm_up() -> None:

@@ -9,6 +9,15 @@ Each surface picks a blend policy (``fallback.blend``):
   divided by its best (1.0 = that source's top item), the graph's weighted by the walk's share
   ``w`` and the ANN's by ``fallback_weight * (1 - w)``. An item both found gets the sum and keeps
   the source that contributed more. Popular items only fill places still empty.
+* ``rank`` — weighted reciprocal rank fusion (Cormack et al. 2009): an item scores
+  ``w / (rank_constant + rank)`` from each source that has it (rank from 1), weights as in
+  ``score``. Ranks need no calibration between a walk's visit counts and ANN inner products.
+
+With ``pool_complete_walk`` set, a walk that completed (or got far enough to need no top-up)
+still shares the answer with the ANN candidates, the walk holding that share of the weight, by
+reciprocal rank fusion (score fusion in ``score`` mode); popular items only fill empty places.
+On the purchase log pooling the two lifted recall@20 above either alone. Without it a complete
+walk answers alone. A walk cut short is merged by ``mode`` as above either way.
 
 Both policies remove duplicates and never return an excluded (seen, context, requested) item;
 every item keeps the tier that produced it.
@@ -40,11 +49,19 @@ class BlendPolicy(Protocol):
     @property
     def fallback_weight(self) -> float: ...
 
+    @property
+    def rank_constant(self) -> float: ...
+
+    @property
+    def pool_complete_walk(self) -> float | None: ...
+
 
 @dataclass(frozen=True)
 class SlotsPolicy:
     mode: str = "slots"
     fallback_weight: float = 1.0
+    rank_constant: float = 60.0
+    pool_complete_walk: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,12 +102,17 @@ def merge_answer(
     banned: set[int] = set(exclude.tolist()) if exclude is not None else set()
     walk_entries = _walk_entries(walk, banned)
     chain_entries = _chain_entries(chain, banned)
-    if blend.mode == "score":
-        share = graph_slots(k, walk, topup_below_coverage) / k if k else 0.0
-        picked = _by_score(walk_entries, chain_entries, k, share, blend.fallback_weight)
+    slots = graph_slots(k, walk, topup_below_coverage)
+    if pooled_walk(blend) and walk is not None and slots >= k:
+        rank = None if blend.mode == "score" else blend.rank_constant
+        picked = _by_score(walk_entries, chain_entries, k, float(blend.pool_complete_walk or 0.0),
+                           blend.fallback_weight, rank)
+    elif blend.mode in ("score", "rank"):
+        share = slots / k if k else 0.0
+        rank = blend.rank_constant if blend.mode == "rank" else None
+        picked = _by_score(walk_entries, chain_entries, k, share, blend.fallback_weight, rank)
     else:
-        picked = _by_slots(walk_entries, chain_entries, k, graph_slots(k, walk,
-                                                                       topup_below_coverage))
+        picked = _by_slots(walk_entries, chain_entries, k, slots)
     names = snap.items.names(item for item, _, _ in picked)
     items = [
         RecommendedItem(item_id=name, score=score, source=src)
@@ -134,9 +156,16 @@ def _by_slots(walk: list[Entry], chain: list[Entry], k: int, slots: int) -> list
     return picked
 
 
+def pooled_walk(policy: BlendPolicy | None) -> bool:
+    """Whether ``policy`` pools fallback candidates with a walk that completed."""
+    return policy is not None and policy.pool_complete_walk is not None
+
+
 def _by_score(
-    walk: list[Entry], chain: list[Entry], k: int, share: float, fallback_weight: float
+    walk: list[Entry], chain: list[Entry], k: int, share: float, fallback_weight: float,
+    rank_constant: float | None = None,
 ) -> list[Entry]:
+    """Pool by normalised score, or by reciprocal rank when ``rank_constant`` is given."""
     fill = [entry for entry in chain if entry[2] == "popular"]
     ann = [entry for entry in chain if entry[2] != "popular"]
     # item -> (combined score, best contribution, its source, first position)
@@ -144,8 +173,11 @@ def _by_score(
     position = 0
     for entries, weight in ((walk, share), (ann, fallback_weight * (1.0 - share))):
         top = max((score for _, score, _ in entries), default=0.0)
-        for item, score, source in entries:
-            part = weight * score / top if top > 0 else 0.0
+        for at, (item, score, source) in enumerate(entries):
+            if rank_constant is not None:
+                part = weight / (rank_constant + at + 1)
+            else:
+                part = weight * score / top if top > 0 else 0.0
             old = pooled.get(item)
             if old is None:
                 pooled[item] = (part, part, source, position)

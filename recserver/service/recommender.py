@@ -25,7 +25,7 @@ from recserver.graph.walk import WalkResult, run_walk
 from recserver.service.budget import ReserveEstimator, compute_deadline
 from recserver.service.errors import Unavailable
 from recserver.service.fallback import FallbackChain, FallbackRequest
-from recserver.service.merge import graph_slots, merge_answer
+from recserver.service.merge import graph_slots, merge_answer, pooled_walk
 from recserver.service.observer import NullObserver, RequestObserver
 from recserver.service.stages import StageClock
 from recserver.service.types import Recommendation, RecommendQuery
@@ -150,13 +150,14 @@ class Recommender:
         walk_items = walk.items.shape[0] if walk is not None else 0
         coverage = walk.coverage if walk is not None else 0.0
         needs_fallback = walk_items < k or coverage < surface.fallback.topup_below_coverage
+        pooled = walk is not None and pooled_walk(surface.fallback.blend)
         chain = None
-        if needs_fallback:
+        if needs_fallback or pooled:
             if walk is not None and 0 < walk_items < k:
                 reasons.append("few_candidates")
             fb_started = clock()
             # The walk's own top items are not asked for again.
-            fb_exclude = exclude if walk is None else union_sorted(
+            fb_exclude = exclude if walk is None or pooled else union_sorted(
                 exclude, walk.items[: graph_slots(k, walk, surface.fallback.topup_below_coverage)]
             )
             chain = self._fallback.fetch(
@@ -178,7 +179,7 @@ class Recommender:
         result = Recommendation(
             items=answer.items,
             source=answer.source,
-            degraded=bool(reasons) or answer.source != "graph",
+            degraded=bool(reasons) or answer.source not in ("graph", "blended" if pooled else ""),
             degraded_reasons=reasons,
             coverage=coverage,
             budget_ms=deadline.budget_ms,
