@@ -11,7 +11,7 @@ from recserver.graph.config import GraphConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.graph.loaders import load_events, summarise_rejections
-from recserver.graph.synthetic import generate, parse_size
+from recserver.graph.synthetic import generate, parse_size, recent_start
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def load_into(
         source = str(events)
     else:
         n_events = parse_size(synthetic or "medium")
-        cols = generate(n_events, seed=seed)
+        cols = generate(n_events, seed=seed, start=recent_start())  # live history, not old
         source = f"synthetic:{n_events}"
     loaded = time.perf_counter()
     accepted = duplicates = rejected = 0
