@@ -152,7 +152,7 @@ class Recommender:
         needs_fallback = walk_items < k or coverage < surface.fallback.topup_below_coverage
         chain = None
         if needs_fallback:
-            if walk is not None and 0 < walk_items < k:
+            if walk is not None and walk_items < k:  # none at all is fewer too
                 reasons.append("few_candidates")
             fb_started = clock()
             # The walk's own top items are not asked for again.
