@@ -182,6 +182,7 @@ class Recommender:
             degraded_reasons=reasons,
             coverage=coverage,
             budget_ms=deadline.budget_ms,
+            budget_limited_by=deadline.limited_by,
             server_elapsed_ms=(finished - arrival) * 1000.0,
             snapshot_version=snap.version,
             stage_ms=stages.as_ms(),
