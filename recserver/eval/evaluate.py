@@ -22,6 +22,7 @@ import numpy as np
 from recserver.config import RecServerConfig, load_config
 from recserver.eval import report
 from recserver.eval.metrics import Scores, recall_at_k, top_share_items
+from recserver.eval.output import add_output_args
 from recserver.eval.report import Target, ratio
 from recserver.eval.setup import EvalSetup, with_surface
 from recserver.eval.split import EvalUser, Split, temporal_split
@@ -246,7 +247,8 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
                         help="share of events (the latest) held out for testing (default 0.1)")
     parser.add_argument("--max-users", type=int, default=1_000,
                         help="test users evaluated, a seeded sample (default 1000; 0: all)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the user sample and the walks' random numbers (default 0)")
     parser.add_argument("--steps", type=int, help="walk steps of graph/blended (default: surface)")
     parser.add_argument("--budget-ms", type=float, help="budget of graph_budget (default: surface)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES),
@@ -263,8 +265,7 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="answers per user of the walk strategies, each with other random "
                         "numbers; metrics average over them (default 1)")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--out", type=Path, help="also write the JSON document here")
+    add_output_args(parser)
 
 
 def options_from_args(args: argparse.Namespace) -> EvalOptions:

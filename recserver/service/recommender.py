@@ -21,7 +21,7 @@ from recserver.graph.arrayops import union_sorted, unique_sorted
 from recserver.graph.live import LiveGraph
 from recserver.graph.seeds import context_seeds, user_seeds
 from recserver.graph.snapshot import GraphSnapshot
-from recserver.graph.walk import WalkResult, run_walk
+from recserver.graph.walk import WalkResult, run_walk, seed_from_id
 from recserver.service.budget import ReserveEstimator, compute_deadline
 from recserver.service.errors import Unavailable
 from recserver.service.fallback import FallbackChain, FallbackRequest
@@ -138,7 +138,7 @@ class Recommender:
                 walk = run_walk(
                     snap, seeds, seed_weights, surface.walk, k=k,
                     deadline=walk_deadline if enforce else None,
-                    exclude=exclude, rng_seed=hash(query.request_id) & 0x7FFF_FFFF,
+                    exclude=exclude, rng_seed=seed_from_id(query.request_id),
                     clock=clock, on_batch=self._walk_hook,
                 )
             finally:
