@@ -252,7 +252,7 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="walk steps of graph/blended (default: surface)")
     parser.add_argument("--budget-ms", type=float, help="budget of graph_budget (default: surface)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES),
-                        help=f"comma-separated subset of {','.join(STRATEGIES)}")
+                        help=f"comma-separated subset of {','.join(STRATEGIES)} (default: all)")
     parser.add_argument("--pagerank-users", type=int, default=20,
                         help="users the networkx PageRank reference answers (default 20)")
     parser.add_argument("--pagerank-max-s", type=float, default=120.0,

@@ -154,18 +154,23 @@ def format_table(resp: pb.RecommendResponse, asked_budget_ms: float | None = Non
 
 def add_recommend_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``recserver recommend``."""
-    parser.add_argument("--user", default="", help="user id (may be empty with --context)")
+    parser.add_argument("--user", default="",
+                        help="user id (default: none, which needs --context)")
     parser.add_argument("--surface", required=True, help="surface, e.g. home, item_page, search")
     parser.add_argument("--k", type=int, default=0, help="items wanted (0: surface default)")
-    parser.add_argument("--context", nargs="*", default=[], metavar="ID", help="context items")
-    parser.add_argument("--exclude", nargs="*", default=[], metavar="ID", help="items to skip")
+    parser.add_argument("--context", nargs="*", default=[], metavar="ID",
+                        help="items the user is looking at now (default: none)")
+    parser.add_argument("--exclude", nargs="*", default=[], metavar="ID",
+                        help="items never to recommend (default: none)")
     parser.add_argument(
         "--budget-ms", type=float, default=None,
         help="lower the surface's budget to this many ms; a larger value runs under the "
              "surface's budget and the answer says so (default: the surface's)",
     )
-    parser.add_argument("--target", default=DEFAULT_TARGET, help="server host:port")
-    parser.add_argument("--timeout", type=float, default=5.0, help="client deadline, seconds")
+    parser.add_argument("--target", default=DEFAULT_TARGET,
+                        help=f"server host:port (default {DEFAULT_TARGET})")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="client deadline in seconds (default 5)")
     parser.add_argument("--debug", action="store_true", help="show stage timings")
     add_connection_args(parser)
 
