@@ -52,20 +52,23 @@ def test_a_plot_that_cannot_be_drawn_fails_before_the_sweep(
     assert not (tmp_path / "t.png").exists()
 
 
-def run_tune(hash_seed: str, *extra: str) -> dict:
+def run_tune(cwd: Path, hash_seed: str, *extra: str) -> dict:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     done = subprocess.run([sys.executable, "-m", "recserver.cli", "tune", *SMALL, *extra],
-                          env=env, capture_output=True, text=True, timeout=300, check=True)
+                          env=env, capture_output=True, text=True, timeout=300, check=True,
+                          cwd=cwd)
     return json.loads(done.stdout)
 
 
-def test_two_runs_measure_the_same_quality_and_recommend_the_same_setting() -> None:
+def test_two_runs_measure_the_same_quality_and_recommend_the_same_setting(
+    tmp_path: Path,
+) -> None:
     # Different hash salts: the walks' random numbers must not depend on the process.
-    first, second = run_tune("1"), run_tune("2")
+    first, second = run_tune(tmp_path, "1"), run_tune(tmp_path, "2")
     assert [p["quality"] for p in first["points"]] == [p["quality"] for p in second["points"]]
     pick = ("budget_ms", "steps", "n_v", "quality")
     assert [first["recommendation"][k] for k in pick] == [
         second["recommendation"][k] for k in pick]
     # --seed changes the random numbers (and the user sample).
-    other = run_tune("1", "--seed", "7")
+    other = run_tune(tmp_path, "1", "--seed", "7")
     assert [p["quality"] for p in other["points"]] != [p["quality"] for p in first["points"]]

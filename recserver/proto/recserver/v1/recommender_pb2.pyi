@@ -431,7 +431,10 @@ class GetIngestStatusResponse(_message.Message):
     apply_lag_seconds: _builtins.float
     """Seconds since the append of the oldest record read but not yet applied (0: caught up)."""
     last_error: _builtins.str
-    """The tailer's last error, while the log is unreadable ("" when healthy)."""
+    """What is failing now ("" when healthy): reading the log (the graph falls behind), else
+    appending to it (RecordEvents answers UNAVAILABLE, e.g. a full disk), else the last
+    checkpoint (a restart replays more of the log). Each clears when that operation next works.
+    """
     checkpoint_position: _builtins.str
     checkpoint_at: _builtins.float
     """Unix time of the last checkpoint written by this process (0: none yet)."""
