@@ -18,7 +18,7 @@ SMALL = ["--surface", "home", "--synthetic", "8000", "--max-users", "40", "--ste
 
 
 @pytest.mark.parametrize(("grid", "message"), [
-    (["--budgets", "0,-1"], "--budgets '0,-1': 0, -1 cannot be measured; give values >"),
+    (["--budgets", "0,-1"], "--budgets '0,-1': 0, -1 cannot be measured; give values > 0"),
     (["--budgets", "nan"], "--budgets 'nan': nan cannot be measured"),
     (["--steps", "0"], "--steps '0': 0 cannot be measured; give values >= 1"),
     (["--n-v", ""], "--n-v '': nothing cannot be measured"),

@@ -134,25 +134,26 @@ def add_tune_args(parser: argparse.ArgumentParser) -> None:
     add_output_args(parser)
 
 
-def _numbers(text: str, kind: type, option: str, *, low: float) -> list[Any]:
-    """Comma-separated numbers, each finite and at least ``low``; ``ValueError`` otherwise."""
+def _numbers(text: str, kind: type, option: str, *, positive: bool) -> list[Any]:
+    """Comma-separated finite numbers, each > 0 (``positive``) or >= 1; ``ValueError`` else."""
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"{option} {text!r}: give comma-separated numbers") from None
-    bad = [v for v in values if not (math.isfinite(v) and v >= low)]
+    bad = [v for v in values if not (math.isfinite(v) and (v > 0 if positive else v >= 1))]
     if not values or bad:
         shown = ", ".join(f"{v:g}" for v in bad) or "nothing"
-        raise ValueError(f"{option} {text!r}: {shown} cannot be measured; give values >= {low:g}")
+        bound = "> 0" if positive else ">= 1"
+        raise ValueError(f"{option} {text!r}: {shown} cannot be measured; give values {bound}")
     return values
 
 
 def _grid(args: argparse.Namespace, config: RecServerConfig) -> tuple[list[int], list[int],
                                                                       list[float]]:
     """The sweep's steps, n_v and budgets, checked before any data is loaded."""
-    steps = _numbers(args.steps, int, "--steps", low=1)
-    n_vs = _numbers(args.n_v, int, "--n-v", low=1)
-    budgets = _numbers(args.budgets, float, "--budgets", low=math.ulp(0.0))
+    steps = _numbers(args.steps, int, "--steps", positive=False)
+    n_vs = _numbers(args.n_v, int, "--n-v", positive=False)
+    budgets = _numbers(args.budgets, float, "--budgets", positive=True)
     problems = []
     for budget in budgets:
         try:
