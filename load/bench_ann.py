@@ -3,7 +3,7 @@ recall against exact search, and memory. Starts its own ``redis-server`` on a fr
 
     .venv/bin/python -m load.bench_ann [--events FILE] [--synthetic 1000000] [--samples 20000]
 
-Targets (DESIGN.md / issue 4): fallback p99 (server side, Redis hit) <= 1.5 x raw redis-py GET
+Targets: fallback p99 (server side, Redis hit) <= 1.5 x raw redis-py GET
 p99 + 0.3 ms; precompute >= 5,000 users/s into Redis; recall@k >= 0.95 vs exact.
 """
 

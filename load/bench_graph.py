@@ -1,4 +1,4 @@
-"""Graph-engine benchmark for the issue-2 targets that ``load/bench_walk.py`` does not cover.
+"""Graph-engine benchmark for the graph targets that ``load/bench_walk.py`` does not cover.
 
     .venv/bin/python -m load.bench_graph [--build-events 10000000] [--ingest-seconds 12]
                                          [--trials 20] [--large-ingest-seconds 8]

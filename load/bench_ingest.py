@@ -1,4 +1,4 @@
-"""Ingest benchmark for the issue-7 targets: RecordEvents rate, apply rate, event-to-visible delay.
+"""Ingest benchmark for the ingest targets: RecordEvents rate, apply rate, event-to-visible delay.
 
     .venv/bin/python -m load.bench_ingest [--quick]
 

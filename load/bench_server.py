@@ -1,4 +1,4 @@
-"""Server benchmark for the issue-3 targets: per-surface p99 within budget, service overhead.
+"""Server benchmark for the serving targets: per-surface p99 within budget, service overhead.
 
     .venv/bin/python -m load.bench_server [--seconds 15] [--empty-seconds 5] [--rate 0]
 

@@ -1,4 +1,4 @@
-"""The six load scenarios of issue 6: one command each, each bounded in time.
+"""The six load scenarios: one command each, each bounded in time.
 
     .venv/bin/python -m load.scenarios saturation    # 2: step the rate up, find where p99 crosses
     .venv/bin/python -m load.scenarios steady        # 1: half the full-quality saturation rate

@@ -1,4 +1,4 @@
-"""The ``recserver`` command line."""
+"""The ``recserver`` command line: one program, a subcommand per task (``recserver -h``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from recserver import __version__
 from recserver.ann.cli import add_build_ann_args, cmd_build_ann
+from recserver.config import load_config
 from recserver.eval.commands import add_eval_commands
 from recserver.graph.bootstrap import BuildReport, build_graph
-from recserver.graph.config import GraphConfig
 from recserver.graph.live import LiveGraph
 from recserver.graph.persist import save_snapshot
 from recserver.node.commands import add_role_commands
@@ -46,8 +47,9 @@ def format_graph_stats(graph: LiveGraph, report: BuildReport) -> str:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    config = load_config(args.config)  # its graph section: event weights, decay, pruning
     graph, report = build_graph(
-        GraphConfig(), events=args.events, synthetic=args.synthetic, strict=args.strict
+        config.graph, events=args.events, synthetic=args.synthetic, strict=args.strict
     )
     print(format_graph_stats(graph, report))
     if args.out is not None:
@@ -56,14 +58,44 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+DESCRIPTION = """\
+recserver: real-time recommendations from a live behavioural graph, each answered inside a
+per-request latency budget (a random walk, topped up from fallback tiers when time runs out).
+"""
+
+EPILOG = """\
+start here:
+  recserver serve                                  serve the embedded default (synthetic data)
+  recserver recommend --target HOST:PORT --user u12 --surface home
+  recserver check-config deploy/config.example.yaml
+  recserver evaluate --events FILE                 offline quality of each strategy
+
+"recserver COMMAND -h" shows a command's options and their defaults.
+"""
+
+
+def _add_verbose(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-v`` before or after the subcommand; SUPPRESS keeps a subcommand from resetting it."""
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=False if top else argparse.SUPPRESS,
+                        help="debug logging (default: info)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recserver", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="recserver", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"recserver {__version__}")
+    _add_verbose(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     build = sub.add_parser("build", help="build the graph, print its stats, optionally save it")
     _add_source_args(build)
-    build.add_argument("--out", type=Path, help="save the snapshot to this folder")
+    build.add_argument("--config", type=Path,
+                       help="YAML config whose graph section is used (default: the embedded one)")
+    build.add_argument("--out", type=Path,
+                       help="save the snapshot to this folder (default: do not save)")
     build.set_defaults(func=cmd_build)
 
     serve = sub.add_parser("serve", help="run the recommendation server")
@@ -88,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_role_commands(sub, _add_source_args)  # builder, worker
     add_eval_commands(sub, _add_source_args)  # evaluate, tune, compare
+    for command in sub.choices.values():
+        _add_verbose(command, top=False)
     return parser
 
 

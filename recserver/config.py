@@ -23,6 +23,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from recserver.ann.config import AnnConfig
+from recserver.config_errors import collect_errors, format_problems, yaml_lines
 from recserver.eval.online import OnlineQualityConfig
 from recserver.eventlog.config import IngestConfig
 from recserver.graph.config import GraphConfig, StrictModel, WalkConfig
@@ -237,23 +238,17 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def _format_errors(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid config ({exc.error_count()} problem(s))"]
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key; remove it or fix its spelling"
-        elif err["type"] == "missing":
-            message = "required; add it"
-        lines.append(f"  {field}: {message}")
-    return "\n".join(lines)
+def config_from_document(
+    document: Any, source: str = "<config>", lines: dict[tuple[str, ...], int] | None = None
+) -> RecServerConfig:
+    """Validate a parsed YAML document (merging ``defaults`` into every surface).
 
-
-def config_from_document(document: Any, source: str = "<config>") -> RecServerConfig:
-    """Validate a parsed YAML document (merging ``defaults`` into every surface)."""
+    On failure the ``ConfigError`` lists every problem (see ``recserver.config_errors``), with
+    its YAML line when ``lines`` (from ``yaml_lines``) is given.
+    """
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with a 'surfaces' section")
+    original = document
     document = dict(document)
     defaults = document.pop("defaults", None) or {}
     if not isinstance(defaults, dict):
@@ -265,9 +260,18 @@ def config_from_document(document: Any, source: str = "<config>") -> RecServerCo
             for name, body in surfaces.items()
         }
     try:
-        return RecServerConfig.model_validate(document)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(source, exc)) from None
+        config = RecServerConfig.model_validate(document)
+        problems = []
+        if defaults:  # a bad default that every surface overrides must still be caught
+            problems = collect_errors({"defaults": defaults, "surfaces": {}},
+                                      RecServerConfig, SurfaceConfig, deep_merge)
+            problems = [p for p in problems if p[0][0] == "defaults"]
+    except ValidationError:
+        problems = collect_errors(original, RecServerConfig, SurfaceConfig, deep_merge)
+        config = None
+    if problems or config is None:
+        raise ConfigError(format_problems(source, problems, lines or {}))
+    return config
 
 
 def load_config(path: Path | str | None) -> RecServerConfig:
@@ -283,4 +287,4 @@ def load_config(path: Path | str | None) -> RecServerConfig:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML ({exc})") from None
-    return config_from_document(document, str(file))
+    return config_from_document(document, str(file), yaml_lines(text))

@@ -66,20 +66,17 @@ from recserver.service.types import SOURCES, Recommendation, RecommendQuery
 log = logging.getLogger(__name__)
 
 UNKNOWN_SURFACE = "unknown"
-#: Stages a request can report; anything else is counted as "other".
-STAGES: tuple[str, ...] = (
-    "queue", "seeds", "walk", "fallback", "ann_lookup", "ann_compute", "blend", "rank", "encode",
-    "other",
-)
-#: Stages the pipeline reports today (created up front; the others when first seen).
+#: Stages the pipeline reports (created up front).
 CORE_STAGES: tuple[str, ...] = ("queue", "seeds", "walk", "fallback", "rank", "encode")
+#: Stages a request can report; anything else is counted as "other" (created when first seen).
+STAGES: tuple[str, ...] = (*CORE_STAGES, "other")
 #: Degradation reasons (``Recommendation.degraded_reasons``); "unspecified": degraded, no reason.
 REASONS: tuple[str, ...] = (
     "deadline", "budget_spent", "overloaded", "cold_start", "no_history", "context_unknown",
     "few_candidates", "fallback_error", "fallback_unready", "unspecified", "other",
 )
-CACHE_OPS: tuple[str, ...] = ("get", "mget", "set", "delete", "pipeline", "ping", "connect",
-                              "other")
+#: Cache commands the ANN tier runs (lookups, write-back pipelines); "other": anything else.
+CACHE_OPS: tuple[str, ...] = ("get", "mget", "pipeline", "other")
 CACHE_OUTCOMES: tuple[str, ...] = ("hit", "miss", "error", "skipped")
 #: Circuit-breaker state -> the value of ``recserver_cache_breaker_state``.
 BREAKER_STATES: dict[str, int] = {"closed": 0, "half_open": 1, "open": 2}

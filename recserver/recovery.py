@@ -89,6 +89,8 @@ class Checkpointer:
         self.last_folder: Path | None = None
         self.last_position: str | None = None
         self.last_at: float | None = None
+        #: Why the last checkpoint failed, until one succeeds (``GetIngestStatus.last_error``).
+        self.last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -106,10 +108,14 @@ class Checkpointer:
             started = time.perf_counter()
             try:
                 folder = self._store.save(state, self._extra)
-            except OSError:
+            except OSError as exc:
                 self._observer.checkpoint(False, time.perf_counter() - started, time.time())
-                log.exception("checkpoint failed; the previous one stays the recovery point")
+                self.last_error = self._skipped(state.log_position, exc)
+                # An expected operational failure (disk full, read-only): the message says what
+                # was skipped and what a restart does instead; a traceback would add nothing.
+                log.error("%s", self.last_error)
                 return None
+            self.last_error = None
             seconds = time.perf_counter() - started
             self._last = key
             self.last_folder, self.last_position, self.last_at = folder, state.log_position, \
@@ -119,6 +125,18 @@ class Checkpointer:
                      folder.name, state.log_position, state.events_applied, seconds)
             self._trim_log()
             return folder
+
+    def _skipped(self, position: str | None, exc: OSError) -> str:
+        """What a failed checkpoint leaves undone, for the log and ``GetIngestStatus``."""
+        reason = exc.strerror or str(exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        if self.last_folder is not None:
+            previous = (f"the previous checkpoint {self.last_folder.name} (log position "
+                        f"{self.last_position}) stays the recovery point")
+        else:
+            previous = "no checkpoint of this process stands; the newest older one, if any, stays"
+        return (f"checkpoint at log position {position} skipped ({where}{reason}); {previous}, "
+                "and a restart replays the event log from there (nothing acknowledged is lost)")
 
     def _trim_log(self) -> None:
         if self._log is None:

@@ -121,7 +121,7 @@ def test_ann_section_defaults_and_secret_url() -> None:
         ({"index": {"kind": "lsh"}}, "ann.index.kind", "'auto'"),
         ({"index": {"flat_max_items": 10, "ivf_min_items": 5}}, "ann.index", "ivf_min_items"),
         ({"embeddings": {"path": "v.npy"}}, "ann.embeddings", "ids_path"),
-        ({"breaker": {"open_s": 0}}, "ann.breaker.open_s", "greater than 0"),
+        ({"breaker": {"open_s": 0}}, "ann.breaker.open_s", "use a value > 0"),
         ({"redis": "x"}, "ann.redis", "unknown key"),
     ],
 )

@@ -239,7 +239,7 @@ def test_check_config_rejects_a_bad_file_naming_file_and_fields(tmp_path: Path) 
     done = run_cli("check-config", str(path))
     assert done.returncode == 2
     assert str(path) in done.stderr
-    assert "surfaces.home.budgett_ms: unknown key; remove it or fix its spelling" in done.stderr
+    assert "surfaces.home.budgett_ms: unknown key; did you mean 'budget_ms'?" in done.stderr
     assert "surfaces.search: k_default (30) is larger than k_max (20)" in done.stderr
     assert "Traceback" not in done.stderr
 

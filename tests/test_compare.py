@@ -65,7 +65,7 @@ def test_cli_compares_two_configs(tmp_path, capsys: pytest.CaptureFixture[str]) 
     b.write_text("surfaces:\n  home: {walk: {steps: 8000}, fallback: {tiers: [popular]}}\n")
     out = tmp_path / "c.json"
     code = main(["compare", "--baseline", str(a), "--candidate", str(b), "--synthetic", "8000",
-                 "--max-users", "20", "--json", str(out), "--min-overlap", "0.0"])
+                 "--max-users", "20", "--out", str(out), "--min-overlap", "0.0"])
     assert code == 0
     text = capsys.readouterr().out
     assert text.startswith(f"# Compare: `{a}` -> `{b}`")

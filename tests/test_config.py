@@ -61,10 +61,10 @@ def test_defaults_merge_into_every_surface_and_a_surface_overrides(tmp_path: Pat
         (
             "surfaces: {home: {budgett_ms: 10}}",
             "surfaces.home.budgett_ms",
-            "unknown key; remove it or fix its spelling",
+            "unknown key; did you mean 'budget_ms'?",
         ),
-        ("surfaces: {home: {budget_ms: 0}}", "surfaces.home.budget_ms", "greater than 0"),
-        ("surfaces: {home: {budget_ms: -5}}", "surfaces.home.budget_ms", "greater than 0"),
+        ("surfaces: {home: {budget_ms: 0}}", "surfaces.home.budget_ms", "use a value > 0"),
+        ("surfaces: {home: {budget_ms: -5}}", "surfaces.home.budget_ms", "use a value > 0"),
         (
             "surfaces: {home: {k_default: 50, k_max: 10}}",
             "surfaces.home",

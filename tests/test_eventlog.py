@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -349,3 +351,30 @@ def test_the_registry_opens_each_backend(tmp_path: Path, redis_server: RedisServ
     rlog.close()
     assert open_log(choose(IngestConfig(), env={}), IngestConfig()) is None
     assert set(BACKENDS) == {"file", "redis"}
+
+
+def test_a_paused_redis_fails_an_append_within_its_timeout_and_once(
+    own_redis: RedisServer,  # noqa: F811
+) -> None:
+    log = RedisStreamLog(own_redis.url, key="test:paused", timeout_s=1.0, trim="none")
+    try:
+        log.append(b"before")
+        assert own_redis.proc is not None
+        own_redis.proc.send_signal(signal.SIGSTOP)  # hung: the kernel still takes the bytes
+        try:
+            started = time.monotonic()
+            with pytest.raises(LogUnavailable):
+                log.append(b"ambiguous")
+            took = time.monotonic() - started
+        finally:
+            own_redis.proc.send_signal(signal.SIGCONT)
+        # Not retried: a retry after the timeout took a second timeout and, once Redis resumed,
+        # appended the batch twice.
+        assert took < 1.8
+        assert log.append(b"after") > START
+        with own_redis.client() as client:
+            payloads = [fields[b"b"] for _, fields in client.xrange("test:paused")]
+        # Ambiguous, not refused: Redis may apply the XADD it held; never twice.
+        assert payloads in ([b"before", b"after"], [b"before", b"ambiguous", b"after"])
+    finally:
+        log.close()

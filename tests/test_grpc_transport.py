@@ -135,7 +135,6 @@ def test_stage_timings_only_with_debug(running: Running) -> None:
     ("error", "code"),
     [
         (errors.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-        (errors.NotFound, grpc.StatusCode.NOT_FOUND),
         (errors.Unavailable, grpc.StatusCode.UNAVAILABLE),
         (errors.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
         (errors.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),

@@ -1,4 +1,4 @@
-"""The server switches the load scenarios rely on (issue 6, scenario 3).
+"""The server switches the load scenarios rely on (scenario 3: budgets off).
 
 * ``server.enforce_budgets: false`` is the baseline: walks run to completion past the deadline,
   no walk is skipped for a spent budget, and a request waits for a walk slot however long.

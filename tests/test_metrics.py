@@ -18,6 +18,7 @@ from prometheus_client.utils import floatToGoString
 from recserver.config import RecServerConfig, config_from_document
 from recserver.metrics import (
     BASE_LATENCY_MS,
+    CACHE_OPS,
     REASONS,
     RECOMMEND_METHOD,
     STAGES,
@@ -177,14 +178,20 @@ def test_degraded_reasons_collapse_to_a_fixed_set(
 
 def test_unknown_stage_names_are_bounded(metrics: Metrics, registry: CollectorRegistry) -> None:
     for i in range(50):
-        metrics.request_finished("home", answer(stage_ms={f"stage{i}": 1.0, "blend": 0.5}))
+        metrics.request_finished("home", answer(stage_ms={f"stage{i}": 1.0, "rank": 0.5}))
     assert label_values(registry, "recserver_request_stage_duration_seconds_count", "stage") <= (
         set(STAGES)
     )
     assert value(registry, "recserver_request_stage_duration_seconds_count",
                  surface="home", stage="other") == 50
     assert value(registry, "recserver_request_stage_duration_seconds_count",
-                 surface="home", stage="blend") == 50
+                 surface="home", stage="rank") == 50
+
+
+def test_label_sets_hold_only_what_the_server_reports() -> None:
+    # Every stage the pipeline marks, every cache op the ANN tier counts, and nothing else.
+    assert set(STAGES) == {"queue", "seeds", "walk", "fallback", "rank", "encode", "other"}
+    assert set(CACHE_OPS) == {"get", "mget", "pipeline", "other"}
 
 
 def test_children_are_cached_not_looked_up_per_request(

@@ -178,8 +178,11 @@ def test_known_user_is_answered_from_the_graph(served: Served) -> None:
 
 
 def test_request_budget_only_lowers_the_surface_budget(served: Served) -> None:
-    assert served.call(budget_ms=20.0).budget_ms == 20.0
-    assert served.call(budget_ms=5_000.0).budget_ms == 60.0  # home's budget: cannot be raised
+    lowered = served.call(budget_ms=20.0)
+    assert (lowered.budget_ms, lowered.budget_limited_by) == (20.0, "request")
+    # home's budget cannot be raised, and the answer says which budget it ran under.
+    capped = served.call(budget_ms=5_000.0)
+    assert (capped.budget_ms, capped.budget_limited_by) == (60.0, "surface")
 
 
 def test_client_deadline_shorter_than_the_budget_is_honoured(served: Served) -> None:

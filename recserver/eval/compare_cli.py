@@ -12,10 +12,10 @@ import logging
 from pathlib import Path
 
 from recserver.config import load_config
-from recserver.eval import report
 from recserver.eval.compare import Side, compare_document, decide, markdown
 from recserver.eval.evaluate import load_source
 from recserver.eval.metrics import Scores, overlap_at_k, top_share_items
+from recserver.eval.output import add_output_args, emit
 from recserver.eval.setup import EvalSetup
 from recserver.eval.split import temporal_split
 from recserver.eval.strategies import ServingStrategy
@@ -28,7 +28,7 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", type=Path, required=True, help="the config serving now")
     parser.add_argument("--candidate", type=Path, required=True, help="the config to ship")
     parser.add_argument("--surface", help="surface to compare (default: the baseline's first)")
-    parser.add_argument("-k", type=int, default=20)
+    parser.add_argument("-k", type=int, default=20, help="answer size (default 20)")
     parser.add_argument("--metric", choices=("ndcg", "recall"), default="ndcg",
                         help="quality behind the verdict (default ndcg)")
     parser.add_argument("--penalty-per-ms", type=float, default=0.01,
@@ -37,14 +37,18 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
                         help="relative effective-quality gain needed to ship (default 0)")
     parser.add_argument("--min-overlap", type=float,
                         help="don't ship when overlap@k falls below this (default: report only)")
-    parser.add_argument("--test-fraction", type=float, default=0.1)
-    parser.add_argument("--max-users", type=int, default=1_000, help="0: all")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-fraction", type=float, default=0.1,
+                        help="share of events (the latest) held out for testing (default 0.1)")
+    parser.add_argument("--max-users", type=int, default=1_000,
+                        help="test users asked of both configs (default 1000; 0: all)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the user sample and the walks' random numbers (default 0)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="answers per user, each with other random numbers (default 1)")
-    parser.add_argument("--format", choices=("markdown", "json"), default="markdown")
-    parser.add_argument("--json", type=Path, dest="json_out", help="also write the JSON here")
-    parser.add_argument("--markdown", type=Path, dest="md_out", help="also write markdown here")
+    add_output_args(parser)
+    parser.add_argument("--markdown", type=Path, dest="md_out", metavar="FILE.md",
+                        help="also write the report (markdown) here, e.g. for a pull request "
+                        "(default: print only)")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -61,7 +65,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ValueError(f"{source}: no test users after the cutoff; raise --test-fraction")
     setups = [EvalSetup(config, split.train) for config in configs]
     try:
-        strategies = [ServingStrategy(s, c, surface) for s, c in zip(setups, configs, strict=True)]
+        strategies = [ServingStrategy(s, c, surface, args.seed)
+                      for s, c in zip(setups, configs, strict=True)]
         top = top_share_items(split.item_users)
         scores = [Scores(args.k, s.snapshot.n_items, top) for s in setups]
         answers: list[dict[str, list[str]]] = [{}, {}]
@@ -92,9 +97,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     doc = compare_document(sides[0], sides[1], verdict, overlap=overlap, source=source,
                            surface=surface, k=args.k, metric=metric,
                            penalty_per_ms=args.penalty_per_ms)
-    text = report.dump_json(doc, args.json_out)
-    md = markdown(doc)
     if args.md_out is not None:
-        args.md_out.write_text(md + "\n")
-    print(text if args.format == "json" else md)
+        args.md_out.write_text(markdown(doc) + "\n")
+    print(emit(doc, args, markdown))
     return 0

@@ -28,6 +28,7 @@ from recserver.eval.baseline_eval import (
 )
 from recserver.eval.blend_choice import DEFAULT_MODES, Mode, choose_blend
 from recserver.eval.metrics import top_share_items
+from recserver.eval.output import add_output_args
 from recserver.eval.report import Target
 from recserver.eval.runner import Measured, run_strategy, sample
 from recserver.eval.setup import EvalSetup, with_surface
@@ -236,11 +237,12 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
                         help="share of events (the latest) held out for testing (default 0.1)")
     parser.add_argument("--max-users", type=int, default=1_000,
                         help="test users evaluated, a seeded sample (default 1000; 0: all)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the user sample and the walks' random numbers (default 0)")
     parser.add_argument("--steps", type=int, help="walk steps of graph/blended (default: surface)")
     parser.add_argument("--budget-ms", type=float, help="budget of graph_budget (default: surface)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES),
-                        help=f"comma-separated subset of {','.join(STRATEGIES)}")
+                        help=f"comma-separated subset of {','.join(STRATEGIES)} (default: all)")
     parser.add_argument("--pagerank-users", type=int, default=20,
                         help="users the networkx PageRank reference answers (default 20)")
     parser.add_argument("--pagerank-max-s", type=float, default=120.0,
@@ -263,8 +265,7 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
                         help="baselines use their default settings instead of a validation sweep")
     parser.add_argument("--progress", action="store_true",
                         help="progress bars on stderr (default: when stderr is a terminal)")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--out", type=Path, help="also write the JSON document here")
+    add_output_args(parser)
 
 
 def options_from_args(args: argparse.Namespace) -> EvalOptions:

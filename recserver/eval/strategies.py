@@ -32,7 +32,7 @@ from recserver.graph.arrayops import unique_sorted
 from recserver.graph.config import WalkConfig
 from recserver.graph.seeds import user_seeds
 from recserver.graph.snapshot import Float32Array, GraphSnapshot, Int32Array
-from recserver.graph.walk import WalkResult, run_walk
+from recserver.graph.walk import WalkResult, run_walk, seed_from_id
 from recserver.service.fallback import ChainResult, FallbackRequest
 from recserver.service.merge import merge_answer
 from recserver.service.types import RecommendQuery
@@ -64,15 +64,15 @@ def _user(snap: GraphSnapshot, name: str) -> tuple[int, Int32Array]:
     return uid, unique_sorted(snap.user_items(uid)[0].astype(np.int32))
 
 
-def request_id(user: str, repeat: int) -> str:
-    return f"eval:{repeat}:{user}"
+def request_id(user: str, repeat: int, seed: int = 0) -> str:
+    """The request id an evaluation sends for ``user``; ``seed`` picks other random numbers."""
+    return f"eval:{repeat}:{user}" if seed == 0 else f"eval:{seed}:{repeat}:{user}"
 
 
-def _rng_seed(user: str, repeat: int) -> int:
+def _rng_seed(user: str, repeat: int, seed: int = 0) -> int:
     """The walk seed the serving path derives from ``request_id`` (``Recommender``), so
-    ``graph`` and ``graph_budget`` walk a user with the same random numbers in one process.
-    Python salts ``hash`` per process: set ``PYTHONHASHSEED`` to repeat a run exactly."""
-    return hash(request_id(user, repeat)) & 0x7FFF_FFFF
+    ``graph`` and ``graph_budget`` walk a user with the same random numbers, in every run."""
+    return seed_from_id(request_id(user, repeat, seed))
 
 
 class PopularStrategy:
@@ -124,9 +124,11 @@ class ServingStrategy:
     name = "graph_budget"
     stochastic = True
 
-    def __init__(self, setup: EvalSetup, config: RecServerConfig, surface: str) -> None:
+    def __init__(self, setup: EvalSetup, config: RecServerConfig, surface: str,
+                 seed: int = 0) -> None:
         self.setup = setup
         self.surface = surface
+        self.seed = seed
         self.config = config
         self.recommender = setup.recommender(config, surface)
         cfg = config.surfaces[surface]
@@ -137,7 +139,7 @@ class ServingStrategy:
         # The walk's random stream comes from the request id: one id per user, so every config
         # walks a user with the same random numbers (common random numbers).
         query = RecommendQuery(user_id=user, surface=self.surface, k=k,
-                               request_id=request_id(user, repeat))
+                               request_id=request_id(user, repeat, self.seed))
         rec = self.recommender.recommend(query, arrival=time.perf_counter(),
                                          client_remaining_s=None)
         return Answer([item.item_id for item in rec.items], rec.server_elapsed_ms / 1000.0,

@@ -112,9 +112,12 @@ def sweep(
     setup: EvalSetup, config: RecServerConfig, surface: str, split: Split, *, k: int,
     metric: str = "recall", steps: Sequence[int] = DEFAULT_STEPS,
     n_vs: Sequence[int] = DEFAULT_NV, budgets: Sequence[float] = DEFAULT_BUDGETS,
-    on_point: Callable[[Point], None] | None = None, repeats: int = 1,
+    on_point: Callable[[Point], None] | None = None, repeats: int = 1, seed: int = 0,
 ) -> list[Point]:
-    """Measure the grid (see the module docstring); every point on the same users."""
+    """Measure the grid (see the module docstring); every point on the same users.
+
+    ``seed`` picks the walks' random numbers (the same ones at every point, and in every run).
+    """
     key = f"{metric}@{k}"
     top = top_share_items(split.item_users)
     points: list[Point] = []
@@ -126,7 +129,7 @@ def sweep(
         except ConfigError as exc:
             log.warning("skipping budget %s ms: %s", budget, exc)
             return None
-        measured = run_strategy(ServingStrategy(setup, cfg, surface), split.users, k=k,
+        measured = run_strategy(ServingStrategy(setup, cfg, surface, seed), split.users, k=k,
                                 catalogue=setup.snapshot.n_items, top_items=top,
                                 repeats=repeats)
         summary = measured.scores.summary()
@@ -169,17 +172,29 @@ def merged_document(config_path: Path | None, fragment: dict[str, Any]) -> dict[
     return merged
 
 
-def plot(points: Sequence[Point], choice: Point | None, threshold: float, path: Path,
-         title: str, max_cut: float = 0.01, ylabel: str = "quality") -> Path | None:
-    """Quality against p99: every point, the frontier, the threshold and the choice (PNG)."""
+def check_plotting() -> None:
+    """Raise ``ValueError`` with the fix when plots cannot be drawn (matplotlib missing)."""
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            "plotting needs matplotlib, which is not installed; pip install -e '.[plots]'"
+        ) from None
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:  # matplotlib is a dev extra
-        log.warning("matplotlib is not installed: no plot (pip install 'recserver[dev]')")
-        return None
+
+def plot(points: Sequence[Point], choice: Point | None, threshold: float, path: Path,
+         title: str, max_cut: float = 0.01, ylabel: str = "quality") -> Path:
+    """Quality against p99: every point, the frontier, the threshold and the choice (PNG).
+
+    Raises ``ValueError`` when matplotlib is missing: a plot that was asked for is never
+    skipped silently.
+    """
+    check_plotting()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     bounded = [p for p in eligible(points, max_cut) if p.budget_ms is not None]
     cut = [p for p in points if p.cut_share > max_cut]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from recserver.config import load_config
+from recserver.config import ConfigError, RecServerConfig, load_config
 from recserver.eval import report
 from recserver.eval.evaluate import load_source
+from recserver.eval.output import add_output_args, emit
 from recserver.eval.report import finite
 from recserver.eval.setup import EvalSetup, with_surface
 from recserver.eval.split import temporal_split
@@ -20,6 +22,7 @@ from recserver.eval.tune import (
     DEFAULT_NV,
     DEFAULT_STEPS,
     Point,
+    check_plotting,
     eligible,
     merged_document,
     pareto_frontier,
@@ -107,29 +110,35 @@ def format_tune(doc: dict[str, Any]) -> str:
 def add_tune_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
     parser.add_argument("--surface", required=True, help="the surface to tune")
-    parser.add_argument("-k", type=int, default=20)
-    parser.add_argument("--metric", choices=("recall", "ndcg"), default="recall")
+    parser.add_argument("-k", type=int, default=20, help="answer size (default 20)")
+    parser.add_argument("--metric", choices=("recall", "ndcg"), default="recall",
+                        help="quality measured at k (default recall)")
     parser.add_argument("--threshold", type=float, default=0.98,
                         help="share of the best quality the budget must reach (default 0.98)")
     parser.add_argument("--max-cut", type=float, default=0.01,
                         help="most walks the deadline may cut at an eligible point (default 0.01)")
     parser.add_argument("--steps", default=",".join(map(str, DEFAULT_STEPS)),
-                        help="walk step counts to sweep (comma-separated)")
+                        help="walk step counts to sweep, comma-separated (default %(default)s)")
     parser.add_argument("--n-v", default=",".join(map(str, DEFAULT_NV)),
-                        help="early-stopping visit counts n_v to sweep")
+                        help="early-stopping visit counts n_v to sweep (default %(default)s)")
     parser.add_argument("--budgets", default=",".join(f"{b:g}" for b in DEFAULT_BUDGETS),
-                        help="budgets in ms to sweep")
-    parser.add_argument("--test-fraction", type=float, default=0.1)
+                        help="budgets in ms to sweep (default %(default)s)")
+    parser.add_argument("--test-fraction", type=float, default=0.1,
+                        help="share of events (the latest) held out for testing (default 0.1)")
     parser.add_argument("--max-users", type=int, default=1_000,
                         help="test users replayed per point (default 1000; 0: all)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the user sample and the walks' random numbers: the same "
+                        "seed gives the same recommendation (default 0)")
     parser.add_argument("--repeats", type=int, default=1,
-                        help="answers per user and point, each with other random numbers")
-    parser.add_argument("--plot", type=Path, default=Path("tune.png"), help="PNG path")
+                        help="answers per user and point, each with other random numbers "
+                        "(default 1)")
+    parser.add_argument("--plot", type=Path, default=None,
+                        help="draw the frontier into this PNG (default: no plot)")
     parser.add_argument("--write-config", type=Path,
-                        help="write the config with the recommended settings here")
-    parser.add_argument("--format", choices=("table", "json"), default="table")
-    parser.add_argument("--out", type=Path, help="also write the JSON document here")
+                        help="write the config with the recommended settings here (default: "
+                        "print the snippet only)")
+    add_output_args(parser)
     for name, values in DEFAULT_GRID.items():
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, default=",".join(f"{v:g}" for v in values),
@@ -139,11 +148,62 @@ def add_tune_args(parser: argparse.ArgumentParser) -> None:
                         help="keep the surface's walk scoring settings (no validation sweep)")
 
 
-def _numbers(text: str, kind: type) -> list[Any]:
+def _numbers(text: str, kind: type, option: str, *, positive: bool) -> list[Any]:
+    """Comma-separated finite numbers, each > 0 (``positive``) or >= 1; ``ValueError`` else."""
     try:
-        return [kind(v) for v in text.split(",") if v.strip()]
+        values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"{text!r}: give comma-separated numbers") from None
+        raise ValueError(f"{option} {text!r}: give comma-separated numbers") from None
+    bad = [v for v in values if not (math.isfinite(v) and (v > 0 if positive else v >= 1))]
+    if not values or bad:
+        shown = ", ".join(f"{v:g}" for v in bad) or "nothing"
+        bound = "> 0" if positive else ">= 1"
+        raise ValueError(f"{option} {text!r}: {shown} cannot be measured; give values {bound}")
+    return values
+
+
+def _settings(text: str, name: str) -> list[float]:
+    """A scoring grid: comma-separated finite numbers >= 0 (0 is a valid beta)."""
+    option = "--" + name.replace("_", "-")
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: give comma-separated numbers") from None
+    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+        raise ValueError(f"{option} {text!r}: give finite values >= 0")
+    return values
+
+
+def _grid(args: argparse.Namespace, config: RecServerConfig) -> tuple[list[int], list[int],
+                                                                      list[float]]:
+    """The sweep's steps, n_v and budgets, checked before any data is loaded."""
+    steps = _numbers(args.steps, int, "--steps", positive=False)
+    n_vs = _numbers(args.n_v, int, "--n-v", positive=False)
+    budgets = _numbers(args.budgets, float, "--budgets", positive=True)
+    problems = []
+    for budget in budgets:
+        try:
+            with_surface(config, args.surface, budget_ms=budget,
+                         walk={"steps": max(steps), "n_v": n_vs[0]})
+        except ConfigError as exc:
+            problems.append(f"{budget:g} ms ({str(exc).splitlines()[-1].strip()})")
+    if problems:
+        raise ValueError("--budgets: cannot run surface " + args.surface + " at "
+                         + "; ".join(problems))
+    return steps, n_vs, budgets
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    if not 0 < args.threshold <= 1:
+        raise ValueError(f"--threshold {args.threshold}: give a share in (0, 1]")
+    if not 0 <= args.max_cut <= 1:
+        raise ValueError(f"--max-cut {args.max_cut}: give a share in [0, 1]")
+    if not 0 < args.test_fraction < 1:
+        raise ValueError(f"--test-fraction {args.test_fraction}: give a share in (0, 1)")
+    if args.max_users < 0 or args.repeats < 1 or args.k < 1:
+        raise ValueError("--max-users must be >= 0, --repeats and -k >= 1")
+    if args.plot is not None:
+        check_plotting()  # before the sweep, not after minutes of it
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -151,8 +211,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if config.surface(args.surface) is None:
         raise ValueError(f"unknown surface {args.surface!r}; the config has: "
                          f"{', '.join(config.surfaces)}")
-    if not 0 < args.threshold <= 1:
-        raise ValueError(f"--threshold {args.threshold}: give a share in (0, 1]")
+    _check_args(args)
+    steps, n_vs, budgets = _grid(args, config)
     cols, source = load_source(config, args.events, args.synthetic, strict=args.strict,
                                seed=args.seed)
     split = temporal_split(cols, test_fraction=args.test_fraction,
@@ -161,7 +221,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ValueError(f"{source}: no test users after the cutoff; raise --test-fraction")
     scoring = [] if args.no_scoring else sweep_scoring(
         split.train, config, args.surface, k=args.k, metric=args.metric,
-        grid={name: _numbers(getattr(args, name), float) for name in DEFAULT_GRID},
+        grid={name: _settings(getattr(args, name), name) for name in DEFAULT_GRID},
         test_fraction=args.test_fraction, max_users=args.max_users or None, seed=args.seed,
         repeats=max(1, args.repeats))
     chosen = best_scoring(scoring)
@@ -171,8 +231,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     try:
         points = sweep(
             setup, config, args.surface, split, k=args.k, metric=args.metric,
-            steps=_numbers(args.steps, int), n_vs=_numbers(args.n_v, int),
-            budgets=_numbers(args.budgets, float), repeats=max(1, args.repeats),
+            steps=steps, n_vs=n_vs, budgets=budgets, repeats=args.repeats, seed=args.seed,
             on_point=lambda p: log.info("%s: quality %.4f, p99 %.2f ms, cut %.0f%%", p.label,
                                         p.quality, p.p99_ms, 100 * p.cut_share),
         )
@@ -186,7 +245,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         fragment["surfaces"][args.surface]["walk"].update(chosen)
     title = f"{args.surface}: {args.metric}@{args.k} vs p99 ({Path(source).name})"
     drawn = (plot(points, choice, args.threshold, args.plot, title, args.max_cut,
-                  f"{args.metric}@{args.k}") if args.plot else None)
+                  f"{args.metric}@{args.k}") if args.plot is not None else None)
     doc = tune_document(points, choice, source=source, surface=args.surface, k=args.k,
                         metric=args.metric, threshold=args.threshold, max_cut=args.max_cut,
                         fragment=fragment, plot_path=drawn)
@@ -195,6 +254,5 @@ def cmd_tune(args: argparse.Namespace) -> int:
         merged = merged_document(args.config, fragment)
         args.write_config.write_text(yaml.safe_dump(merged, sort_keys=False))
         doc["config_written"] = str(args.write_config)
-    text = report.dump_json(doc, args.out)
-    print(text if args.format == "json" else format_tune(doc))
+    print(emit(doc, args, format_tune))
     return 0

@@ -47,7 +47,9 @@ class RedisLogConfig(StrictModel):
         default=0, ge=0, description="WAIT for this many Redis replicas before acknowledging"
     )
     replica_timeout_ms: int = Field(default=100, ge=1)
-    timeout_ms: float = Field(default=1_000.0, gt=0, description="socket timeout of an append")
+    timeout_ms: float = Field(default=1_000.0, gt=0, description="longest an append may take; "
+                            "then UNAVAILABLE, and the append may still land (retry with the "
+                            "same event ids)")
 
 
 class CheckpointConfig(StrictModel):

@@ -132,6 +132,8 @@ class EventRecorder:
         self._observer = observer or RecordObserver()
         self._clock = clock
         self.ready = False  # set once the graph is recovered and the tailer runs
+        #: Why the last append failed, until one succeeds (``GetIngestStatus.last_error``).
+        self.last_append_error: str | None = None
         self._inflight: deque[tuple[Position, U64]] = deque()
         self._inflight_lock = threading.Lock()
 
@@ -172,9 +174,11 @@ class EventRecorder:
             started = time.perf_counter()
             try:
                 appended = self._log.append(payload)
-            except Unavailable:
+            except Unavailable as exc:
                 self._observer.log_error("append")
+                self.last_append_error = f"append failed: {exc}"
                 raise
+            self.last_append_error = None
             self._observer.appended(time.perf_counter() - started)
             position = str(appended)
             if acc_keys is not None:

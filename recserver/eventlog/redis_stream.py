@@ -9,6 +9,13 @@ Redis restart only with persistence on (``appendonly yes``; ``appendfsync always
 nothing, ``everysec`` to lose at most a second). ``min_replicas_acked`` > 0 additionally waits
 (``WAIT``) until that many Redis replicas have the entry, and fails the call otherwise.
 
+An append fails with ``LogUnavailable`` within ``timeout_s`` (plus ``replica_timeout_ms`` when it
+waits for replicas): connecting and answering get half of it each, and it is never retried here,
+because a retried ``XADD`` after a timeout could append the batch twice. A timeout is ambiguous,
+not a refusal: Redis may still apply the ``XADD`` it holds (after a pause, say), and every
+replica then applies the batch. Retrying with the same event ids is always safe: the graph
+applies an event id once.
+
 Trimming (on every ``XADD``, approximate ``~`` so Redis trims whole radix-tree nodes cheaply):
 
 * ``maxlen`` - keep about ``maxlen`` entries (an entry is one batch, not one event);
@@ -69,10 +76,13 @@ class RedisStreamLog:
         self._min_replicas = min_replicas_acked
         self._replica_timeout_ms = replica_timeout_ms
         self._clock = clock
+        wait_s = replica_timeout_ms / 1000.0 if min_replicas_acked > 0 else 0.0
         try:
+            # No retries: a second XADD after a timeout would only add a second copy, and the
+            # two halves keep connect + answer inside timeout_s (see the module docstring).
             self._writer = redis.Redis.from_url(
-                url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
-                retry=Retry(NoBackoff(), 1), health_check_interval=0,
+                url, socket_timeout=timeout_s / 2 + wait_s, socket_connect_timeout=timeout_s / 2,
+                retry=Retry(NoBackoff(), 0), health_check_interval=0,
             )
             # The tailer's own connection: a blocking XREAD holds it for up to its block time.
             self._reader = redis.Redis.from_url(

@@ -181,7 +181,9 @@ class IngestRuntime:
             events_applied=self.graph.events_applied,
             snapshot_version=snap.version if snap is not None else 0,
             apply_lag_s=tailer.lag_seconds() if tailer else 0.0,
-            last_error=(tailer.last_error or "") if tailer else "",
+            # Reading the log first (the graph falls behind), then appending, then checkpoints.
+            last_error=(tailer.last_error if tailer else None) or self.recorder.last_append_error
+            or (ckpt.last_error if ckpt else None) or "",
             checkpoint_position=(ckpt.last_position or "") if ckpt else "",
             checkpoint_at=(ckpt.last_at or 0.0) if ckpt else 0.0,
         )

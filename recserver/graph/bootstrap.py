@@ -17,7 +17,7 @@ from recserver.graph.events import EventColumns, RejectedEvent
 from recserver.graph.heap import release_free_heap
 from recserver.graph.live import LiveGraph
 from recserver.graph.loaders import iter_events, rejection_summary
-from recserver.graph.synthetic import generate, parse_size
+from recserver.graph.synthetic import generate, parse_size, recent_start
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def load_into(
         source = str(events)
     else:
         n_events = parse_size(synthetic or "medium")
-        batches = iter(_chunks(generate(n_events, seed=seed)))
+        batches = iter(_chunks(generate(n_events, seed=seed, start=recent_start())))  # live history
         source = f"synthetic:{n_events}"
     load_seconds = 0.0
     while True:

@@ -103,6 +103,8 @@ class LiveGraph:
         ``log_position``: the event-log position this batch brings the graph to (recorded with
         the batch, atomically, for checkpoints). ``event_keys``: see ``EdgeStore.ingest``.
         """
+        if self.store.rebase_due(cols.timestamp):
+            self._rebase_epoch(float(cols.timestamp.max()))
         with self._ingest_lock:
             outcome = self.store.ingest(cols, event_keys=event_keys)
             self.events_applied += outcome.n_accepted
@@ -119,6 +121,16 @@ class LiveGraph:
             except Exception:  # a listener must never fail an ingest
                 log.exception("on_ingest listener failed")
         return outcome
+
+    def _rebase_epoch(self, t0: float) -> None:
+        """Move the store's decay epoch to ``t0`` with no compaction, publish or ingest running."""
+        with self._publish_lock:
+            while self._compaction is not None:  # a compaction holds runs in the old epoch
+                self._join_compaction()
+            with self._ingest_lock:
+                self.store.rebase(t0)
+                self._base_scale = self.store.scale_at(self._t_ref)
+        log.info("moved the time-decay epoch forward to %.0f", t0)
 
     @property
     def ingest_seq(self) -> int:
@@ -176,7 +188,9 @@ class LiveGraph:
             self.store.fold_incoming()
             self._folded_seq = seq
             overlay = self._overlay_run()
-            if compact or self._base is None or overlay_too_dense(overlay):
+            # A base far behind the newest event would give overlay weights past float32.
+            stale = self.store.too_far_past(self.store.max_ts, self._t_ref)
+            if compact or self._base is None or stale or overlay_too_dense(overlay):
                 self._join_compaction()
                 self._install(self._build_base())
             elif self._compaction is None and len(overlay) > self._compact_threshold():

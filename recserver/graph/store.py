@@ -4,8 +4,12 @@ One edge per (user, item). Each event adds ``type_weight * f(event weight) * dec
 moves the edge's last timestamp forward. Decay uses a fixed epoch ``t0``: an event at time ``ts``
 adds ``c * 2 ** ((ts - t0) / half_life)``, so weights never need rewriting as time passes; a
 snapshot multiplies every weight by ``2 ** (-(t_ref - t0) / half_life)`` to express them at its
-reference time. Edges live in two runs: ``main`` (what the current compact base was built from,
-sorted by key ``user << 32 | item``) and ``pending`` (aggregated edges that arrived since).
+reference time. Epoch-scaled weights double every half-life after ``t0``, so the epoch moves
+forward (``rebase``) before an event lands more than ``REBASE_HALF_LIVES`` past it: weights then
+stay inside float64 whatever the years between events, and a decayed weight never changes by a
+rebase (only its representation does). Edges live in two runs: ``main`` (what the current
+compact base was built from, sorted by key ``user << 32 | item``) and ``pending`` (aggregated
+edges that arrived since).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from recserver.graph.idmap import IdMap
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+#: How far past the decay epoch an event may land before the epoch moves: 2**64 leaves float64
+#: (max ~2**1024) room for sums of billions of events, and a rebase is rare (64 half-lives).
+REBASE_HALF_LIVES = 64.0
 
 _TRANSFORMS: dict[str, Callable[[F64], F64]] = {
     "linear": lambda w: w,
@@ -107,7 +114,43 @@ class EdgeStore:
         half_life = self.cfg.event_weights.half_life_days
         if half_life is None or self.t0 is None:
             return 1.0
-        return float(2.0 ** (-(t_ref - self.t0) / (half_life * 86_400.0)))
+        # Capped so it never overflows: a reference far before the epoch only belongs to a
+        # base that the next publish rebuilds (``too_far_past``).
+        return float(2.0 ** min(-(t_ref - self.t0) / (half_life * 86_400.0), 1000.0))
+
+    def too_far_past(self, t: float, ref: float | None) -> bool:
+        """True when decay from ``t`` back to ``ref`` spans more than ``REBASE_HALF_LIVES``.
+
+        Weights expressed at ``ref`` (the epoch, or a snapshot's reference time) then grow past
+        2**64, the bound that keeps them finite in float64 and in a snapshot's float32.
+        """
+        half_life = self.cfg.event_weights.half_life_days
+        if half_life is None or ref is None or not math.isfinite(t):
+            return False
+        return t - ref > REBASE_HALF_LIVES * half_life * 86_400.0
+
+    def rebase_due(self, timestamps: F64) -> bool:
+        """True when events at ``timestamps`` would land too far past the epoch (see ``rebase``)."""
+        return timestamps.shape[0] > 0 and self.too_far_past(float(timestamps.max()), self.t0)
+
+    def rebase(self, t0: float) -> None:
+        """Move the decay epoch forward to ``t0``, rescaling every stored weight to match.
+
+        Decayed weights do not change; weights of edges too old to matter next to ``t0`` may
+        round to 0. The caller excludes ingest, publish and compaction meanwhile (``LiveGraph``
+        holds both its locks with no compaction running).
+        """
+        if self.t0 is None or t0 <= self.t0:
+            return
+        factor = self.scale_at(t0)
+
+        def scaled(run: EdgeRun) -> EdgeRun:
+            return EdgeRun(run.keys, run.weight * factor, run.last_ts)
+
+        self.main, self.pending = scaled(self.main), scaled(self.pending)
+        with self._incoming_lock:
+            self._incoming = [scaled(run) for run in self._incoming]
+        self.t0 = t0
 
     def ingest(self, cols: EventColumns, *, event_keys: U64 | None = None) -> IngestOutcome:
         """Apply a validated batch; replays of already-applied events are skipped.

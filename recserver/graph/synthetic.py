@@ -13,7 +13,9 @@ The model:
 * event types: view > click > add_to_cart > purchase; weight 1, a purchase's weight is a small
   quantity (geometric, mean 2);
 * time: each user is active in a window of the ``days``-long period; events are sorted by time,
-  so each user's events are in order too.
+  so each user's events are in order too. ``start`` fixes the period for reproducible arrays;
+  data that stands for "now" (the embedded server) uses ``recent_start`` so that time decay
+  treats it as live history rather than years-old events.
 
 Everything is numpy over whole columns (items are drawn in blocks to bound temporaries), seeded
 by ``seed`` through independent streams, so the same arguments give identical arrays.
@@ -21,6 +23,7 @@ by ``seed`` through independent streams, so the same arguments give identical ar
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -49,6 +52,16 @@ def parse_size(size: str | int) -> int:
     if size < 1:
         raise ValueError(f"synthetic size {size}: need at least 1 event")
     return size
+
+
+def recent_start(days: float = 90.0, now: float | None = None) -> float:
+    """A ``start`` whose ``days``-long period ends at the start of today (UTC).
+
+    Whole days, so every process started the same day (replicas, restarts) generates the same
+    timestamps; the newest event is then less than a day old.
+    """
+    today = (time.time() if now is None else now) // 86_400.0 * 86_400.0
+    return today - days * 86_400.0
 
 
 def _blocks(n: int) -> Iterator[tuple[int, int]]:

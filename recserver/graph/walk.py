@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -36,6 +37,12 @@ from recserver.graph.seeds import WalkPlan, plan_walkers
 from recserver.graph.snapshot import CsrSide, Float32Array, GraphSnapshot, Int32Array
 
 StopReason = Literal["completed", "early_stop", "deadline", "no_seeds"]
+
+
+def seed_from_id(text: str) -> int:
+    """A walk seed from a request id, the same in every process (``hash`` is salted per process,
+    so two runs of one evaluation would walk with other random numbers)."""
+    return zlib.crc32(text.encode()) & 0x7FFF_FFFF
 
 
 @dataclass(frozen=True)

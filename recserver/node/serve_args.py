@@ -12,11 +12,14 @@ from pathlib import Path
 
 def add_source_args(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--events", type=Path, help="event file (.csv, .jsonl, .parquet)")
+    source.add_argument("--events", type=Path, help="event file (.csv, .jsonl or .parquet; "
+                        "gzip too) (default: synthetic events)")
     source.add_argument(
-        "--synthetic", metavar="SIZE", help="synthetic events: small, medium, large or a count"
+        "--synthetic", metavar="SIZE",
+        help="synthetic events: small, medium, large or a count (default: the command's size)",
     )
-    parser.add_argument("--strict", action="store_true", help="stop at the first bad row")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first bad row (default: skip bad rows, report them)")
 
 
 def add_serve_args(parser: argparse.ArgumentParser) -> None:

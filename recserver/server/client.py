@@ -111,8 +111,21 @@ def _source_name(value: int) -> str:
     return pb.Source.Name(value).lower()  # type: ignore[arg-type]  # int is a valid enum value
 
 
-def format_table(resp: pb.RecommendResponse) -> str:
-    """The answer as a readable table, then a footer on how it was produced."""
+def budget_line(resp: pb.RecommendResponse, asked_ms: float | None = None) -> str:
+    """How long the answer took, of what budget, and which limit set that budget."""
+    line = f"time       {resp.server_elapsed_ms:.2f} ms of a {resp.budget_ms:.1f} ms budget"
+    limit = resp.budget_limited_by or "surface"
+    if asked_ms is not None and asked_ms > resp.budget_ms and limit == "surface":
+        return line + f" (the surface's; the asked {asked_ms:g} ms can only lower it)"
+    return line + f" (set by the {limit})"
+
+
+def format_table(resp: pb.RecommendResponse, asked_budget_ms: float | None = None) -> str:
+    """The answer as a readable table, then a footer on how it was produced.
+
+    ``asked_budget_ms``: the request's ``budget_ms``, to say when the surface's budget was used
+    instead of a larger one.
+    """
     width = max([len("item"), *(len(item.item_id) for item in resp.items)])
     lines = [f"{'rank':>4}  {'item':<{width}}  {'score':>10}  source"]
     for rank, item in enumerate(resp.items, start=1):
@@ -127,7 +140,7 @@ def format_table(resp: pb.RecommendResponse) -> str:
         f"source     {_source_name(resp.source)}" + ("  (degraded)" if resp.degraded else ""),
         f"reasons    {reasons}",
         f"coverage   {resp.coverage:.1%}  ({resp.steps_done:,} of {resp.steps_planned:,} steps)",
-        f"time       {resp.server_elapsed_ms:.2f} ms of a {resp.budget_ms:.1f} ms budget",
+        budget_line(resp, asked_budget_ms),
         f"snapshot   version {resp.snapshot_version}",
         f"request    {resp.request_id or '-'}",
     ]
@@ -141,14 +154,23 @@ def format_table(resp: pb.RecommendResponse) -> str:
 
 def add_recommend_args(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``recserver recommend``."""
-    parser.add_argument("--user", default="", help="user id (may be empty with --context)")
+    parser.add_argument("--user", default="",
+                        help="user id (default: none, which needs --context)")
     parser.add_argument("--surface", required=True, help="surface, e.g. home, item_page, search")
     parser.add_argument("--k", type=int, default=0, help="items wanted (0: surface default)")
-    parser.add_argument("--context", nargs="*", default=[], metavar="ID", help="context items")
-    parser.add_argument("--exclude", nargs="*", default=[], metavar="ID", help="items to skip")
-    parser.add_argument("--budget-ms", type=float, default=None, help="lower the budget")
-    parser.add_argument("--target", default=DEFAULT_TARGET, help="server host:port")
-    parser.add_argument("--timeout", type=float, default=5.0, help="client deadline, seconds")
+    parser.add_argument("--context", nargs="*", default=[], metavar="ID",
+                        help="items the user is looking at now (default: none)")
+    parser.add_argument("--exclude", nargs="*", default=[], metavar="ID",
+                        help="items never to recommend (default: none)")
+    parser.add_argument(
+        "--budget-ms", type=float, default=None,
+        help="lower the surface's budget to this many ms; a larger value runs under the "
+             "surface's budget and the answer says so (default: the surface's)",
+    )
+    parser.add_argument("--target", default=DEFAULT_TARGET,
+                        help=f"server host:port (default {DEFAULT_TARGET})")
+    parser.add_argument("--timeout", type=float, default=5.0,
+                        help="client deadline in seconds (default 5)")
     parser.add_argument("--debug", action="store_true", help="show stage timings")
     add_connection_args(parser)
 
@@ -203,7 +225,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
             print(f"recserver: {code.name}: {details}", file=sys.stderr)
             return 2 if code == grpc.StatusCode.INVALID_ARGUMENT else 1
-    print(format_table(resp))
+    print(format_table(resp, args.budget_ms))
     return 0
 
 

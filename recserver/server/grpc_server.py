@@ -3,7 +3,7 @@
 Choices, and why:
 
 * The sync ``grpc.server`` with a thread pool: on this kind of machine it costs about 200 µs of CPU
-  a call against about 300 µs for ``grpc.aio`` (DESIGN.md), and the walk is CPU-bound numpy that
+  a call against about 300 µs for ``grpc.aio`` (measured), and the walk is CPU-bound numpy that
   gains nothing from an event loop. The pool is an :class:`AdmissionExecutor`, so a request's budget
   starts when gRPC queues it, not when a worker picks it up.
 * ``grpc.so_reuseport``: grpcio turns SO_REUSEPORT on by default, so a second (stale) server on

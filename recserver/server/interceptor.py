@@ -18,7 +18,6 @@ import grpc
 
 from recserver.service.errors import (
     InvalidArgument,
-    NotFound,
     RecServerError,
     ResourceExhausted,
     Unauthenticated,
@@ -30,7 +29,6 @@ log = logging.getLogger(__name__)
 #: Typed domain error -> status code. A subclass maps as its nearest listed base.
 ERROR_CODES: dict[type[RecServerError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFound: grpc.StatusCode.NOT_FOUND,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,

@@ -82,6 +82,7 @@ def encode_response(rec: Recommendation, query: RecommendQuery) -> pb.RecommendR
         degraded_reasons=rec.degraded_reasons,
         coverage=rec.coverage,
         budget_ms=rec.budget_ms,
+        budget_limited_by=rec.budget_limited_by,
         server_elapsed_ms=rec.server_elapsed_ms,
         snapshot_version=rec.snapshot_version,
         request_id=query.request_id,

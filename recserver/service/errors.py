@@ -11,10 +11,6 @@ class InvalidArgument(RecServerError):
     """The request is malformed; the message says what to fix (INVALID_ARGUMENT)."""
 
 
-class NotFound(RecServerError):
-    """A named thing does not exist (NOT_FOUND)."""
-
-
 class Unavailable(RecServerError):
     """The server cannot answer now (not loaded yet, shutting down, log down) (UNAVAILABLE)."""
 

@@ -99,9 +99,6 @@ class PopularTier:
         return items[keep][: request.k], scores[keep][: request.k]
 
 
-TierFactory = Callable[[], FallbackTier]
-
-
 @dataclass
 class ChainResult:
     """Candidates from the chain, each with the tier that produced it."""

@@ -21,7 +21,7 @@ from recserver.graph.arrayops import union_sorted, unique_sorted
 from recserver.graph.seeds import context_seeds, user_seeds
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.source import SnapshotSource
-from recserver.graph.walk import WalkResult, run_walk
+from recserver.graph.walk import WalkResult, run_walk, seed_from_id
 from recserver.service.budget import ReserveEstimator, compute_deadline
 from recserver.service.errors import Unavailable
 from recserver.service.fallback import FallbackChain, FallbackRequest
@@ -138,7 +138,7 @@ class Recommender:
                 walk = run_walk(
                     snap, seeds, seed_weights, surface.walk, k=k,
                     deadline=walk_deadline if enforce else None,
-                    exclude=exclude, rng_seed=hash(query.request_id) & 0x7FFF_FFFF,
+                    exclude=exclude, rng_seed=seed_from_id(query.request_id),
                     clock=clock, on_batch=self._walk_hook,
                 )
             finally:
@@ -153,7 +153,7 @@ class Recommender:
         pooled = walk is not None and pooled_walk(surface.fallback.blend)
         chain = None
         if needs_fallback or pooled:
-            if walk is not None and 0 < walk_items < k:
+            if walk is not None and walk_items < k:  # none at all is fewer too
                 reasons.append("few_candidates")
             fb_started = clock()
             # The walk's own top items are not asked for again.
@@ -183,6 +183,7 @@ class Recommender:
             degraded_reasons=reasons,
             coverage=coverage,
             budget_ms=deadline.budget_ms,
+            budget_limited_by=deadline.limited_by,
             server_elapsed_ms=(finished - arrival) * 1000.0,
             snapshot_version=snap.version,
             stage_ms=stages.as_ms(),

@@ -46,3 +46,4 @@ class Recommendation:
     stage_ms: dict[str, float] = field(default_factory=dict)
     steps_done: int = 0
     steps_planned: int = 0
+    budget_limited_by: str = "surface"  # "surface", "request" or "client" (see Deadline)

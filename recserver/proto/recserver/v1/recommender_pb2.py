@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erecserver/v1/recommender.proto\x12\x0crecserver.v1\"\xbc\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07surface\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x18\n\x10\x63ontext_item_ids\x18\x04 \x03(\t\x12\x18\n\x10\x65xclude_item_ids\x18\x05 \x03(\t\x12\x16\n\tbudget_ms\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\r\n\x05\x64\x65\x62ug\x18\x08 \x01(\x08\x42\x0c\n\n_budget_ms\"L\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12$\n\x06source\x18\x03 \x01(\x0e\x32\x14.recserver.v1.Source\"\x91\x03\n\x11RecommendResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.recserver.v1.Item\x12$\n\x06source\x18\x02 \x01(\x0e\x32\x14.recserver.v1.Source\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x18\n\x10\x64\x65graded_reasons\x18\x04 \x03(\t\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12\x11\n\tbudget_ms\x18\x06 \x01(\x01\x12\x19\n\x11server_elapsed_ms\x18\x07 \x01(\x01\x12\x18\n\x10snapshot_version\x18\x08 \x01(\x04\x12\x12\n\nrequest_id\x18\t \x01(\t\x12>\n\x08stage_ms\x18\n \x03(\x0b\x32,.recserver.v1.RecommendResponse.StageMsEntry\x12\x12\n\nsteps_done\x18\x0b \x01(\x04\x12\x15\n\rsteps_planned\x18\x0c \x01(\x04\x1a.\n\x0cStageMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"}\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\r\n\x05\x65vent\x18\x04 \x01(\t\x12\x13\n\x06weight\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\x42\t\n\x07_weight\"N\n\x13RecordEventsRequest\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.recserver.v1.Event\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"H\n\x0b\x45ventResult\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.recserver.v1.EventStatus\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa4\x01\n\x14RecordEventsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.recserver.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\x14\n\x0clog_position\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\x18\n\x16GetIngestStatusRequest\"\x91\x02\n\x17GetIngestStatusResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05where\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x18\n\x10\x61pplied_position\x18\x04 \x01(\t\x12\x18\n\x10visible_position\x18\x05 \x01(\t\x12\x16\n\x0e\x65vents_applied\x18\x06 \x01(\x04\x12\x18\n\x10snapshot_version\x18\x07 \x01(\x04\x12\x19\n\x11\x61pply_lag_seconds\x18\x08 \x01(\x01\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x1b\n\x13\x63heckpoint_position\x18\n \x01(\t\x12\x15\n\rcheckpoint_at\x18\x0b \x01(\x01\"5\n\x13\x44\x65scribeUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"+\n\x08UserEdge\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"f\n\x14\x44\x65scribeUserResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x16.recserver.v1.UserEdge\x12\x18\n\x10snapshot_version\x18\x03 \x01(\x04*j\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\t\n\x05GRAPH\x10\x01\x12\x11\n\rGRAPH_PARTIAL\x10\x02\x12\x0b\n\x07\x42LENDED\x10\x03\x12\x10\n\x0c\x41NN_FALLBACK\x10\x04\x12\x0b\n\x07POPULAR\x10\x05*V\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x32\xe9\x02\n\x0bRecommender\x12L\n\tRecommend\x12\x1e.recserver.v1.RecommendRequest\x1a\x1f.recserver.v1.RecommendResponse\x12U\n\x0cRecordEvents\x12!.recserver.v1.RecordEventsRequest\x1a\".recserver.v1.RecordEventsResponse\x12^\n\x0fGetIngestStatus\x12$.recserver.v1.GetIngestStatusRequest\x1a%.recserver.v1.GetIngestStatusResponse\x12U\n\x0c\x44\x65scribeUser\x12!.recserver.v1.DescribeUserRequest\x1a\".recserver.v1.DescribeUserResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erecserver/v1/recommender.proto\x12\x0crecserver.v1\"\xbc\x01\n\x10RecommendRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07surface\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12\x18\n\x10\x63ontext_item_ids\x18\x04 \x03(\t\x12\x18\n\x10\x65xclude_item_ids\x18\x05 \x03(\t\x12\x16\n\tbudget_ms\x18\x06 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\r\n\x05\x64\x65\x62ug\x18\x08 \x01(\x08\x42\x0c\n\n_budget_ms\"L\n\x04Item\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12$\n\x06source\x18\x03 \x01(\x0e\x32\x14.recserver.v1.Source\"\xac\x03\n\x11RecommendResponse\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.recserver.v1.Item\x12$\n\x06source\x18\x02 \x01(\x0e\x32\x14.recserver.v1.Source\x12\x10\n\x08\x64\x65graded\x18\x03 \x01(\x08\x12\x18\n\x10\x64\x65graded_reasons\x18\x04 \x03(\t\x12\x10\n\x08\x63overage\x18\x05 \x01(\x01\x12\x11\n\tbudget_ms\x18\x06 \x01(\x01\x12\x19\n\x11server_elapsed_ms\x18\x07 \x01(\x01\x12\x18\n\x10snapshot_version\x18\x08 \x01(\x04\x12\x12\n\nrequest_id\x18\t \x01(\t\x12>\n\x08stage_ms\x18\n \x03(\x0b\x32,.recserver.v1.RecommendResponse.StageMsEntry\x12\x12\n\nsteps_done\x18\x0b \x01(\x04\x12\x15\n\rsteps_planned\x18\x0c \x01(\x04\x12\x19\n\x11\x62udget_limited_by\x18\r \x01(\t\x1a.\n\x0cStageMsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"}\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\r\n\x05\x65vent\x18\x04 \x01(\t\x12\x13\n\x06weight\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x11\n\ttimestamp\x18\x06 \x01(\x01\x42\t\n\x07_weight\"N\n\x13RecordEventsRequest\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.recserver.v1.Event\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"H\n\x0b\x45ventResult\x12)\n\x06status\x18\x01 \x01(\x0e\x32\x19.recserver.v1.EventStatus\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa4\x01\n\x14RecordEventsResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.recserver.v1.EventResult\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x12\n\nduplicates\x18\x03 \x01(\r\x12\x10\n\x08rejected\x18\x04 \x01(\r\x12\x14\n\x0clog_position\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"\x18\n\x16GetIngestStatusRequest\"\x91\x02\n\x17GetIngestStatusResponse\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05where\x18\x02 \x01(\t\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x18\n\x10\x61pplied_position\x18\x04 \x01(\t\x12\x18\n\x10visible_position\x18\x05 \x01(\t\x12\x16\n\x0e\x65vents_applied\x18\x06 \x01(\x04\x12\x18\n\x10snapshot_version\x18\x07 \x01(\x04\x12\x19\n\x11\x61pply_lag_seconds\x18\x08 \x01(\x01\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x1b\n\x13\x63heckpoint_position\x18\n \x01(\t\x12\x15\n\rcheckpoint_at\x18\x0b \x01(\x01\"5\n\x13\x44\x65scribeUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"+\n\x08UserEdge\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\"f\n\x14\x44\x65scribeUserResponse\x12\r\n\x05\x66ound\x18\x01 \x01(\x08\x12%\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x16.recserver.v1.UserEdge\x12\x18\n\x10snapshot_version\x18\x03 \x01(\x04*j\n\x06Source\x12\x16\n\x12SOURCE_UNSPECIFIED\x10\x00\x12\t\n\x05GRAPH\x10\x01\x12\x11\n\rGRAPH_PARTIAL\x10\x02\x12\x0b\n\x07\x42LENDED\x10\x03\x12\x10\n\x0c\x41NN_FALLBACK\x10\x04\x12\x0b\n\x07POPULAR\x10\x05*V\n\x0b\x45ventStatus\x12\x1c\n\x18\x45VENT_STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\x12\x0c\n\x08REJECTED\x10\x03\x32\xe9\x02\n\x0bRecommender\x12L\n\tRecommend\x12\x1e.recserver.v1.RecommendRequest\x1a\x1f.recserver.v1.RecommendResponse\x12U\n\x0cRecordEvents\x12!.recserver.v1.RecordEventsRequest\x1a\".recserver.v1.RecordEventsResponse\x12^\n\x0fGetIngestStatus\x12$.recserver.v1.GetIngestStatusRequest\x1a%.recserver.v1.GetIngestStatusResponse\x12U\n\x0c\x44\x65scribeUser\x12!.recserver.v1.DescribeUserRequest\x1a\".recserver.v1.DescribeUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,36 +34,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_RECOMMENDRESPONSE_STAGEMSENTRY']._loaded_options = None
   _globals['_RECOMMENDRESPONSE_STAGEMSENTRY']._serialized_options = b'8\001'
-  _globals['_SOURCE']._serialized_start=1675
-  _globals['_SOURCE']._serialized_end=1781
-  _globals['_EVENTSTATUS']._serialized_start=1783
-  _globals['_EVENTSTATUS']._serialized_end=1869
+  _globals['_SOURCE']._serialized_start=1702
+  _globals['_SOURCE']._serialized_end=1808
+  _globals['_EVENTSTATUS']._serialized_start=1810
+  _globals['_EVENTSTATUS']._serialized_end=1896
   _globals['_RECOMMENDREQUEST']._serialized_start=49
   _globals['_RECOMMENDREQUEST']._serialized_end=237
   _globals['_ITEM']._serialized_start=239
   _globals['_ITEM']._serialized_end=315
   _globals['_RECOMMENDRESPONSE']._serialized_start=318
-  _globals['_RECOMMENDRESPONSE']._serialized_end=719
-  _globals['_RECOMMENDRESPONSE_STAGEMSENTRY']._serialized_start=673
-  _globals['_RECOMMENDRESPONSE_STAGEMSENTRY']._serialized_end=719
-  _globals['_EVENT']._serialized_start=721
-  _globals['_EVENT']._serialized_end=846
-  _globals['_RECORDEVENTSREQUEST']._serialized_start=848
-  _globals['_RECORDEVENTSREQUEST']._serialized_end=926
-  _globals['_EVENTRESULT']._serialized_start=928
-  _globals['_EVENTRESULT']._serialized_end=1000
-  _globals['_RECORDEVENTSRESPONSE']._serialized_start=1003
-  _globals['_RECORDEVENTSRESPONSE']._serialized_end=1167
-  _globals['_GETINGESTSTATUSREQUEST']._serialized_start=1169
-  _globals['_GETINGESTSTATUSREQUEST']._serialized_end=1193
-  _globals['_GETINGESTSTATUSRESPONSE']._serialized_start=1196
-  _globals['_GETINGESTSTATUSRESPONSE']._serialized_end=1469
-  _globals['_DESCRIBEUSERREQUEST']._serialized_start=1471
-  _globals['_DESCRIBEUSERREQUEST']._serialized_end=1524
-  _globals['_USEREDGE']._serialized_start=1526
-  _globals['_USEREDGE']._serialized_end=1569
-  _globals['_DESCRIBEUSERRESPONSE']._serialized_start=1571
-  _globals['_DESCRIBEUSERRESPONSE']._serialized_end=1673
-  _globals['_RECOMMENDER']._serialized_start=1872
-  _globals['_RECOMMENDER']._serialized_end=2233
+  _globals['_RECOMMENDRESPONSE']._serialized_end=746
+  _globals['_RECOMMENDRESPONSE_STAGEMSENTRY']._serialized_start=700
+  _globals['_RECOMMENDRESPONSE_STAGEMSENTRY']._serialized_end=746
+  _globals['_EVENT']._serialized_start=748
+  _globals['_EVENT']._serialized_end=873
+  _globals['_RECORDEVENTSREQUEST']._serialized_start=875
+  _globals['_RECORDEVENTSREQUEST']._serialized_end=953
+  _globals['_EVENTRESULT']._serialized_start=955
+  _globals['_EVENTRESULT']._serialized_end=1027
+  _globals['_RECORDEVENTSRESPONSE']._serialized_start=1030
+  _globals['_RECORDEVENTSRESPONSE']._serialized_end=1194
+  _globals['_GETINGESTSTATUSREQUEST']._serialized_start=1196
+  _globals['_GETINGESTSTATUSREQUEST']._serialized_end=1220
+  _globals['_GETINGESTSTATUSRESPONSE']._serialized_start=1223
+  _globals['_GETINGESTSTATUSRESPONSE']._serialized_end=1496
+  _globals['_DESCRIBEUSERREQUEST']._serialized_start=1498
+  _globals['_DESCRIBEUSERREQUEST']._serialized_end=1551
+  _globals['_USEREDGE']._serialized_start=1553
+  _globals['_USEREDGE']._serialized_end=1596
+  _globals['_DESCRIBEUSERRESPONSE']._serialized_start=1598
+  _globals['_DESCRIBEUSERRESPONSE']._serialized_end=1700
+  _globals['_RECOMMENDER']._serialized_start=1899
+  _globals['_RECOMMENDER']._serialized_end=2260
 # @@protoc_insertion_point(module_scope)

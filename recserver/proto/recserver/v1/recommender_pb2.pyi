@@ -102,7 +102,10 @@ class RecommendRequest(_message.Message):
     k: _builtins.int
     """How many items; 0 means the surface's k_default."""
     budget_ms: _builtins.float
-    """Server-side budget in milliseconds; may only lower the surface's budget. Unset: the surface's."""
+    """Server-side budget in milliseconds, > 0; it may only lower the surface's budget: a larger
+    value runs under the surface's budget, and the answer says so (budget_limited_by "surface").
+    Unset: the surface's. 0, negative or NaN: INVALID_ARGUMENT.
+    """
     request_id: _builtins.str
     """Echoed back in the response and written to logs."""
     debug: _builtins.bool
@@ -198,6 +201,7 @@ class RecommendResponse(_message.Message):
     STAGE_MS_FIELD_NUMBER: _builtins.int
     STEPS_DONE_FIELD_NUMBER: _builtins.int
     STEPS_PLANNED_FIELD_NUMBER: _builtins.int
+    BUDGET_LIMITED_BY_FIELD_NUMBER: _builtins.int
     source: Global___Source.ValueType
     """The tier that served the answer as a whole."""
     degraded: _builtins.bool
@@ -214,6 +218,11 @@ class RecommendResponse(_message.Message):
     """Echo of RecommendRequest.request_id."""
     steps_done: _builtins.int
     steps_planned: _builtins.int
+    budget_limited_by: _builtins.str
+    """Which limit set budget_ms: "surface" (the surface's budget; a larger request budget_ms was
+    lowered to it), "request" (the request's budget_ms) or "client" (the gRPC deadline less a
+    safety margin).
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___Item]: ...
     @_builtins.property
@@ -237,10 +246,11 @@ class RecommendResponse(_message.Message):
         stage_ms: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         steps_done: _builtins.int = ...,
         steps_planned: _builtins.int = ...,
+        budget_limited_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_ms", b"budget_ms", "coverage", b"coverage", "degraded", b"degraded", "degraded_reasons", b"degraded_reasons", "items", b"items", "request_id", b"request_id", "server_elapsed_ms", b"server_elapsed_ms", "snapshot_version", b"snapshot_version", "source", b"source", "stage_ms", b"stage_ms", "steps_done", b"steps_done", "steps_planned", b"steps_planned"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_limited_by", b"budget_limited_by", "budget_ms", b"budget_ms", "coverage", b"coverage", "degraded", b"degraded", "degraded_reasons", b"degraded_reasons", "items", b"items", "request_id", b"request_id", "server_elapsed_ms", b"server_elapsed_ms", "snapshot_version", b"snapshot_version", "source", b"source", "stage_ms", b"stage_ms", "steps_done", b"steps_done", "steps_planned", b"steps_planned"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -421,7 +431,10 @@ class GetIngestStatusResponse(_message.Message):
     apply_lag_seconds: _builtins.float
     """Seconds since the append of the oldest record read but not yet applied (0: caught up)."""
     last_error: _builtins.str
-    """The tailer's last error, while the log is unreadable ("" when healthy)."""
+    """What is failing now ("" when healthy): reading the log (the graph falls behind), else
+    appending to it (RecordEvents answers UNAVAILABLE, e.g. a full disk), else the last
+    checkpoint (a restart replays more of the log). Each clears when that operation next works.
+    """
     checkpoint_position: _builtins.str
     checkpoint_at: _builtins.float
     """Unix time of the last checkpoint written by this process (0: none yet)."""

@@ -76,6 +76,13 @@ class RecommenderServicer:
         from the log (visible in recommendations within about a second). Idempotent by event_id: a
         retried event is DUPLICATE, or at worst ACCEPTED again and applied once. If the log cannot
         append, the call fails with UNAVAILABLE and no event of the batch is acknowledged.
+
+        Only an OK response acknowledges. INVALID_ARGUMENT, UNAUTHENTICATED and RESOURCE_EXHAUSTED
+        mean nothing was appended. UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED and a lost connection
+        are ambiguous: an append that timed out may still land once the log recovers, and then every
+        replica applies it. Retrying the same batch with the same event ids is always safe (an
+        event_id is applied once); an event without an event_id is only safe to retry with the
+        same explicit timestamp, since timestamp 0 takes the time of each attempt.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
