@@ -143,7 +143,7 @@ def add_tune_args(parser: argparse.ArgumentParser) -> None:
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, default=",".join(f"{v:g}" for v in values),
                             help=f"walk {name} values to sweep on the training-period validation "
-                            "split before the budgets (one value: fixed)")
+                            "split before the budgets (one value: fixed; default: %(default)s)")
     parser.add_argument("--no-scoring", action="store_true",
                         help="keep the surface's walk scoring settings (no validation sweep)")
 

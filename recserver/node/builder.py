@@ -120,6 +120,9 @@ class Builder:
             serving_registry(self.metrics), config.server.metrics_host,
             config.server.metrics_port if metrics_port is None else metrics_port)
         self.report: BuildReport | None = None
+        #: why the last snapshot could not be written ("" when it was)
+        self.publish_error = ""
+        self._error_logged = -1e9
         self._stopped = threading.Event()
 
     def start(self, source: DataSource) -> None:
@@ -143,7 +146,18 @@ class Builder:
 
     def _write(self, snap: GraphSnapshot) -> None:
         tailer = self.ingest.tailer
-        self.writer.write(snap, visible_position=str(tailer.visible_position) if tailer else "")
+        try:
+            self.writer.write(snap, visible_position=str(tailer.visible_position)
+                              if tailer else "")
+        except OSError as exc:  # disk full, run dir gone: workers keep the last version
+            self.publish_error = f"snapshot {snap.version} not published: {exc}"
+            now = time.monotonic()
+            if now - self._error_logged >= 10.0:
+                self._error_logged = now
+                log.error("%s; workers keep serving the last published snapshot, the next "
+                          "publish retries", self.publish_error)
+        else:
+            self.publish_error = ""
 
     def stop(self) -> None:
         """Close RecordEvents, stop tailing, write the final checkpoint, stop the rest."""

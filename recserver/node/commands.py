@@ -69,7 +69,8 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
     """Supervise one builder and ``--workers`` serving workers until SIGTERM/SIGINT."""
     holder = ConfigHolder(args.config)  # a bad config stops here, before any process starts
     config = holder.current
-    data_dir = args.data_dir if args.data_dir is not None else DEFAULT_DATA_DIR
+    # --data-dir, else the config's ingest.data_dir, else ./var/recserver (ingest on by default).
+    data_dir = Path(args.data_dir or config.ingest.data_dir or DEFAULT_DATA_DIR)
     run = RunDir(args.run_dir if args.run_dir is not None else data_dir / "run")
     workers = args.workers or usable_cores()
     stop = stop_event()
@@ -121,6 +122,10 @@ def cmd_builder(args: argparse.Namespace) -> int:
     """Run the builder role until SIGTERM/SIGINT."""
     from recserver.node.builder import Builder, DataSource
 
+    if args.nice:
+        # Workers win the CPU whenever both want it: compaction, ANN builds and checkpoints
+        # wait a few ms; answers do not.
+        os.nice(args.nice)
     holder = ConfigHolder(args.config)
     holder.install_sighup()
     run = RunDir(args.run_dir)
@@ -180,6 +185,9 @@ def add_role_commands(sub: argparse._SubParsersAction, add_source_args: object) 
     builder.add_argument("--event-log-url", help="Redis stream event log (redis://...)")
     builder.add_argument("--redis-url", help="ANN result cache (default: files in the run dir)")
     builder.add_argument("--metrics-port", type=int, help="the node's /metrics port (0: any)")
+    builder.add_argument("--nice", type=int, default=10,
+                         help="CPU niceness of the builder, so workers come first "
+                         "(default: %(default)s; 0: same as the workers)")
     builder.set_defaults(func=cmd_builder)
 
     worker = sub.add_parser("worker", help="run one serving worker of a node")
@@ -188,6 +196,7 @@ def add_role_commands(sub: argparse._SubParsersAction, add_source_args: object) 
     worker.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
     worker.add_argument("--port", type=int, help="gRPC port, shared with the other workers")
     worker.add_argument("--redis-url", help="ANN result cache (default: the builder's files)")
-    worker.add_argument("--name", default="worker", help="name for logs and the ready marker")
+    worker.add_argument("--name", default="worker",
+                        help="name for logs and the ready marker (default: %(default)s)")
     worker.set_defaults(func=cmd_worker)
 
