@@ -33,7 +33,7 @@ from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.live import LiveGraph
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from recserver.service.errors import InvalidArgument, Unavailable
+from recserver.service.errors import FailedPrecondition, InvalidArgument, Unavailable
 from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config
 
 NOW = 1_700_000_000.0
@@ -177,12 +177,12 @@ def test_when_the_log_cannot_append_nothing_is_acknowledged() -> None:
     assert failing.appends == 2
 
 
-def test_ingest_off_and_not_ready_answer_unavailable() -> None:
+def test_ingest_off_is_a_failed_precondition_and_not_ready_is_unavailable() -> None:
     cfg = GraphConfig()
     off = EventRecorder(LiveGraph(cfg), None, weights=cfg.event_weights, max_batch=10,
                         max_id_chars=64, applied_position=lambda: START, origin="t",
                         off_reason="RecordEvents is off on this server (no data_dir)")
-    with pytest.raises(Unavailable, match="no data_dir"):
+    with pytest.raises(FailedPrecondition, match="no data_dir"):  # retrying cannot help
         off.record(rows(("a", "u1", "i1", "view", 1.0, NOW)))
     loading = EventRecorder(LiveGraph(cfg), FailingLog(), weights=cfg.event_weights,
                             max_batch=10, max_id_chars=64, applied_position=lambda: START,
@@ -318,7 +318,7 @@ def test_a_server_without_a_log_says_why(tmp_path: Path) -> None:
             with pytest.raises(grpc.RpcError) as err:
                 stub.RecordEvents(pb.RecordEventsRequest(events=[event(user_id="u", item_id="i")]),
                                   timeout=CALL_TIMEOUT_S)
-            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION  # retrying cannot help
             assert "--data-dir" in str(err.value.details())
             status = stub.GetIngestStatus(pb.GetIngestStatusRequest(), timeout=CALL_TIMEOUT_S)
             assert status.backend == "off" and not status.ready

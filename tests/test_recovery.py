@@ -218,6 +218,7 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_event(tmp_path: Path) -> None:
         wait_until(lambda: server.status().checkpoint_position != "", "a periodic checkpoint")
         after_checkpoint = len(acked) + 10
         wait_until(lambda: len(acked) >= after_checkpoint, "batches after the checkpoint")
+        version_before = server.status().snapshot_version
         server.kill()  # SIGKILL while the client keeps sending
         sender.join(30)
         assert not sender.is_alive() and in_doubt
@@ -226,6 +227,9 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_event(tmp_path: Path) -> None:
         restarted = Server(config_path, *data).wait_serving()
         assert "from checkpoint" in restarted.output  # recovered from a checkpoint ...
         assert "event log replayed:" in restarted.output  # ... plus the log after it
+        status = restarted.status()
+        assert status.checkpoint_position != ""  # the restored checkpoint is the recovery point
+        assert status.snapshot_version > version_before  # versions only grow (clients compare)
         by_user: dict[str, dict[str, float]] = defaultdict(dict)
         for events in acked.values():
             for e in events:

@@ -39,7 +39,7 @@ from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
 from recserver.graph.events import EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.graph.validate import validate_columns
-from recserver.service.errors import InvalidArgument, Unavailable
+from recserver.service.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 ACCEPTED, DUPLICATE, REJECTED = 1, 2, 3  # the wire enum's numbers (EventStatus)
 #: In-flight key runs kept at most (beyond, the oldest are forgotten: only reporting suffers).
@@ -138,9 +138,10 @@ class EventRecorder:
         self._inflight_lock = threading.Lock()
 
     def record(self, rows: EventRows) -> RecordOutcome:
-        """Judge, append and answer one batch; raises ``Unavailable`` / ``InvalidArgument``."""
+        """Judge, append and answer one batch; raises ``Unavailable`` / ``InvalidArgument``
+        (``FailedPrecondition`` when ingest is off: a retry cannot help)."""
         if self._log is None:
-            raise Unavailable(self._off_reason)
+            raise FailedPrecondition(self._off_reason)
         if not self.ready:
             raise Unavailable("the server is still loading its graph; retry shortly")
         n = len(rows)

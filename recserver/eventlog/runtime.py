@@ -184,7 +184,9 @@ class IngestRuntime:
             # Reading the log first (the graph falls behind), then appending, then checkpoints.
             last_error=(tailer.last_error if tailer else None) or self.recorder.last_append_error
             or (ckpt.last_error if ckpt else None) or "",
-            checkpoint_position=(ckpt.last_position or "") if ckpt else "",
+            # Until the next checkpoint, the one restored at start is the recovery point.
+            checkpoint_position=((ckpt.last_position if ckpt else None)
+                                 or (self.restored.position if self.restored else None) or ""),
             checkpoint_at=(ckpt.last_at or 0.0) if ckpt else 0.0,
         )
 

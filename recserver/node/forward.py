@@ -18,10 +18,16 @@ from recserver.eventlog.runtime import IngestStatus, UserEdges, describe_user
 from recserver.node.mapped import MappedGraph
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from recserver.service.errors import InvalidArgument, ResourceExhausted, Unavailable
+from recserver.service.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 
 _ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 

@@ -87,9 +87,9 @@ class Supervisor:
         self.run = run.create()
         self.grace_s = grace_s
         self.builder = Child("builder", builder_argv)
-        # What an earlier node left must not pass for this builder's first publish.
-        for stale in (self.run.manifest, self.run.root / "builder.json"):
-            stale.unlink(missing_ok=True)
+        # An earlier builder's record must not pass for this one's first publish (its manifest
+        # stays: the new builder numbers its snapshots past it, so versions only grow).
+        (self.run.root / "builder.json").unlink(missing_ok=True)
         shutil.rmtree(self.run.root / "ready", ignore_errors=True)
         self.workers = [Child(f"worker-{i}", worker_argv(i)) for i in range(workers)]
         shutil.rmtree(self.run.metrics, ignore_errors=True)  # counters start at zero
@@ -103,10 +103,10 @@ class Supervisor:
         log.info("started %s (pid %d)", child.name, child.proc.pid)
 
     def start_builder(self, timeout_s: float = 3600.0) -> None:
-        """Start the builder; return once it published the first snapshot."""
+        """Start the builder; return once it published its first snapshot (and said so)."""
         self._spawn(self.builder)
         deadline = time.monotonic() + timeout_s
-        while read_json(self.run.manifest) is None:
+        while read_json(self.run.root / "builder.json") is None:
             if not self.builder.alive():
                 code = self.builder.proc.returncode if self.builder.proc else None
                 raise RuntimeError(f"the builder exited ({code}) before publishing a snapshot")

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import grpc
 
 from recserver.service.errors import (
+    FailedPrecondition,
     InvalidArgument,
     RecServerError,
     ResourceExhausted,
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 ERROR_CODES: dict[type[RecServerError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
 }

@@ -11,6 +11,11 @@ class InvalidArgument(RecServerError):
     """The request is malformed; the message says what to fix (INVALID_ARGUMENT)."""
 
 
+class FailedPrecondition(RecServerError):
+    """The server is not set up for this call (e.g. ingest is off); retrying will not help
+    until it is reconfigured (FAILED_PRECONDITION)."""
+
+
 class Unavailable(RecServerError):
     """The server cannot answer now (not loaded yet, shutting down, log down) (UNAVAILABLE)."""
 
