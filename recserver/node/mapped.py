@@ -184,7 +184,7 @@ class MappedGraph:
         while not self._stop.wait(self.poll_s):
             try:
                 self.refresh()
-            except (OSError, ValueError, KeyError) as exc:
+            except Exception as exc:  # the watcher must outlive any bad publish
                 # A folder collected mid-load, a torn file: the next manifest maps cleanly.
                 self.failures += 1
                 log.warning("could not map the published snapshot (%s); keeping version %s",

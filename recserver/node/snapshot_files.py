@@ -53,6 +53,8 @@ def load_side(folder: Path, name: str) -> CsrSide:
     for array_name in ARRAYS:
         path = folder / f"{name}.{array_name}.npy"
         arrays[array_name] = load_array(path) if path.exists() else None
+    if any(arrays[key] is None for key in ("indptr", "packed", "row_weight")):
+        raise ValueError(f"{folder}: the arrays of {name} are missing (collected or torn)")
     side = CsrSide(**arrays)
     if side.indptr[-1] != side.nnz or side.row_weight.shape[0] != side.n_rows:
         raise ValueError(f"{folder}: the arrays of {name} disagree in size")
