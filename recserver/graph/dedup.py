@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,25 @@ def _mix64(x: U64) -> U64:
         x = x ^ (x >> np.uint64(27))
         x = x * _M2
         return x ^ (x >> np.uint64(31))
+
+
+def probe_new(keys: U64, runs: Iterable[U64]) -> tuple[npt.NDArray[np.bool_],
+                                                       npt.NDArray[np.int64]]:
+    """(mask of ``keys`` in none of the sorted ``runs`` and first in the batch, their indices).
+
+    Keys are looked up in ascending order: searchsorted then walks each run nearly in order,
+    about 3.5x faster than random probes into a run of millions.
+    """
+    fresh = first_occurrence(keys)
+    candidates = np.flatnonzero(fresh)
+    candidates = candidates[np.argsort(keys[candidates], kind="stable")]
+    for run in runs:
+        if candidates.shape[0] == 0:
+            break
+        seen = member_of_sorted(run, keys[candidates])
+        fresh[candidates[seen]] = False
+        candidates = candidates[~seen]
+    return fresh, candidates
 
 
 def type_hashes(type_names: Sequence[str]) -> U64:
@@ -96,17 +115,7 @@ class DedupIndex:
 
     def add_new(self, keys: U64) -> npt.NDArray[np.bool_]:
         """Mark ``keys`` as applied; return a mask of those that were new (first in-batch wins)."""
-        fresh = first_occurrence(keys)
-        candidates = np.flatnonzero(fresh)
-        # Look keys up in ascending order: searchsorted then walks each run nearly in order,
-        # about 3.5x faster than random probes into a run of millions.
-        candidates = candidates[np.argsort(keys[candidates], kind="stable")]
-        for run in (*self._levels, *self._recent):
-            if candidates.shape[0] == 0:
-                break
-            seen = member_of_sorted(run, keys[candidates])
-            fresh[candidates[seen]] = False
-            candidates = candidates[~seen]
+        fresh, candidates = probe_new(keys, (*self._levels, *self._recent))
         if candidates.shape[0]:
             self.insert_new(keys[candidates])
         return fresh

@@ -22,8 +22,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from recserver.graph.arrayops import first_occurrence, member_of_sorted
-from recserver.graph.dedup import U64, DedupIndex
+from recserver.graph.dedup import U64, DedupIndex, probe_new
 
 SEGMENTS = 8  # spans per window: memory overshoots the window by at most one span (12.5%)
 _FOREVER = 0  # the one segment used when nothing expires
@@ -79,16 +78,8 @@ class WindowedDedup:
         The first of equal keys in the batch wins; keys older than the window are new unless
         still held, and are not kept.
         """
-        fresh = first_occurrence(keys)
-        candidates = np.flatnonzero(fresh)
-        candidates = candidates[np.argsort(keys[candidates], kind="stable")]  # ascending probes
-        for segment in self._segments.values():
-            for run in segment.runs_view():
-                if candidates.shape[0] == 0:
-                    break
-                seen = member_of_sorted(run, keys[candidates])
-                fresh[candidates[seen]] = False
-                candidates = candidates[~seen]
+        fresh, candidates = probe_new(
+            keys, (run for segment in self._segments.values() for run in segment.runs_view()))
         if candidates.shape[0]:
             self._keep(keys[candidates], self._segment_of(timestamps[candidates]))
         return fresh
