@@ -64,7 +64,7 @@ class ServerProcess(CollectedProcess):
     def __init__(self, config: Path) -> None:
         super().__init__(
             cli("serve", "--port", "0", "--metrics-port", "0", "--synthetic", SYNTHETIC_SIZE,
-                "--config", str(config)),
+                "--config", str(config), "--data-dir", str(config.parent / "data")),
             env={FAULT_WALK_DELAY_ENV: WALK_DELAY_MS},
         )  # fmt: skip
         self.address = ""

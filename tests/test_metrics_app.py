@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 from collections.abc import Iterator
 
 import grpc
@@ -72,12 +73,12 @@ def test_the_app_serves_request_metrics_on_its_own_port(app: App) -> None:
     assert get("recserver_surface_sla_seconds", surface="item_page") == 0.06
 
 
-def test_serve_prints_the_metrics_port_it_picked() -> None:
+def test_serve_prints_the_metrics_port_it_picked(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "recserver.cli", "serve", "--synthetic", "20000", "--port", "0",
-         "--metrics-port", "0"],
+         "--metrics-port", "0", "--data-dir", str(tmp_path / "data")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
     )
     try:
