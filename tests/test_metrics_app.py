@@ -8,8 +8,8 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
