@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import redis
 
+from load.redis_server import RedisServer
 from recserver.ann.cache import CountingMetrics
 from recserver.ann.config import AnnConfig, AnnIndexConfig
 from recserver.ann.index import build_index, exact_search, recall_at_k, single_thread
@@ -31,7 +32,6 @@ from recserver.graph.live import LiveGraph
 from recserver.graph.loaders import load_events
 from recserver.graph.synthetic import generate
 from recserver.service.fallback import FallbackRequest
-from tests.redis_fixture import RedisServer
 
 RETAIL = Path(__file__).resolve().parents[2] / "shared/data/online_retail/" \
     "uci_online_retail_purchases.csv.gz"

@@ -40,6 +40,7 @@ import numpy as np
 import yaml
 
 from load.common import machine_line, pct, print_table, verdict
+from load.redis_server import RedisServer
 from recserver.eventlog.base import START, LogRecord, Position
 from recserver.eventlog.codec import encode_batch
 from recserver.eventlog.file_log import FileEventLog
@@ -52,7 +53,6 @@ from recserver.graph.live import LiveGraph
 from recserver.graph.synthetic import generate
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from tests.redis_fixture import RedisServer
 
 CLIENT_CORE, SERVER_CORE = 0, 1
 BATCH = 1_000

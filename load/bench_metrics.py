@@ -20,8 +20,9 @@ from prometheus_client import CollectorRegistry, Histogram, disable_created_metr
 
 from load.common import machine_line, print_table
 from recserver.config import load_config
-from recserver.metrics import RECOMMEND_METHOD, Metrics
+from recserver.metrics import Metrics
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
+from recserver.server.outcomes import RECOMMEND_METHOD, RecommendOutcomes
 from recserver.server.servicer import SOURCE_TO_PROTO
 from recserver.service.types import SOURCES, Recommendation
 
@@ -64,10 +65,12 @@ def main() -> int:
     response = pb.RecommendResponse(source=SOURCE_TO_PROTO["blended"])
     ok = grpc.StatusCode.OK
 
+    outcomes = RecommendOutcomes(metrics)
+
     def one_request() -> None:
         metrics.request_finished("item_page", rec)
         metrics.encode_finished("item_page", 0.00004)
-        metrics.rpc_finished(RECOMMEND_METHOD, request, response, ok)
+        outcomes.rpc_finished(RECOMMEND_METHOD, request, response, ok)
 
     cached = best_of(one_request, n)
 

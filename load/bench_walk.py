@@ -109,7 +109,7 @@ def nx_reference(
     import networkx as nx
 
     sys.path.insert(0, ".")
-    from tests.walk_reference import ReferenceWalker, add_edges
+    from load.walk_reference import ReferenceWalker, add_edges
 
     t0, rss0 = time.perf_counter(), _rss_bytes()
     graph = nx.Graph()

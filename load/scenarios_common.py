@@ -33,9 +33,9 @@ from load.loadgen import DEFAULT_EVENTS, make_pool, population, print_summary, w
 from load.loadgen_runner import Action, IngestPlan, RunConfig, run
 from load.loadgen_schedule import Schedule
 from load.loadgen_workload import Planned
+from load.redis_server import RedisServer
 from recserver.config import DEFAULT_DOCUMENT, deep_merge
 from recserver.graph.events import EventColumns
-from tests.redis_fixture import RedisServer
 
 #: The scenarios' server config: the embedded default surfaces (home 60 ms, item_page 40 ms,
 #: search 30 ms; fallback ann -> popular), free ports, a quick file watcher. One walk at a time:

@@ -12,9 +12,9 @@ import threading
 from pathlib import Path
 
 from recserver.ann.runtime import AnnRuntime
-from recserver.ann.urls import resolve_redis_url
 from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
+from recserver.core.redis_url import resolve_redis_url
 from recserver.eval.online import OnlineQuality, OnlineQualityConfig
 from recserver.eventlog.runtime import IngestRuntime
 from recserver.graph.bootstrap import BuildReport
@@ -22,7 +22,7 @@ from recserver.graph.live import LiveGraph
 from recserver.graph.source import SnapshotSource
 from recserver.graph.walk import warm_up
 from recserver.metrics import Metrics
-from recserver.metrics_http import MetricsServer, serving_registry
+from recserver.metrics.http import MetricsServer, serving_registry
 from recserver.node.builder import DataSource, bootstrap
 from recserver.server.grpc_server import GrpcServer
 from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier

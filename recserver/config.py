@@ -17,16 +17,17 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from recserver.ann.config import AnnConfig
 from recserver.config_errors import collect_errors, format_problems, yaml_lines
+from recserver.core.model import RELOADS, ReloadScope, StrictModel
 from recserver.eval.online import OnlineQualityConfig
 from recserver.eventlog.config import IngestConfig
-from recserver.graph.config import GraphConfig, StrictModel, WalkConfig
+from recserver.graph.config import GraphConfig, WalkConfig
 from recserver.security import AuthConfig, TlsConfig
 
 #: Names a surface may list in ``fallback.tiers``; ``recserver.app.build_tiers`` builds each.
@@ -101,6 +102,8 @@ class FilterConfig(StrictModel):
 class SurfaceConfig(StrictModel):
     """One surface (home, item_page, ...): its budget, SLA, sizes and walk."""
 
+    reload_scope: ClassVar[ReloadScope | None] = "reload"  # the next request uses new values
+
     budget_ms: float = Field(default=50.0, gt=0, le=60_000, description="server-side budget")
     sla_p99_ms: float = Field(default=80.0, gt=0, le=60_000, description="end-to-end p99 SLA")
     k_default: int = Field(default=20, ge=1)
@@ -130,7 +133,10 @@ class SurfaceConfig(StrictModel):
 
 
 class ServerSection(StrictModel):
-    """Process-level settings."""
+    """Process-level settings: read once at start, but for the three per-request keys marked
+    ``RELOADS`` (deadline margin, walk-slot wait, budget enforcement)."""
+
+    reload_scope: ClassVar[ReloadScope | None] = "restart"
 
     @property
     def walk_slots(self) -> int:
@@ -146,7 +152,8 @@ class ServerSection(StrictModel):
     max_workers: int = Field(default=8, ge=1, le=256, description="gRPC handler threads")
     grace_period_s: float = Field(default=5.0, ge=0, le=300)
     deadline_margin_ms: float = Field(
-        default=2.0, ge=0, description="kept back from the client's gRPC deadline (network)"
+        default=2.0, ge=0, json_schema_extra=RELOADS,
+        description="kept back from the client's gRPC deadline (network)",
     )
     max_concurrent_walks: int | None = Field(
         default=None, ge=1, description="walks running at once; more requests wait or degrade. "
@@ -158,11 +165,13 @@ class ServerSection(StrictModel):
         "answered from the fallback at once ('overloaded')"
     )
     walk_slot_wait_ms: float = Field(
-        default=10.0, ge=0, description="longest wait for a walk slot (never past the walk "
+        default=10.0, ge=0, json_schema_extra=RELOADS,
+        description="longest wait for a walk slot (never past the walk "
         "deadline); then the fallback answers ('overloaded')"
     )
     enforce_budgets: bool = Field(
-        default=True, description="false only to measure what the budgets buy (load/ scenario "
+        default=True, json_schema_extra=RELOADS,
+        description="false only to measure what the budgets buy (load/ scenario "
         "3): every walk runs to completion, no shedding, no skipped walks; answers may be late"
     )
     max_message_bytes: int = Field(
@@ -189,7 +198,8 @@ class ServerSection(StrictModel):
 
 
 class RecServerConfig(StrictModel):
-    """The whole config file."""
+    """The whole config file. ``surfaces`` (with ``defaults``) reload; ``graph``, ``ann``,
+    ``ingest`` and ``online_quality`` are read once at start (see ``core.model``)."""
 
     surfaces: dict[str, SurfaceConfig] = Field(min_length=1)
     graph: GraphConfig = Field(default_factory=GraphConfig)

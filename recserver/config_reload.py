@@ -7,6 +7,11 @@ completely before the single reference assignment that publishes it (atomic unde
 A reload is triggered by SIGHUP or by the file changing (a polling watcher: inotify is not
 portable and a poll every couple of seconds costs nothing). An invalid new file is logged with
 ``load_config``'s message (file, field, fix) and rejected; the old config keeps serving.
+
+A valid new file may still change keys that are read only at start (ports, the graph, the ANN
+tier, ingest: see ``core.model``). Those changes are logged as a warning naming each key, and
+listed in ``restart_pending`` (and the ``recserver_config_restart_pending`` gauge) until a
+restart: the running server keeps the values it started with.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from types import FrameType
 from typing import Any
 
 from recserver.config import ConfigError, RecServerConfig, load_config
+from recserver.core.background import BackgroundWorker
+from recserver.core.model import restart_only_changes
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +62,14 @@ class ConfigHolder:
         # the other order could miss an edit for good.
         self._seen_digest = self._digest()
         self._current = initial if initial is not None else load_config(self.path)
+        self._started = self._current  # restart-only keys keep these values until a restart
+        self.restart_pending: list[str] = []
         self._lock = threading.Lock()  # serializes reloads; readers never take it
         self._listeners: list[Listener] = []
         self.reloads_ok = 0
         self.reloads_failed = 0
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._watcher: threading.Thread | None = None
+        self._watcher: BackgroundWorker | None = None
         self._previous_sighup: Any = None
 
     @property
@@ -92,6 +100,12 @@ class ConfigHolder:
             self.reloads_ok += 1
             self.last_error = None
             log.info("config reloaded from %s (%d surfaces)", self.path, len(new.surfaces))
+            self.restart_pending = restart_only_changes(self._started, new)
+            if self.restart_pending:
+                log.warning("config reload: %s changed, but %s read only at start; the running "
+                            "server keeps the values it started with until it is restarted",
+                            ", ".join(self.restart_pending),
+                            "is" if len(self.restart_pending) == 1 else "are")
             # Still under the lock, so two racing reloads (SIGHUP and the watcher) notify in the
             # order they applied: a listener never ends on an older config than `current`.
             for listener in self._listeners:
@@ -118,7 +132,7 @@ class ConfigHolder:
     def _on_sighup(self, signum: int, frame: FrameType | None) -> None:
         # Signal handlers run on the main thread between bytecodes, possibly while it holds
         # self._lock; reloading right here could deadlock, so hand the work to a thread.
-        threading.Thread(target=self.reload, name="config-reload-sighup", daemon=True).start()
+        BackgroundWorker("config-reload-sighup", lambda stop: self.reload()).start()
 
     # -- file watcher ------------------------------------------------------------------------
 
@@ -128,25 +142,24 @@ class ConfigHolder:
         if self.path is None or self._watcher is not None:
             return
         interval = self._current.server.reload_poll_s if interval_s is None else interval_s
-        self._stop.clear()
-        self._watcher = threading.Thread(
-            target=self._watch, args=(self.path, interval), name="config-watcher", daemon=True
+        path = self.path
+        self._watcher = BackgroundWorker(
+            "config-watcher", lambda stop: self._watch(stop, path, interval), join_timeout_s=5.0
         )
         self._watcher.start()
 
     def stop_watching(self, timeout_s: float = 5.0) -> None:
         """Stop the watcher thread (waits up to ``timeout_s``)."""
-        self._stop.set()
         if self._watcher is not None:
-            self._watcher.join(timeout_s)
+            self._watcher.stop(timeout_s)
             self._watcher = None
 
     def _digest(self) -> str | None:
         fingerprint = None if self.path is None else file_fingerprint(self.path)
         return None if fingerprint is None else fingerprint[2]
 
-    def _watch(self, path: Path, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
+    def _watch(self, stop: threading.Event, path: Path, interval_s: float) -> None:
+        while not stop.wait(interval_s):
             now = file_fingerprint(path)
             # reload() records the digest even when it rejects the file, so a bad file is
             # reported once, not on every poll; the next edit is a new digest and is tried.

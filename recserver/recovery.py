@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recserver.core.background import periodic
 from recserver.eventlog.base import EventLog, Position
 from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.graph.live import LiveGraph
@@ -91,8 +92,9 @@ class Checkpointer:
         self.last_at: float | None = None
         #: Why the last checkpoint failed, until one succeeds (``GetIngestStatus.last_error``).
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # A failed save is logged by the worker and retried at the next interval.
+        self._worker = periodic("checkpointer", self._interval, self.save_now,
+                                join_timeout_s=60.0)
 
     def mark_current(self, position: str | None, events_applied: int) -> None:
         """The graph as restored is already checkpointed: skip saving it again unchanged."""
@@ -150,24 +152,10 @@ class Checkpointer:
             log.exception("trimming the event log failed (it only grows; nothing is lost)")
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.save_now()
-            except Exception:  # keep trying at the next interval
-                log.exception("checkpoint failed")
+        self._worker.start()
 
     def stop(self, *, final: bool = True) -> None:
         """Stop the thread; ``final`` saves one last checkpoint (a clean shutdown)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-            self._thread = None
+        self._worker.stop()
         if final:
             self.save_now()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
 
-from recserver.graph.config import StrictModel
+from recserver.core.model import StrictModel
 
 #: A shorter token is refused: it could be guessed.
 MIN_TOKEN_CHARS = 16

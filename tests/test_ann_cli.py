@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from recserver.ann.codec import Keys, parse_pointer
-from recserver.ann.urls import ENV_VAR
 from recserver.cli import main
+from recserver.core.redis_url import ENV_VAR
 from tests.redis_fixture import RedisServer, need_redis
 
 SIZE = "20000"

@@ -18,8 +18,8 @@ from recserver.ann.codec import (
     encode_rows,
     parse_pointer,
 )
-from recserver.ann.urls import ENV_VAR, redact_url, resolve_redis_url
 from recserver.config import ConfigError, config_from_document
+from recserver.core.redis_url import ENV_VAR, redact_url, resolve_redis_url
 
 
 def test_key_bytes_are_exact() -> None:

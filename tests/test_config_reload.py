@@ -177,3 +177,45 @@ def test_fingerprint_changes_with_content(tmp_path: Path) -> None:
     path.write_text("a: 2")  # same size, possibly the same mtime tick
     second = file_fingerprint(path)
     assert first is not None and second is not None and first[2] != second[2]
+
+
+def test_a_restart_only_change_is_warned_and_listed(
+    holder: ConfigHolder, config_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Budgets and the per-request server keys reload quietly; a port, a graph setting or an
+    ingest setting is named in a warning and stays pending until a restart."""
+    replace_text(config_file, document(30).replace(
+        "server: {reload_poll_s: 0.05}",
+        "server: {reload_poll_s: 0.05, deadline_margin_ms: 3}",
+    ))
+    with caplog.at_level(logging.WARNING, logger="recserver.config_reload"):
+        assert holder.reload() is True
+    assert holder.restart_pending == [] and "read only at start" not in caplog.text
+    replace_text(config_file, document(30).replace(
+        "server: {reload_poll_s: 0.05}",
+        "server: {reload_poll_s: 0.05, port: 6000}\ngraph: {publish_interval_s: 3}\n"
+        "ingest: {file: {fsync: always}}",
+    ))
+    with caplog.at_level(logging.WARNING, logger="recserver.config_reload"):
+        assert holder.reload() is True
+    assert holder.restart_pending == [
+        "graph.publish_interval_s", "ingest.file.fsync", "server.port"]
+    assert "server.port" in caplog.text and "read only at start" in caplog.text
+    # Going back to the started values clears the list.
+    replace_text(config_file, document(20))
+    assert holder.reload() is True and holder.restart_pending == []
+
+
+def test_every_config_section_says_whether_it_reloads() -> None:
+    from recserver.config import RecServerConfig, SurfaceConfig
+    from recserver.core.model import field_scope
+
+    scopes = {name: field_scope(RecServerConfig, name, "restart")
+              for name in RecServerConfig.model_fields}
+    assert scopes["surfaces"] == "restart"  # the dict field itself; its values say "reload"
+    assert SurfaceConfig.reload_scope == "reload"
+    for name, field in RecServerConfig.model_fields.items():
+        if name == "surfaces":
+            continue
+        annotation = field.annotation
+        assert getattr(annotation, "reload_scope", None) in ("reload", "restart"), name

@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 from recserver.config import ServerSection
-from recserver.service import errors, fallback
+from recserver.core import errors
+from recserver.service import fallback
 
 REPO = Path(__file__).resolve().parents[1]
 #: Citations of things a reader of the repository does not have: the issue tracker's numbers

@@ -173,7 +173,7 @@ class StallingHandler(EmptyHandler):
         if first:
             time.sleep(self.stall_s)
         if query.surface == "bad":
-            from recserver.service.errors import InvalidArgument
+            from recserver.core.errors import InvalidArgument
 
             raise InvalidArgument("unknown surface")
         return super().recommend(query, arrival=arrival, client_remaining_s=client_remaining_s)

@@ -17,18 +17,18 @@ from prometheus_client.utils import floatToGoString
 
 from recserver.config import RecServerConfig, config_from_document
 from recserver.metrics import (
-    BASE_LATENCY_MS,
     CACHE_OPS,
     REASONS,
-    RECOMMEND_METHOD,
     STAGES,
     CacheMetrics,
     GraphCollector,
     Metrics,
     reason_label,
 )
-from recserver.metrics_http import MetricsBindError, MetricsServer
+from recserver.metrics.http import MetricsBindError, MetricsServer
+from recserver.metrics.labels import BASE_LATENCY_MS
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
+from recserver.server.outcomes import RECOMMEND_METHOD, RecommendOutcomes
 from recserver.server.servicer import SOURCE_TO_PROTO
 from recserver.service.types import SOURCES, Recommendation
 from tests.service_fixtures import clustered_graph
@@ -108,7 +108,7 @@ def test_the_sla_boundary_names_the_bucket_that_counts_good_requests(
 def test_a_reload_with_a_new_sla_points_at_the_boundary_below_and_warns(
     metrics: Metrics, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="recserver.metrics"):
+    with caplog.at_level(logging.WARNING, logger="recserver.metrics.serving"):
         metrics.apply_config(make_config(home={"budget_ms": 60, "sla_p99_ms": 77}))
     assert "restart" in caplog.text and "77" in caplog.text
     assert value(registry, "recserver_surface_sla_seconds", surface="home") == 0.077
@@ -197,9 +197,7 @@ def test_label_sets_hold_only_what_the_server_reports() -> None:
 def test_children_are_cached_not_looked_up_per_request(
     metrics: Metrics, registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    request = pb.RecommendRequest(surface="home")
-    response = pb.RecommendResponse(source=SOURCE_TO_PROTO["graph"])
-    metrics.rpc_finished(RECOMMEND_METHOD, request, response, grpc.StatusCode.OK)  # first: creates
+    metrics.recommend_call_finished("home", "graph", "OK")  # the first call creates the child
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError(".labels() on the hot path")
@@ -210,7 +208,7 @@ def test_children_are_cached_not_looked_up_per_request(
     for _ in range(3):
         metrics.request_finished("home", answer(degraded=True, degraded_reasons=["deadline"]))
         metrics.encode_finished("home", 0.0001)
-        metrics.rpc_finished(RECOMMEND_METHOD, request, response, grpc.StatusCode.OK)
+        metrics.recommend_call_finished("home", "graph", "OK")
     assert value(registry, "recserver_grpc_requests_total",
                  surface="home", source="graph", code="OK") == 4
 
@@ -218,14 +216,15 @@ def test_children_are_cached_not_looked_up_per_request(
 def test_requests_by_code_with_unknown_surfaces_folded(
     metrics: Metrics, registry: CollectorRegistry
 ) -> None:
+    outcomes = RecommendOutcomes(metrics)  # the transport's adapter, as the server wires it
     for i in range(200):  # a client sending junk surfaces cannot create series
-        metrics.rpc_finished(RECOMMEND_METHOD, pb.RecommendRequest(surface=f"junk{i}"), None,
-                             grpc.StatusCode.INVALID_ARGUMENT)
+        outcomes.rpc_finished(RECOMMEND_METHOD, pb.RecommendRequest(surface=f"junk{i}"), None,
+                              grpc.StatusCode.INVALID_ARGUMENT)
     for source in SOURCES:
-        metrics.rpc_finished(RECOMMEND_METHOD, pb.RecommendRequest(surface="home"),
-                             pb.RecommendResponse(source=SOURCE_TO_PROTO[source]),
-                             grpc.StatusCode.OK)
-    metrics.rpc_finished("/grpc.health.v1.Health/Check", object(), None, grpc.StatusCode.OK)
+        outcomes.rpc_finished(RECOMMEND_METHOD, pb.RecommendRequest(surface="home"),
+                              pb.RecommendResponse(source=SOURCE_TO_PROTO[source]),
+                              grpc.StatusCode.OK)
+    outcomes.rpc_finished("/grpc.health.v1.Health/Check", object(), None, grpc.StatusCode.OK)
     assert value(registry, "recserver_grpc_requests_total",
                  surface="unknown", source="none", code="INVALID_ARGUMENT") == 200
     assert label_values(registry, "recserver_grpc_requests_total", "surface") == {"unknown", "home"}
@@ -285,6 +284,7 @@ def test_reloads_and_ingest_are_counted(metrics: Metrics, registry: CollectorReg
         reloads_ok: int = 3
         reloads_failed: int = 1
         last_error: str | None = "bad file"
+        restart_pending: tuple[str, ...] = ("server.port",)
 
     holder = Holder()
     metrics.watch_config(holder)
@@ -293,6 +293,7 @@ def test_reloads_and_ingest_are_counted(metrics: Metrics, registry: CollectorReg
     assert value(registry, "recserver_config_last_reload_success") == 0
     holder.last_error = None
     assert value(registry, "recserver_config_last_reload_success") == 1
+    assert value(registry, "recserver_config_restart_pending") == 1
     metrics.record_ingest(accepted=10, duplicate=2, rejected=0)
     assert value(registry, "recserver_ingest_events_total", outcome="accepted") == 10
     assert value(registry, "recserver_ingest_events_total", outcome="duplicate") == 2
@@ -345,3 +346,20 @@ def test_metrics_server_serves_on_a_free_port_and_releases_it(
     again = MetricsServer(registry, "127.0.0.1", port)  # released: the port can be bound again
     assert again.start() == port
     again.stop()
+
+
+def test_the_metrics_package_does_not_import_the_transport() -> None:
+    """Metrics are told outcomes in domain terms; gRPC and the protos stay in ``server``."""
+    import ast
+    from pathlib import Path
+
+    import recserver.metrics
+
+    folder = Path(recserver.metrics.__file__).parent
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(("grpc", "recserver.server", "recserver.proto")), (
+                    f"{path.name} imports {name}")

@@ -20,8 +20,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from recserver.config import load_config
-from recserver.metrics import RECOMMEND_METHOD, Metrics
+from recserver.metrics import Metrics
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
+from recserver.server.outcomes import RECOMMEND_METHOD, RecommendOutcomes
 from recserver.service.types import SOURCES, Recommendation
 from tests.service_fixtures import clustered_graph
 
@@ -58,6 +59,7 @@ def exported_labels() -> dict[str, set[str]]:
 
     class Holder:
         reloads_ok, reloads_failed, last_error = 0, 0, None
+        restart_pending: tuple[str, ...] = ()
 
     metrics.watch_config(Holder())
     for surface in config.surfaces:
@@ -66,8 +68,8 @@ def exported_labels() -> dict[str, set[str]]:
                 items=[], source=source, degraded=True, degraded_reasons=["deadline"],
                 coverage=0.5, budget_ms=1.0, server_elapsed_ms=2.0, snapshot_version=1,
                 stage_ms={"walk": 1.0}))
-    metrics.rpc_finished(RECOMMEND_METHOD, pb.RecommendRequest(surface="home"), None,
-                         grpc.StatusCode.INTERNAL)
+    RecommendOutcomes(metrics).rpc_finished(
+        RECOMMEND_METHOD, pb.RecommendRequest(surface="home"), None, grpc.StatusCode.INTERNAL)
     metrics.cache.error("get")
     metrics.cache.lookup("hit", 0.0001)
     metrics.cache.breaker("open")

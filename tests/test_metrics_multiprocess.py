@@ -3,7 +3,7 @@
 Each process here is a real interpreter started with ``PROMETHEUS_MULTIPROC_DIR`` set before it
 imports prometheus_client (as a process manager would start workers). Two "workers" record
 requests into the shared directory and exit; a third builds the registry ``/metrics`` serves
-(``recserver.metrics_http.serving_registry``) and renders it.
+(``recserver.metrics.http.serving_registry``) and renders it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ SERVER = """
 from prometheus_client import CollectorRegistry, generate_latest
 from recserver.config import load_config
 from recserver.metrics import Metrics
-from recserver.metrics_http import multiprocess_dir, serving_registry
+from recserver.metrics.http import multiprocess_dir, serving_registry
 
 metrics = Metrics(load_config(None), CollectorRegistry())
 assert multiprocess_dir() is not None

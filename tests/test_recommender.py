@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from recserver.service.errors import InvalidArgument
+from recserver.core.errors import InvalidArgument
 from recserver.service.fallback import FallbackRequest
 from recserver.service.types import RecommendQuery, Source
 from tests.service_fixtures import FakeClock, clustered_graph, make_recommender, surface_config

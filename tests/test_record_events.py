@@ -18,6 +18,7 @@ import pytest
 
 from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
+from recserver.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from recserver.eventlog.base import START, LogRecord, LogUnavailable, Position
 from recserver.eventlog.codec import decode_batch
 from recserver.eventlog.file_log import FileEventLog
@@ -33,7 +34,6 @@ from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.live import LiveGraph
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from recserver.service.errors import FailedPrecondition, InvalidArgument, Unavailable
 from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config
 
 NOW = 1_700_000_000.0

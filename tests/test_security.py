@@ -23,6 +23,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from recserver.app import App, DataSource
 from recserver.config import ConfigError, load_config
 from recserver.config_reload import ConfigHolder
+from recserver.core.errors import Unauthenticated
 from recserver.eventlog.config import IngestConfig
 from recserver.eventlog.registry import choose, describe
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
@@ -30,7 +31,6 @@ from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.auth import AuthInterceptor, bearer_metadata, protected_methods
 from recserver.server.client import RecommendClient, add_recommend_args, cmd_recommend
 from recserver.server.tls import channel_credentials
-from recserver.service.errors import Unauthenticated
 from tests.server_fixtures import KNOWN_USER, SYNTHETIC_SIZE, config_document, write_config
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+from load.walk_reference import ReferenceWalker, graph_from_snapshot, item_totals
 from recserver.graph import walk as walk_mod
 from recserver.graph import walk_kernels as wk
 from recserver.graph.config import WalkConfig
@@ -16,7 +17,6 @@ from recserver.graph.seeds import context_seeds, plan_walkers, user_seeds
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
 from recserver.graph.walk import run_walk
 from tests.graph_factory import build_snapshot, random_bipartite
-from tests.walk_reference import ReferenceWalker, graph_from_snapshot, item_totals
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from recserver.ann.cache import open_cache
 from recserver.ann.index import set_threads
 from recserver.ann.model import build_model, new_version
 from recserver.ann.precompute import publish
-from recserver.ann.urls import redact_url, resolve_redis_url
 from recserver.config import load_config
+from recserver.core.redis_url import redact_url, resolve_redis_url
 from recserver.graph.bootstrap import build_graph
 
 

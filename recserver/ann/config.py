@@ -6,11 +6,11 @@ reconnect). ``redis_url`` is a secret (it may hold a password): it never appears
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from recserver.graph.config import StrictModel
+from recserver.core.model import ReloadScope, StrictModel
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -75,6 +75,8 @@ class AnnBreakerConfig(StrictModel):
 
 class AnnConfig(StrictModel):
     """Cache, index and rebuild settings of the ANN fallback tier."""
+
+    reload_scope: ClassVar[ReloadScope | None] = "restart"  # read once at start
 
     redis_url: SecretStr | None = Field(
         default=None, description="redis://, rediss:// or unix://; null: in-process LRU"

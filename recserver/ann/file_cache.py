@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from recserver.ann.lru_cache import LruCache
-from recserver.node.layout import read_json, write_json_atomic
+from recserver.core.durable import read_json, write_json_atomic
 
 MANIFEST = "ANN.json"
 POINTER_SUFFIX = b":ptr"

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from recserver.ann.cache import CacheError
-from recserver.ann.urls import redact_url
+from recserver.core.redis_url import redact_url
 
 _GLOB = re.compile(rb"([*?\[\]\\])")
 BULK_CHUNK = 2_000

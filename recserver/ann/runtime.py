@@ -24,8 +24,9 @@ from recserver.ann.index import set_threads
 from recserver.ann.model import AnnModel, build_model, new_version
 from recserver.ann.precompute import PrecomputeReport, publish
 from recserver.ann.tier import AnnTier, ServingState
-from recserver.ann.urls import redact_url
 from recserver.ann.writeback import WriteBack
+from recserver.core.background import BackgroundWorker
+from recserver.core.redis_url import redact_url
 from recserver.graph.source import SnapshotSource
 from recserver.service.fallback import FallbackRequest
 
@@ -56,8 +57,8 @@ class AnnRuntime:
         self.model: AnnModel | None = None
         self.last_report: PrecomputeReport | None = None
         self._build_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker("ann-rebuild", self._run, join_timeout_s=30.0)
+        self._stop = self._worker.stop_event
 
     def build_now(self, *, progress: bool = False) -> PrecomputeReport:
         """Build from the current snapshot, publish, and serve the new version."""
@@ -106,17 +107,13 @@ class AnnRuntime:
 
     def start(self) -> None:
         """Build once the graph is loaded, then rebuild on schedule and poll the pointer."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="ann-rebuild", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None
+        return self._worker.running
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         while not self.graph.ready:
             if self._stop.wait(0.2):
                 return
@@ -146,10 +143,7 @@ class AnnRuntime:
                 self.poll_pointer()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        self._worker.stop()
         if self.writer is not None:
             self.writer.close()
         self.cache.close()

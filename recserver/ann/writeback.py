@@ -12,6 +12,7 @@ import threading
 
 from recserver.ann.breaker import CLOSED, CircuitBreaker
 from recserver.ann.cache import CacheError, CacheMetrics, ResultCache
+from recserver.core.background import BackgroundWorker
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class WriteBack:
         self._breaker = breaker
         self._metrics = metrics
         self._queue: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue(max_queue)
-        self._thread: threading.Thread | None = None
+        self._worker: BackgroundWorker | None = None
         self._lock = threading.Lock()
         self.written = 0
         self.dropped = 0
@@ -47,15 +48,16 @@ class WriteBack:
         return True
 
     def _start(self) -> None:
-        if self._thread is not None:
+        if self._worker is not None:
             return
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="ann-write-back",
-                                                daemon=True)
-                self._thread.start()
+            if self._worker is None:
+                # Stopped by a None in the queue (after what was submitted before it).
+                self._worker = BackgroundWorker("ann-write-back", self._run,
+                                                wake=lambda: self._queue.put(None))
+                self._worker.start()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         while True:
             entry = self._queue.get()
             if entry is None:
@@ -82,10 +84,9 @@ class WriteBack:
     def flush(self, timeout_s: float = 5.0) -> None:
         """Wait until everything submitted so far is written (tests, shutdown)."""
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout_s)
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop(timeout_s)
 
     def close(self) -> None:
         self.flush()

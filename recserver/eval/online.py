@@ -27,12 +27,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 from pydantic import Field
 
-from recserver.graph.config import StrictModel
+from recserver.core.model import ReloadScope, StrictModel
 from recserver.graph.events import EventColumns
 from recserver.graph.store import IngestOutcome
 from recserver.service.types import Recommendation, RecommendQuery
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 class OnlineQualityConfig(StrictModel):
     """Sampling and matching of served answers against later events."""
+
+    reload_scope: ClassVar[ReloadScope | None] = "restart"  # read once at start
 
     enabled: bool = Field(default=True)
     sample_rate: float = Field(default=0.05, ge=0, le=1, description="share of answers kept")

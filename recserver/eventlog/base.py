@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-from recserver.service.errors import Unavailable
+from recserver.core.errors import Unavailable
 
 _POSITION = re.compile(r"^(\d+)-(\d+)$")
 

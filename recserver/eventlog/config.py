@@ -10,12 +10,12 @@ otherwise. With neither, ingest is off: ``RecordEvents`` answers UNAVAILABLE and
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from recserver.ann.config import REDIS_SCHEMES
-from recserver.graph.config import StrictModel
+from recserver.core.model import ReloadScope, StrictModel
 
 
 class FileLogConfig(StrictModel):
@@ -63,6 +63,8 @@ class CheckpointConfig(StrictModel):
 
 class IngestConfig(StrictModel):
     """Real-time ingest: the event log, checkpoints, request limits, the tailer."""
+
+    reload_scope: ClassVar[ReloadScope | None] = "restart"  # read once at start
 
     backend: Literal["auto", "file", "redis"] = Field(
         default="auto", description="auto: redis when a Redis URL is configured, else the file "

@@ -31,6 +31,8 @@ import zlib
 from pathlib import Path
 from typing import Literal
 
+from recserver.core.background import BackgroundWorker
+from recserver.core.durable import fsync_path
 from recserver.eventlog.base import LogCorrupt, LogRecord, LogUnavailable, Position
 
 log = logging.getLogger(__name__)
@@ -91,11 +93,10 @@ class FileEventLog:
         self._written = end
         self._synced = end
         self._read_fds: dict[int, int] = {}
-        self._flusher: threading.Thread | None = None
-        self._stop_flush = threading.Event()
+        self._flusher: BackgroundWorker | None = None
         if fsync == "interval":
-            self._flusher = threading.Thread(target=self._flush_loop, name="eventlog-fsync",
-                                             daemon=True)
+            self._flusher = BackgroundWorker("eventlog-fsync", self._flush_loop,
+                                             join_timeout_s=5.0)
             self._flusher.start()
 
     # -- opening -------------------------------------------------------------------------------
@@ -143,11 +144,7 @@ class FileEventLog:
                 os.fsync(fh.fileno())
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(self.directory)
 
     # -- appending -----------------------------------------------------------------------------
 
@@ -221,8 +218,8 @@ class FileEventLog:
                     raise LogUnavailable(f"the event log is unusable: {self._broken}")
                 self._sync_locked()
 
-    def _flush_loop(self) -> None:
-        while not self._stop_flush.wait(self._interval):
+    def _flush_loop(self, stop: threading.Event) -> None:
+        while not stop.wait(self._interval):
             with self._write_lock:
                 if self._closed:
                     return
@@ -342,9 +339,8 @@ class FileEventLog:
             self._closed = True
             os.close(self._fd)
         self._notify()
-        self._stop_flush.set()
         if self._flusher is not None:
-            self._flusher.join(timeout=5)
+            self._flusher.stop()
         for fd in self._read_fds.values():
             os.close(fd)
         self._read_fds.clear()

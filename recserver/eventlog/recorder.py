@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from recserver.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from recserver.eventlog.base import EventLog, Position
 from recserver.eventlog.codec import encode_batch
 from recserver.graph.arrayops import first_occurrence, member_of_sorted, unique_sorted
@@ -39,7 +40,6 @@ from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
 from recserver.graph.events import EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.graph.validate import validate_columns
-from recserver.service.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 ACCEPTED, DUPLICATE, REJECTED = 1, 2, 3  # the wire enum's numbers (EventStatus)
 #: In-flight key runs kept at most (beyond, the oldest are forgotten: only reporting suffers).

@@ -38,7 +38,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
-from recserver.ann.urls import redact_url
+from recserver.core.redis_url import redact_url
 from recserver.eventlog.base import LogRecord, LogUnavailable, Position
 
 TrimPolicy = Literal["maxlen", "minid", "none"]

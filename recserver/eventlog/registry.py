@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from recserver.ann.urls import redact_url
+from recserver.core.redis_url import redact_url
 from recserver.eventlog.base import EventLog
 from recserver.eventlog.config import IngestConfig
 from recserver.eventlog.file_log import FileEventLog

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from recserver.core.errors import Unavailable
 from recserver.eventlog.base import START, EventLog, LogUnavailable, Position
 from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.eventlog.config import IngestConfig
@@ -29,7 +30,6 @@ from recserver.graph.arrayops import unique_inverse
 from recserver.graph.live import LiveGraph
 from recserver.graph.source import SnapshotSource
 from recserver.recovery import Checkpointer, Restored, restore_latest
-from recserver.service.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from recserver.core.background import BackgroundWorker
 from recserver.eventlog.base import START, EventLog, LogRecord, LogUnavailable, Position
 from recserver.eventlog.codec import LogBatch, RecordFormatError, concat_batches, decode_batch
 from recserver.graph.live import LiveGraph
@@ -86,8 +87,8 @@ class LogTailer:
         # (ingest seq, position, append times) of applied records not yet in a snapshot.
         self._unpublished: deque[tuple[int, Position, list[float]]] = deque()
         self._unpublished_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = BackgroundWorker("eventlog-tailer", self._run)
+        self._stop = self._worker.stop_event
         graph.on_publish.append(self._on_publish)
 
     # -- one step ------------------------------------------------------------------------------
@@ -184,13 +185,9 @@ class LogTailer:
         return self._last_error
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="eventlog-tailer", daemon=True)
-        self._thread.start()
+        self._worker.start()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         while not self._stop.is_set():
             try:
                 self.poll(self._block_s)
@@ -211,7 +208,4 @@ class LogTailer:
                 self._stop.wait(self._retry_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._worker.stop()

@@ -6,19 +6,15 @@ setting). The server-level config (surfaces, budgets, fallback) builds on these 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from recserver.core.model import ReloadScope, StrictModel
 
 #: The alias table stores a neighbour's alias as a 16-bit offset inside its row, so no row of
 #: the compact snapshot may hold more than this many edges (see ``graph.kernels``).
 ALIAS_MAX_DEGREE = 65_535
-
-
-class StrictModel(BaseModel):
-    """Base for every config model: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
 
 class EventWeightsConfig(StrictModel):
@@ -95,6 +91,8 @@ class PruneConfig(StrictModel):
 
 class GraphConfig(StrictModel):
     """The graph engine: how events become edges and how often snapshots are published."""
+
+    reload_scope: ClassVar[ReloadScope | None] = "restart"  # read once at start
 
     event_weights: EventWeightsConfig = Field(default_factory=EventWeightsConfig)
     prune: PruneConfig = Field(default_factory=PruneConfig)

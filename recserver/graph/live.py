@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from recserver.core.background import BackgroundWorker
 from recserver.graph.compact import (
     BaseBuild,
     Sides,
@@ -55,19 +56,19 @@ class LiveGraph:
         self._base_scale = 1.0
         self._t_ref = 0.0
         self._compacting: EdgeRun | None = None  # pending edges a running compaction absorbs
-        self._compaction: threading.Thread | None = None
+        self._compaction: BackgroundWorker | None = None
         self.last_prune: PruneReport = PruneReport()
         self.last_compaction_s = 0.0
         self.compactions = 0
         self._version = first_version - 1
         self._current: GraphSnapshot | None = None
-        self._stop = threading.Event()
         self._wake = threading.Event()  # set by an ingest that accepted events
+        self._publisher = BackgroundWorker("graph-publisher", self._run, wake=self._wake.set)
+        self._stop = self._publisher.stop_event
         # When the oldest accepted-but-unpublished event arrived (monotonic), and how long
         # publishes take: the publisher starts early enough to show it within the interval.
         self._oldest_unpublished: float | None = None
         self._publish_s = 0.0
-        self._thread: threading.Thread | None = None
         self.on_publish: list[Callable[[GraphSnapshot], None]] = []
         #: Called after every ``ingest`` with the batch and its outcome, outside the locks (online
         #: quality matches later events against served answers); exceptions are logged only.
@@ -252,7 +253,7 @@ class LiveGraph:
                 self._compaction = None
                 self._publish_overlay()
 
-        self._compaction = threading.Thread(target=run, name="graph-compaction", daemon=True)
+        self._compaction = BackgroundWorker("graph-compaction", lambda stop: run())
         self._compaction.start()
 
     def _join_compaction(self) -> None:
@@ -305,13 +306,9 @@ class LiveGraph:
 
     def start(self) -> None:
         """Publish in a daemon thread, each new event within ``publish_interval_s`` (see _run)."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="graph-publisher", daemon=True)
-        self._thread.start()
+        self._publisher.start()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         """Publish so that every accepted event is visible within ``publish_interval_s``.
 
         The clock starts when the oldest unpublished event is accepted; the publish starts
@@ -344,9 +341,5 @@ class LiveGraph:
             self._publish_s += (0.5 if took > self._publish_s else 0.1) * (took - self._publish_s)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._publisher.stop()
         self.wait_for_compaction(timeout=60)

@@ -8,13 +8,13 @@ the array shapes, and refuses a corrupt folder with an error that names the file
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from recserver.core.durable import fsync_path
 from recserver.graph.idmap import IdMap
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
 
@@ -52,8 +52,7 @@ def save_snapshot(snap: GraphSnapshot, path: Path | str) -> Path:
         "stats": snap.stats,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-    with open(tmp / "meta.json", "rb") as fh:
-        os.fsync(fh.fileno())
+    fsync_path(tmp / "meta.json")
     old = final.with_name(final.name + ".old")
     if final.exists():
         shutil.rmtree(old, ignore_errors=True)

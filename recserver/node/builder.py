@@ -20,20 +20,20 @@ from pathlib import Path
 
 from recserver.ann.file_cache import FileCache
 from recserver.ann.runtime import AnnRuntime
-from recserver.ann.urls import resolve_redis_url
 from recserver.config import ServerSection
 from recserver.config_reload import ConfigHolder
+from recserver.core.errors import Unavailable
+from recserver.core.redis_url import resolve_redis_url
 from recserver.eventlog.file_log import LogLocked
 from recserver.eventlog.runtime import IngestRuntime
 from recserver.graph.bootstrap import BuildReport, load_into
 from recserver.graph.live import LiveGraph
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.metrics import Metrics
-from recserver.metrics_http import MetricsServer, serving_registry
+from recserver.metrics.http import MetricsServer, serving_registry
 from recserver.node.layout import RunDir
 from recserver.node.snapshot_files import SnapshotWriter
 from recserver.server.grpc_server import GrpcServer
-from recserver.service.errors import Unavailable
 from recserver.service.types import Recommendation, RecommendQuery
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from pathlib import Path
 from types import FrameType
 
 from recserver.config_reload import ConfigHolder
-from recserver.node.layout import RunDir, read_json, write_json_atomic
+from recserver.core.durable import read_json, write_json_atomic
+from recserver.node.layout import RunDir
 from recserver.node.supervisor import Supervisor, recserver_argv, reserve_port
 
 log = logging.getLogger(__name__)

@@ -13,17 +13,17 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
-from recserver.eventlog.recorder import EventRows, RecordOutcome
-from recserver.eventlog.runtime import IngestStatus, UserEdges, describe_user
-from recserver.node.mapped import MappedGraph
-from recserver.proto.recserver.v1 import recommender_pb2 as pb
-from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from recserver.service.errors import (
+from recserver.core.errors import (
     FailedPrecondition,
     InvalidArgument,
     ResourceExhausted,
     Unavailable,
 )
+from recserver.eventlog.recorder import EventRows, RecordOutcome
+from recserver.eventlog.runtime import IngestStatus, UserEdges, describe_user
+from recserver.node.mapped import MappedGraph
+from recserver.proto.recserver.v1 import recommender_pb2 as pb
+from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 
 _ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,

@@ -13,11 +13,8 @@ One builder and N serving workers share a run directory (an ``emptyDir`` in Kube
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 MANIFEST = "MANIFEST.json"
 
@@ -57,22 +54,3 @@ class RunDir:
         for path in (self.snapshots, self.ann, self.metrics):
             path.mkdir(parents=True, exist_ok=True)
         return self
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Replace ``path`` with ``payload`` in one rename: readers see the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(payload, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object at ``path``, or None when it is missing or half-written."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None

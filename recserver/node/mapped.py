@@ -20,9 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from recserver.core.background import BackgroundWorker
+from recserver.core.durable import read_json
 from recserver.graph.idmap import IdMap
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
-from recserver.node.layout import RunDir, read_json
+from recserver.node.layout import RunDir
 from recserver.node.snapshot_files import FORMAT, load_array, load_names, load_side
 
 log = logging.getLogger(__name__)
@@ -85,8 +87,8 @@ class MappedGraph:
         self._base: tuple[CsrSide, CsrSide, IdMap, IdMap] | None = None
         self._manifest_key: tuple[int, int] | None = None  # (mtime_ns, inode) last read
         self.on_publish: list[Callable[[GraphSnapshot], None]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._watcher = BackgroundWorker("snapshot-watch", self._run, join_timeout_s=5.0)
+        self._stop = self._watcher.stop_event
         self.loads = 0
         self.failures = 0
         self.last_load_s = 0.0
@@ -175,13 +177,15 @@ class MappedGraph:
 
     def start(self) -> None:
         """Watch the manifest in a daemon thread."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="snapshot-watch", daemon=True)
-            self._thread.start()
+        self._watcher.start()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
+    @property
+    def watching(self) -> bool:
+        """True while the watcher thread is alive."""
+        return self._watcher.running
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.poll_s):
             try:
                 self.refresh()
             except Exception as exc:  # the watcher must outlive any bad publish
@@ -191,7 +195,4 @@ class MappedGraph:
                             exc, self._current.version if self._current else "none")
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._watcher.stop()

@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from recserver.core.durable import read_json, write_json_atomic
 from recserver.graph.idmap import IdMap
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
-from recserver.node.layout import RunDir, read_json, write_json_atomic
+from recserver.node.layout import RunDir
 
 log = logging.getLogger(__name__)
 

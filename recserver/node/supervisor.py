@@ -25,7 +25,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from recserver.node.layout import RunDir, read_json
+from recserver.core.durable import read_json
+from recserver.node.layout import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import numpy as np
 from recserver.ann.cache import ResultCache
 from recserver.ann.file_cache import FileCache
 from recserver.ann.runtime import AnnRuntime
-from recserver.ann.urls import resolve_redis_url
 from recserver.app import build_tiers, uses_ann
 from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
+from recserver.core.redis_url import resolve_redis_url
 from recserver.graph.config import WalkConfig
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.walk import run_walk, warm_up

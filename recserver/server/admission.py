@@ -24,8 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from recserver.core.errors import REFUSAL_REASONS
 from recserver.server.arrival import _local
-from recserver.service.errors import REFUSAL_REASONS
 
 _T = TypeVar("_T")
 

@@ -7,7 +7,7 @@ writes (``RecordEvents``) and the admin/introspection RPCs (``GetIngestStatus``,
 
 The client sends ``authorization: Bearer <token>`` metadata. The comparison is constant-time
 (``hmac.compare_digest`` over bytes), the token is never logged, and a missing or wrong token
-raises :class:`~recserver.service.errors.Unauthenticated` inside the handler, so the error
+raises :class:`~recserver.core.errors.Unauthenticated` inside the handler, so the error
 interceptor (outside this one) maps it to UNAUTHENTICATED and counts it like any other status.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import grpc
 
+from recserver.core.errors import Unauthenticated
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
-from recserver.service.errors import Unauthenticated
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 #: Methods that need the token whenever one is configured.

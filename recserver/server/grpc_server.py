@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -31,7 +30,8 @@ from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.admission import AdmissionExecutor
 from recserver.server.auth import AuthInterceptor, protected_methods
 from recserver.server.ingest_servicer import IngestHandler
-from recserver.server.interceptor import ErrorInterceptor, RpcObserver
+from recserver.server.interceptor import ErrorInterceptor
+from recserver.server.outcomes import RecommendOutcomes, TransportObserver
 from recserver.server.servicer import SERVICE_NAME, RecommenderServicer, RecommendHandler
 from recserver.server.tls import server_credentials
 
@@ -43,12 +43,6 @@ HEALTH_SERVICES: tuple[str, ...] = ("", SERVICE_NAME)
 
 class BindError(OSError):
     """The gRPC port could not be bound (in use, or a bad address)."""
-
-
-class TransportObserver(RpcObserver, Protocol):
-    """What the transport reports to metrics: call outcomes and encode time."""
-
-    def encode_finished(self, surface: str, seconds: float) -> None: ...
 
 
 class GrpcServer:
@@ -90,7 +84,9 @@ class GrpcServer:
         max_bytes = self._settings.max_message_bytes
         # The error interceptor is outermost, so UNAUTHENTICATED is mapped and counted like any
         # other status; the auth interceptor checks the token by method name (server.auth).
-        interceptors: list[grpc.ServerInterceptor] = [ErrorInterceptor(observer)]
+        interceptors: list[grpc.ServerInterceptor] = [
+            ErrorInterceptor(None if observer is None else RecommendOutcomes(observer))
+        ]
         auth = self._settings.auth
         token = auth.resolve()
         if token is not None:

@@ -14,10 +14,10 @@ from typing import Protocol
 
 import grpc
 
+from recserver.core.errors import Unavailable
 from recserver.eventlog.recorder import ACCEPTED, DUPLICATE, REJECTED, EventRows, RecordOutcome
 from recserver.eventlog.runtime import IngestStatus, UserEdges
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
-from recserver.service.errors import Unavailable
 
 _RESULTS = {
     ACCEPTED: pb.EventResult(status=pb.ACCEPTED),

@@ -1,6 +1,6 @@
 """The one place where domain errors become gRPC status codes.
 
-Each typed error of ``recserver.service.errors`` has its own code and a message written for the
+Each typed error of ``recserver.core.errors`` has its own code and a message written for the
 client (what to fix), so it is passed through as is. Anything else is a bug or an outage the
 client cannot act on: it gets INTERNAL with a generic message carrying a request id, and the
 detail (with the traceback) goes to the log under the same id, so nothing about the server's
@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from recserver.service.errors import (
+from recserver.core.errors import (
     FailedPrecondition,
     InvalidArgument,
     RecServerError,

@@ -2,7 +2,7 @@
 
 Deliberately thin (as KServe's servicer in front of its data plane): no validation beyond type
 conversion, no error handling. The domain validates field values and raises the typed errors of
-``recserver.service.errors``; ``interceptor.ErrorInterceptor`` turns them into status codes. That
+``recserver.core.errors``; ``interceptor.ErrorInterceptor`` turns them into status codes. That
 keeps every policy decision (what k means, which surface exists, how budgets combine) in the
 domain, where it is tested without a network.
 """
@@ -16,12 +16,12 @@ from typing import Protocol
 
 import grpc
 
+from recserver.core.errors import ResourceExhausted
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.admission import current_refusal
 from recserver.server.arrival import current_arrival
 from recserver.server.ingest_servicer import IngestEndpoints, IngestHandler
-from recserver.service.errors import ResourceExhausted
 from recserver.service.types import SOURCES, Recommendation, RecommendQuery, Source
 
 #: Full name of the service, as health checks and reflection name it.

@@ -17,13 +17,13 @@ import numpy as np
 import numpy.typing as npt
 
 from recserver.config import RecServerConfig, SurfaceConfig
+from recserver.core.errors import Unavailable
 from recserver.graph.arrayops import union_sorted, unique_sorted
 from recserver.graph.seeds import context_seeds, user_seeds
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.source import SnapshotSource
 from recserver.graph.walk import WalkResult, run_walk, seed_from_id
 from recserver.service.budget import ReserveEstimator, compute_deadline
-from recserver.service.errors import Unavailable
 from recserver.service.fallback import FallbackChain, FallbackRequest
 from recserver.service.merge import graph_slots, merge_answer, pooled_walk
 from recserver.service.observer import NullObserver, RequestObserver

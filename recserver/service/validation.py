@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from recserver.config import RecServerConfig, SurfaceConfig
-from recserver.service.errors import InvalidArgument
+from recserver.core.errors import InvalidArgument
 from recserver.service.types import RecommendQuery
 
 MAX_ID_LENGTH = 256

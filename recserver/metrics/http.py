@@ -25,7 +25,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry, ProcessCollector, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from recserver.metrics import Metrics
+from recserver.metrics.serving import Metrics
 
 log = logging.getLogger(__name__)
 
