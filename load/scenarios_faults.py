@@ -22,9 +22,9 @@ from load.loadgen_plots import plot_cdf, plot_timeline
 from load.loadgen_runner import Action, IngestPlan
 from load.loadgen_workload import ingest_events
 from load.scenarios_common import BASE_DOCUMENT, Context, budget_verdict, deep_merge, log
+from recserver.node.serve_args import add_serve_args
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from recserver.serve import add_serve_args
 
 #: Scenarios 4 and 5 offer twice the full-quality saturation rate by default: below saturation
 #: nearly every answer is the walk's and Redis is hardly read (only top-ups); at twice it about a

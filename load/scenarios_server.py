@@ -31,7 +31,8 @@ import numpy as np
 
 from recserver.app import App
 from recserver.graph.events import EventColumns
-from recserver.serve import add_serve_args, cmd_serve
+from recserver.node.serve_args import add_serve_args
+from recserver.serve import cmd_serve
 
 log = logging.getLogger("load.scenarios_server")
 BATCHES_PER_S = 10

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from recserver.cli.recommend import budget_line, format_table
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
-from recserver.server.client import budget_line, format_table
 
 
 def answer(budget_ms: float, limited_by: str) -> pb.RecommendResponse:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from recserver.cli.check_config import add_arguments as add_check_config_args
+from recserver.cli.check_config import run as cmd_check_config
 from recserver.config import DEFAULT_DOCUMENT, ConfigError, load_config
-from recserver.server.client import add_check_config_args, cmd_check_config
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "deploy" / "config.example.yaml"
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from recserver.cli.check_config import add_arguments as add_check_config_args
+from recserver.cli.check_config import run as cmd_check_config
 from recserver.config import ConfigError, load_config
-from recserver.server.client import add_check_config_args, cmd_check_config
 
 
 def problems_of(tmp_path: Path, text: str) -> list[str]:

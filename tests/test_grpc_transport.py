@@ -21,12 +21,13 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from recserver.cli.recommend import add_arguments as add_recommend_args
+from recserver.cli.recommend import run as cmd_recommend
 from recserver.config import ServerSection
 from recserver.core import errors
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server import SERVICE_NAME, BindError, GrpcServer
-from recserver.server.client import add_recommend_args, cmd_recommend
 from recserver.service.types import SOURCES, Recommendation, RecommendedItem, RecommendQuery
 
 

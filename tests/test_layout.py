@@ -3,6 +3,7 @@ worker, and the ground floor imports nothing above it."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,3 +45,14 @@ def test_threads_are_started_only_by_the_background_worker() -> None:
                     and node.func.attr == "Thread"):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_every_command_is_one_module_of_the_cli_package() -> None:
+    from recserver import cli
+
+    folder = ROOT / "recserver" / "cli"
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "__main__"}
+    assert set(cli.COMMANDS) == modules
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(sub.choices) == {m.replace("_", "-") for m in modules}

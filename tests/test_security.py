@@ -21,6 +21,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from recserver.app import App, DataSource
+from recserver.cli.recommend import add_arguments as add_recommend_args
+from recserver.cli.recommend import run as cmd_recommend
 from recserver.config import ConfigError, load_config
 from recserver.config_reload import ConfigHolder
 from recserver.core.errors import Unauthenticated
@@ -29,7 +31,7 @@ from recserver.eventlog.registry import choose, describe
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.auth import AuthInterceptor, bearer_metadata, protected_methods
-from recserver.server.client import RecommendClient, add_recommend_args, cmd_recommend
+from recserver.server.client import RecommendClient
 from recserver.server.tls import channel_credentials
 from tests.server_fixtures import KNOWN_USER, SYNTHETIC_SIZE, config_document, write_config
 

@@ -1,9 +1,9 @@
-"""The node's commands: ``serve`` (supervisor), ``builder`` and ``worker`` (its roles).
+"""Running a node: ``cmd_serve_node`` supervises one builder and N workers on one machine.
 
-``recserver serve`` runs the whole node on one machine; ``recserver builder`` and
-``recserver worker`` run one role each (Kubernetes: one builder and N worker containers in a
-pod sharing the run directory). ``serve --single-process`` keeps the older one-process server,
-the baseline the stall benchmark compares against.
+``recserver serve`` runs the whole node; ``recserver builder`` and ``recserver worker``
+(``recserver.cli``) run one role each (Kubernetes: one builder and N worker containers in a pod
+sharing the run directory). ``serve --single-process`` keeps the older one-process server, the
+baseline the stall benchmark compares against. Kept free of heavy imports (see ``entry``).
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ import os
 import signal
 import sys
 import threading
-import time
 from pathlib import Path
 from types import FrameType
 
 from recserver.config_reload import ConfigHolder
-from recserver.core.durable import read_json, write_json_atomic
+from recserver.core.durable import read_json
 from recserver.node.layout import RunDir
 from recserver.node.supervisor import Supervisor, recserver_argv, reserve_port
 
@@ -117,87 +116,3 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
         supervisor.stop()
         reservation.close()
     return 0
-
-
-def cmd_builder(args: argparse.Namespace) -> int:
-    """Run the builder role until SIGTERM/SIGINT."""
-    from recserver.node.builder import Builder, DataSource
-
-    if args.nice:
-        # Workers win the CPU whenever both want it: compaction, ANN builds and checkpoints
-        # wait a few ms; answers do not.
-        os.nice(args.nice)
-    holder = ConfigHolder(args.config)
-    holder.install_sighup()
-    run = RunDir(args.run_dir)
-    builder = Builder(holder, run, redis_url=args.redis_url,
-                      event_log_url=args.event_log_url, data_dir=args.data_dir,
-                      metrics_port=args.metrics_port)
-    stop = stop_event()
-    builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict))
-    snap = builder.graph.current
-    report = builder.report
-    example = snap.users.name(0) if snap.n_users else "USER"
-    write_json_atomic(run.root / "builder.json", {
-        "pid": os.getpid(), "metrics_port": builder.metrics_server.port,
-        "metrics_url": builder.metrics_server.url, "edges": snap.n_edges,
-        "source": report.source if report else "?", "example_user": example,
-    })  # fmt: skip
-    log.info("builder published version %d: %d users, %d items, %d edges", snap.version,
-             snap.n_users, snap.n_items, snap.n_edges)
-    while not stop.wait(0.5):
-        pass
-    builder.stop()
-    return 0
-
-
-def cmd_worker(args: argparse.Namespace) -> int:
-    """Run one serving worker until SIGTERM/SIGINT."""
-    from recserver.node.worker import Worker
-    from recserver.serve import fault_walk_hook
-
-    holder = ConfigHolder(args.config)
-    holder.install_sighup()
-    run = RunDir(args.run_dir)
-    worker = Worker(holder, run, port=args.port, redis_url=args.redis_url,
-                    walk_hook=fault_walk_hook())
-    stop = stop_event()
-    worker.start()
-    ready = run.root / "ready"
-    ready.mkdir(exist_ok=True)
-    marker = ready / f"{args.name}.{os.getpid()}"
-    marker.write_text(str(time.time()))
-    while not stop.wait(0.5):
-        pass
-    worker.stop()
-    marker.unlink(missing_ok=True)
-    return 0
-
-
-def add_role_commands(sub: argparse._SubParsersAction, add_source_args: object) -> None:
-    """``builder`` and ``worker`` subcommands (``serve`` is in ``recserver.serve``)."""
-    builder = sub.add_parser("builder", help="run a node's builder role (writes, publishes)")
-    add_source_args(builder)  # type: ignore[operator]
-    builder.add_argument("--run-dir", type=Path, required=True,
-                         help="the directory shared with the workers")
-    builder.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
-    builder.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                         help="event log and checkpoints (default: %(default)s)")
-    builder.add_argument("--event-log-url", help="Redis stream event log (redis://...)")
-    builder.add_argument("--redis-url", help="ANN result cache (default: files in the run dir)")
-    builder.add_argument("--metrics-port", type=int, help="the node's /metrics port (0: any)")
-    builder.add_argument("--nice", type=int, default=10,
-                         help="CPU niceness of the builder, so workers come first "
-                         "(default: %(default)s; 0: same as the workers)")
-    builder.set_defaults(func=cmd_builder)
-
-    worker = sub.add_parser("worker", help="run one serving worker of a node")
-    worker.add_argument("--run-dir", type=Path, required=True,
-                        help="the directory the builder publishes into")
-    worker.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
-    worker.add_argument("--port", type=int, help="gRPC port, shared with the other workers")
-    worker.add_argument("--redis-url", help="ANN result cache (default: the builder's files)")
-    worker.add_argument("--name", default="worker",
-                        help="name for logs and the ready marker (default: %(default)s)")
-    worker.set_defaults(func=cmd_worker)
-

@@ -32,6 +32,7 @@ from recserver.eval.tune import (
     sweep,
 )
 from recserver.eval.tune_scoring import DEFAULT_GRID, best_scoring, sweep_scoring
+from recserver.node.serve_args import add_source_args
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,12 @@ def format_tune(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def add_tune_args(parser: argparse.ArgumentParser) -> None:
+NAME = "tune"
+HELP = "sweep budget/steps/n_v for a surface, plot the Pareto frontier, recommend"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_args(parser)
     parser.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
     parser.add_argument("--surface", required=True, help="the surface to tune")
     parser.add_argument("-k", type=int, default=20, help="answer size (default 20)")
@@ -206,7 +212,7 @@ def _check_args(args: argparse.Namespace) -> None:
         check_plotting()  # before the sweep, not after minutes of it
 
 
-def cmd_tune(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if config.surface(args.surface) is None:
         raise ValueError(f"unknown surface {args.surface!r}; the config has: "

@@ -19,12 +19,18 @@ from recserver.eval.output import add_output_args, emit
 from recserver.eval.setup import EvalSetup
 from recserver.eval.split import temporal_split
 from recserver.eval.strategies import ServingStrategy
+from recserver.node.serve_args import add_source_args
 
 log = logging.getLogger(__name__)
 WARMUP = 5
 
 
-def add_compare_args(parser: argparse.ArgumentParser) -> None:
+NAME = "compare"
+HELP = "baseline vs candidate config: quality, p99, overlap, ship verdict"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_args(parser)
     parser.add_argument("--baseline", type=Path, required=True, help="the config serving now")
     parser.add_argument("--candidate", type=Path, required=True, help="the config to ship")
     parser.add_argument("--surface", help="surface to compare (default: the baseline's first)")
@@ -51,7 +57,7 @@ def add_compare_args(parser: argparse.ArgumentParser) -> None:
                         "(default: print only)")
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     configs = [load_config(args.baseline), load_config(args.candidate)]
     surface = args.surface or next(iter(configs[0].surfaces))
     for path, config in zip((args.baseline, args.candidate), configs, strict=True):

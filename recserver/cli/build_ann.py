@@ -16,9 +16,14 @@ from recserver.ann.precompute import publish
 from recserver.config import load_config
 from recserver.core.redis_url import redact_url, resolve_redis_url
 from recserver.graph.bootstrap import build_graph
+from recserver.node.serve_args import add_source_args
+
+NAME = "build-ann"
+HELP = "build ANN results (embeddings, index, top-K) and publish them"
 
 
-def add_build_ann_args(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_args(parser)
     parser.add_argument("--config", type=Path, help="YAML config (its graph and ann sections)")
     parser.add_argument(
         "--redis-url", help="where to publish (wins over RECSERVER_REDIS_URL and ann.redis_url)"
@@ -31,7 +36,7 @@ def add_build_ann_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def cmd_build_ann(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     cfg = config.ann
     url, origin = resolve_redis_url(args.redis_url, cfg.url())

@@ -1,0 +1,79 @@
+"""The ``recserver`` command line: one program, a subcommand per task (``recserver -h``).
+
+Each command is a module of this package with ``NAME``, ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``: a thin adapter that parses options and calls one domain function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from recserver import __version__
+
+#: The command modules, in the order ``recserver -h`` lists them.
+COMMANDS: tuple[str, ...] = (
+    "serve", "recommend", "check_config", "build", "build_ann", "builder", "worker",
+    "evaluate", "tune", "compare",
+)
+
+
+DESCRIPTION = """\
+recserver: real-time recommendations from a live behavioural graph, each answered inside a
+per-request latency budget (a random walk, topped up from fallback tiers when time runs out).
+"""
+
+EPILOG = """\
+start here:
+  recserver serve                                  serve the embedded default (synthetic data)
+  recserver recommend --target HOST:PORT --user u12 --surface home
+  recserver check-config deploy/config.example.yaml
+  recserver evaluate --events FILE                 offline quality of each strategy
+
+"recserver COMMAND -h" shows a command's options and their defaults.
+"""
+
+
+def _add_verbose(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """``-v`` before or after the subcommand; SUPPRESS keeps a subcommand from resetting it."""
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=False if top else argparse.SUPPRESS,
+                        help="debug logging (default: info)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recserver", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"recserver {__version__}")
+    _add_verbose(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        module = importlib.import_module(f"{__name__}.{command}")
+        child = sub.add_parser(module.NAME, help=module.HELP)
+        module.add_arguments(child)
+        child.set_defaults(func=module.run)
+        _add_verbose(child, top=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except (ValueError, OSError) as exc:  # ConfigError and bad inputs: a message, not a trace
+        print(f"recserver: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""``recserver builder``: run a node's builder role (every write; publishes snapshots)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from recserver.config_reload import ConfigHolder
+from recserver.core.durable import write_json_atomic
+from recserver.node.commands import DEFAULT_DATA_DIR, stop_event
+from recserver.node.layout import RunDir
+from recserver.node.serve_args import add_source_args
+
+log = logging.getLogger(__name__)
+
+NAME = "builder"
+HELP = "run a node's builder role (writes, publishes)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_source_args(parser)
+    parser.add_argument("--run-dir", type=Path, required=True,
+                         help="the directory shared with the workers")
+    parser.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                         help="event log and checkpoints (default: %(default)s)")
+    parser.add_argument("--event-log-url", help="Redis stream event log (redis://...)")
+    parser.add_argument("--redis-url", help="ANN result cache (default: files in the run dir)")
+    parser.add_argument("--metrics-port", type=int, help="the node's /metrics port (0: any)")
+    parser.add_argument("--nice", type=int, default=10,
+                         help="CPU niceness of the builder, so workers come first "
+                         "(default: %(default)s; 0: same as the workers)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the builder role until SIGTERM/SIGINT."""
+    from recserver.node.builder import Builder, DataSource
+
+    if args.nice:
+        # Workers win the CPU whenever both want it: compaction, ANN builds and checkpoints
+        # wait a few ms; answers do not.
+        os.nice(args.nice)
+    holder = ConfigHolder(args.config)
+    holder.install_sighup()
+    run_dir = RunDir(args.run_dir)
+    builder = Builder(holder, run_dir, redis_url=args.redis_url,
+                      event_log_url=args.event_log_url, data_dir=args.data_dir,
+                      metrics_port=args.metrics_port)
+    stop = stop_event()
+    builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict))
+    snap = builder.graph.current
+    report = builder.report
+    example = snap.users.name(0) if snap.n_users else "USER"
+    write_json_atomic(run_dir.root / "builder.json", {
+        "pid": os.getpid(), "metrics_port": builder.metrics_server.port,
+        "metrics_url": builder.metrics_server.url, "edges": snap.n_edges,
+        "source": report.source if report else "?", "example_user": example,
+    })  # fmt: skip
+    log.info("builder published version %d: %d users, %d items, %d edges", snap.version,
+             snap.n_users, snap.n_items, snap.n_edges)
+    while not stop.wait(0.5):
+        pass
+    builder.stop()
+    return 0
