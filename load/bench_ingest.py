@@ -44,13 +44,13 @@ from load.redis_server import RedisServer
 from recserver.eventlog.base import START, LogRecord, Position
 from recserver.eventlog.codec import encode_batch
 from recserver.eventlog.file_log import FileEventLog
-from recserver.eventlog.recorder import event_keys
-from recserver.eventlog.tailer import LogTailer
 from recserver.graph.arrayops import unique_inverse
 from recserver.graph.config import GraphConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.graph.synthetic import generate
+from recserver.ingest.recorder import event_keys
+from recserver.ingest.tailer import LogTailer
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 

@@ -16,11 +16,11 @@ from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
 from recserver.core.redis_url import resolve_redis_url
 from recserver.eval.online import OnlineQuality, OnlineQualityConfig
-from recserver.eventlog.runtime import IngestRuntime
 from recserver.graph.bootstrap import BuildReport
 from recserver.graph.live import LiveGraph
 from recserver.graph.source import SnapshotSource
 from recserver.graph.walk import warm_up
+from recserver.ingest.runtime import IngestRuntime
 from recserver.metrics import Metrics
 from recserver.metrics.http import MetricsServer, serving_registry
 from recserver.node.builder import DataSource, bootstrap
@@ -66,7 +66,7 @@ class App:
     ) -> None:
         """``redis_url`` is the ``--redis-url`` flag: it wins over RECSERVER_REDIS_URL, which wins
         over ``ann.redis_url`` in the config file. ``event_log_url`` and ``data_dir`` are the
-        ``--event-log-url`` / ``--data-dir`` flags (see ``recserver.eventlog.config``)."""
+        ``--event-log-url`` / ``--data-dir`` flags (see ``recserver.ingest.config``)."""
         self.holder = holder
         config = holder.current
         # Metrics first, so every part below can be handed its share (e.g. metrics.cache).

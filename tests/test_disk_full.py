@@ -16,12 +16,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.graph.config import GraphConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
+from recserver.ingest.checkpoint import CheckpointStore
+from recserver.ingest.recovery import Checkpointer
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
-from recserver.recovery import Checkpointer
 from tests.ingest_servers import Server, write_ingest_config
 
 
@@ -110,8 +110,8 @@ def test_a_checkpoint_that_does_not_fit_is_logged_once_without_a_traceback(
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "ckpt" / "x.npy"))
 
-    monkeypatch.setattr("recserver.eventlog.checkpoint.write_checkpoint", full)
-    with caplog.at_level(logging.ERROR, logger="recserver.recovery"):
+    monkeypatch.setattr("recserver.ingest.checkpoint.write_checkpoint", full)
+    with caplog.at_level(logging.ERROR, logger="recserver.ingest.recovery"):
         assert checkpointer.save_now(force=True) is None
     [record] = caplog.records
     assert record.exc_info is None

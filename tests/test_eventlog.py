@@ -18,10 +18,10 @@ import pytest
 from pydantic import ValidationError
 
 from recserver.eventlog.base import START, EventLog, LogUnavailable, Position
-from recserver.eventlog.config import IngestConfig
 from recserver.eventlog.file_log import FileEventLog, LogLocked
 from recserver.eventlog.redis_stream import RedisStreamLog
 from recserver.eventlog.registry import BACKENDS, ENV_URL, choose, describe, open_log
+from recserver.ingest.config import IngestConfig
 from tests.redis_fixture import RedisServer, own_redis, redis_server  # noqa: F401
 
 WAIT_S = 10.0

@@ -15,12 +15,12 @@ from recserver.eventlog.codec import (
     encode_batch,
 )
 from recserver.eventlog.file_log import FileEventLog
-from recserver.eventlog.recorder import event_keys
-from recserver.eventlog.tailer import LogTailer
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.dedup import id_keys
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
+from recserver.ingest.recorder import event_keys
+from recserver.ingest.tailer import LogTailer
 from tests.graph_helpers import merged_edges
 
 

@@ -22,16 +22,16 @@ from recserver.core.errors import FailedPrecondition, InvalidArgument, Unavailab
 from recserver.eventlog.base import START, LogRecord, LogUnavailable, Position
 from recserver.eventlog.codec import decode_batch
 from recserver.eventlog.file_log import FileEventLog
-from recserver.eventlog.recorder import (
+from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
+from recserver.graph.live import LiveGraph
+from recserver.ingest.recorder import (
     ACCEPTED,
     DUPLICATE,
     REJECTED,
     EventRecorder,
     EventRows,
 )
-from recserver.eventlog.tailer import LogTailer
-from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
-from recserver.graph.live import LiveGraph
+from recserver.ingest.tailer import LogTailer
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config

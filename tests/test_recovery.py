@@ -20,16 +20,16 @@ import pytest
 
 import recserver.graph.live as live_module
 from recserver.eventlog.base import Position
-from recserver.eventlog.checkpoint import CheckpointStore, load_checkpoint
 from recserver.eventlog.codec import encode_batch
 from recserver.eventlog.file_log import FileEventLog
-from recserver.eventlog.recorder import event_keys
-from recserver.eventlog.tailer import LogTailer
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
+from recserver.ingest.checkpoint import CheckpointStore, load_checkpoint
+from recserver.ingest.recorder import event_keys
+from recserver.ingest.recovery import Checkpointer, restore_latest
+from recserver.ingest.tailer import LogTailer
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
-from recserver.recovery import Checkpointer, restore_latest
 from tests.graph_helpers import merged_edges
 from tests.ingest_servers import Server, write_ingest_config
 

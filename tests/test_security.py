@@ -26,8 +26,8 @@ from recserver.cli.recommend import run as cmd_recommend
 from recserver.config import ConfigError, load_config
 from recserver.config_reload import ConfigHolder
 from recserver.core.errors import Unauthenticated
-from recserver.eventlog.config import IngestConfig
 from recserver.eventlog.registry import choose, describe
+from recserver.ingest.config import IngestConfig
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.auth import AuthInterceptor, bearer_metadata, protected_methods

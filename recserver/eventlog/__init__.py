@@ -1,2 +1,3 @@
-"""Real-time ingest: the durable event log (file or Redis stream), tailing it into the graph,
-``RecordEvents``, and checkpoints for restart recovery (see ``base`` for the design)."""
+"""The durable event log: its interface (``base``), record format (``codec``) and storage
+backends (file segments, Redis stream), chosen by ``registry``. What reads and writes it is in
+``recserver.ingest``."""

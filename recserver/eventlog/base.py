@@ -3,7 +3,7 @@
 Every accepted event goes through the log before it reaches any graph: the server that receives
 a ``RecordEvents`` call appends one record per call (the batch's accepted events, columnar) and
 acknowledges only after ``append`` returned; every server, the receiver included, applies records
-by tailing the log (``recserver.eventlog.tailer``). The log is the single source of truth, so
+by tailing the log (``recserver.ingest.tailer``). The log is the single source of truth, so
 replicas that read the same log converge on the same graph.
 
 Two backends implement :class:`EventLog`, one file each, chosen by ``recserver.eventlog.registry``:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from recserver.core.redis_url import redact_url
 from recserver.eventlog.base import EventLog
-from recserver.eventlog.config import IngestConfig
 from recserver.eventlog.file_log import FileEventLog
 from recserver.eventlog.redis_stream import RedisStreamLog
+from recserver.ingest.config import IngestConfig
 
 ENV_URL = "RECSERVER_EVENT_LOG_URL"
 

@@ -25,10 +25,10 @@ from recserver.config_reload import ConfigHolder
 from recserver.core.errors import Unavailable
 from recserver.core.redis_url import resolve_redis_url
 from recserver.eventlog.file_log import LogLocked
-from recserver.eventlog.runtime import IngestRuntime
 from recserver.graph.bootstrap import BuildReport, load_into
 from recserver.graph.live import LiveGraph
 from recserver.graph.snapshot import GraphSnapshot
+from recserver.ingest.runtime import IngestRuntime
 from recserver.metrics import Metrics
 from recserver.metrics.http import MetricsServer, serving_registry
 from recserver.node.layout import RunDir

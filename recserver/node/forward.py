@@ -19,8 +19,8 @@ from recserver.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from recserver.eventlog.recorder import EventRows, RecordOutcome
-from recserver.eventlog.runtime import IngestStatus, UserEdges, describe_user
+from recserver.ingest.recorder import EventRows, RecordOutcome
+from recserver.ingest.runtime import IngestStatus, UserEdges, describe_user
 from recserver.node.mapped import MappedGraph
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc

@@ -15,8 +15,8 @@ from typing import Protocol
 import grpc
 
 from recserver.core.errors import Unavailable
-from recserver.eventlog.recorder import ACCEPTED, DUPLICATE, REJECTED, EventRows, RecordOutcome
-from recserver.eventlog.runtime import IngestStatus, UserEdges
+from recserver.ingest.recorder import ACCEPTED, DUPLICATE, REJECTED, EventRows, RecordOutcome
+from recserver.ingest.runtime import IngestStatus, UserEdges
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 
 _RESULTS = {

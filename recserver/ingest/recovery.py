@@ -27,8 +27,8 @@ from typing import Any
 
 from recserver.core.background import periodic
 from recserver.eventlog.base import EventLog, Position
-from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.graph.live import LiveGraph
+from recserver.ingest.checkpoint import CheckpointStore
 
 log = logging.getLogger(__name__)
 

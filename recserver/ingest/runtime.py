@@ -21,15 +21,15 @@ import numpy as np
 
 from recserver.core.errors import Unavailable
 from recserver.eventlog.base import START, EventLog, LogUnavailable, Position
-from recserver.eventlog.checkpoint import CheckpointStore
-from recserver.eventlog.config import IngestConfig
-from recserver.eventlog.recorder import EventRecorder, EventRows, RecordOutcome
 from recserver.eventlog.registry import choose, describe, open_log
-from recserver.eventlog.tailer import LogTailer
 from recserver.graph.arrayops import unique_inverse
 from recserver.graph.live import LiveGraph
 from recserver.graph.source import SnapshotSource
-from recserver.recovery import Checkpointer, Restored, restore_latest
+from recserver.ingest.checkpoint import CheckpointStore
+from recserver.ingest.config import IngestConfig
+from recserver.ingest.recorder import EventRecorder, EventRows, RecordOutcome
+from recserver.ingest.recovery import Checkpointer, Restored, restore_latest
+from recserver.ingest.tailer import LogTailer
 
 log = logging.getLogger(__name__)
 
