@@ -81,6 +81,31 @@ def test_calls_past_the_queue_are_refused_at_once_and_counted(slow_server) -> No
     assert handler.calls == 1 + 3  # refused calls never reached the domain
     assert refused == ["queue_full"] * 5
     assert server.executor.refused["queue_full"] == 5
+    # Refused on the polling thread itself: no request read, no thread, no interceptor.
+    assert server.executor.fast_refused == 5
+
+
+def test_a_health_check_is_answered_while_recommend_calls_are_refused(slow_server) -> None:
+    """Only Recommend is refused at the door; a probe arriving while the queue is full runs."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    server, handler, refused = slow_server
+    with grpc.insecure_channel(server.address) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        stub.Recommend(pb.RecommendRequest(user_id="warm", surface="home"), timeout=5)
+        busy = [stub.Recommend.future(pb.RecommendRequest(user_id=f"u{i}", surface="home"),
+                                      timeout=10) for i in range(3)]
+        time.sleep(HOLD_S / 4)  # one runs, two wait: the queue is full
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Recommend(pb.RecommendRequest(user_id="late", surface="home"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+        for future in busy:
+            future.result(10)
+    assert refused.count("queue_full") == 2  # the late Recommend and the probe
+    assert server.executor.fast_refused == 1  # the probe ran on the refusing thread instead
 
 
 def test_a_slow_queue_refuses_newcomers_until_it_drains() -> None:

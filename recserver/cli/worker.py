@@ -30,9 +30,6 @@ def run(args: argparse.Namespace) -> int:
     from recserver.node.worker import Worker
     from recserver.serve import fault_walk_hook
 
-    import sys as _sys
-    if os.environ.get("RS_SWITCH"):
-        _sys.setswitchinterval(float(os.environ["RS_SWITCH"]))
     holder = ConfigHolder(args.config)
     holder.install_sighup()
     run_dir = RunDir(args.run_dir)

@@ -10,10 +10,15 @@ budget (measured before this existed: p99 1.9 s and DEADLINE_EXCEEDED at twice c
   ``target_wait_s`` in the queue; while that lasts, newcomers are refused (the queue drains
   instead of growing), and the first call that starts within the target reopens the door.
 
-A refused call does not join the queue: it runs on a thread of its own that only refuses
-(``current_refusal()`` tells the servicer, which raises ``ResourceExhausted`` before decoding),
-so a refusal costs well under a millisecond of CPU and never waits behind a walk. Calls that
-do get in keep their arrival stamp (``current_arrival``), so their budgets count the queueing.
+A refused ``Recommend`` is answered RESOURCE_EXHAUSTED right there, on the server's polling
+thread (``fast_refuse``): its request is never read, decoded or handed to a thread, so a
+refusal costs tens of microseconds and never queues behind other refusals or walks (a single
+refusing thread running the whole handler was measured to fall behind at four times capacity
+on one core, answering its refusals a second late). That step uses grpc's internal call state;
+when the installed grpcio does not have the expected shape, and for every other method (health
+checks, ingest), the call runs on a thread of its own that only refuses (``current_refusal()``
+tells the servicer, which raises ``ResourceExhausted`` before decoding). Calls that do get in
+keep their arrival stamp (``current_arrival``), so their budgets count the queueing.
 """
 
 from __future__ import annotations
@@ -26,9 +31,16 @@ from typing import Any, TypeVar
 
 from recserver.core.errors import REFUSAL_REASONS
 from recserver.server.arrival import _local
+from recserver.server.refusal import fast_refuse
 
 _T = TypeVar("_T")
 
+
+
+def refusal_message(reason: str) -> str:
+    """What a refused client is told (the same words on every refusal path)."""
+    return (f"server overloaded ({reason}): nothing was computed; retry on another replica or "
+            "after a short backoff")
 
 
 def current_refusal() -> str | None:
@@ -54,6 +66,7 @@ class AdmissionExecutor(ThreadPoolExecutor):
         self._queued = 0  # submitted, not started
         self._slow = False  # CoDel state: recent starts waited past the target
         self.refused: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
+        self.fast_refused = 0  # refusals sent from the polling thread (the rest: refuser thread)
 
     @property
     def queued(self) -> int:
@@ -83,6 +96,10 @@ class AdmissionExecutor(ThreadPoolExecutor):
         if reason is not None:
             if self._on_refused is not None:
                 self._on_refused(reason)
+            done = fast_refuse(fn, args, refusal_message(reason))
+            if done is not None:
+                self.fast_refused += 1
+                return done  # type: ignore[return-value]  # a finished Future[None]
 
             def refuse() -> _T:
                 _local.arrival, _local.refused = submitted, reason

@@ -136,6 +136,9 @@ class ErrorInterceptor(grpc.ServerInterceptor):
                 if observer is not None:
                     observer.rpc_finished(method, request, response, code)
 
+        # Admission at the door tells the methods apart by this (``server.refusal``): registered
+        # methods reach the pool without their name in the call details.
+        guarded.rpc_method = method  # type: ignore[attr-defined]
         return grpc.unary_unary_rpc_method_handler(
             guarded,
             request_deserializer=tolerant_deserializer(method, handler.request_deserializer),

@@ -19,7 +19,7 @@ import grpc
 from recserver.core.errors import ResourceExhausted
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from recserver.server.admission import current_refusal
+from recserver.server.admission import current_refusal, refusal_message
 from recserver.server.arrival import current_arrival
 from recserver.server.ingest_servicer import IngestEndpoints, IngestHandler
 from recserver.service.types import SOURCES, Recommendation, RecommendQuery, Source
@@ -122,9 +122,7 @@ class RecommenderServicer(IngestEndpoints, pb_grpc.RecommenderServicer):
         # Taken first: the pool's submission stamp when there is one, else the earliest we can.
         refusal = current_refusal()
         if refusal is not None:
-            raise ResourceExhausted(
-                f"server overloaded ({refusal}): nothing was computed; retry on another replica "
-                "or after a short backoff")
+            raise ResourceExhausted(refusal_message(refusal))
         arrival = current_arrival()
         if arrival is None:
             arrival = time.perf_counter()

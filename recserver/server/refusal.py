@@ -1,0 +1,54 @@
+"""Refusing a Recommend call on the gRPC server's polling thread, before any handler runs.
+
+The sync server hands each call to its pool as ``context.run(_unary_response_in_pool, rpc_event,
+rpc_state, ...)``. A call refused at the door needs none of that: only the status sent back. So
+:func:`fast_refuse` recognises that shape and sends RESOURCE_EXHAUSTED with grpc's own abort
+step, exactly what the pool thread would do after the servicer raised, minus reading and
+decoding the request, the interceptors, and the wait for a thread. It relies on grpc internals,
+so it checks the shape first and returns None (the caller then refuses the slow way) whenever
+the installed grpcio differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from recserver.proto.recserver.v1 import recommender_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+RECOMMEND_METHOD = "/" + pb.DESCRIPTOR.services_by_name["Recommender"].full_name + "/Recommend"
+
+try:  # grpc internals; absent or renamed in another grpcio: the slow path refuses instead
+    from grpc import _server as _grpc_server
+    from grpc._cython import cygrpc as _cygrpc  # type: ignore[attr-defined]
+
+    _IN_POOL: Any = _grpc_server._unary_response_in_pool
+    _ABORT: Any = _grpc_server._abort
+    _EXHAUSTED: Any = _cygrpc.StatusCode.resource_exhausted
+except (ImportError, AttributeError):  # pragma: no cover - depends on the grpcio release
+    _IN_POOL = _ABORT = _EXHAUSTED = None
+
+
+def fast_refuse(fn: Callable[..., Any], args: tuple[Any, ...], message: str) -> Future[None] | None:
+    """Send RESOURCE_EXHAUSTED for the Recommend call ``fn(*args)`` would serve, and return a
+    finished Future; None when the call is not a Recommend in the expected shape."""
+    if _IN_POOL is None or len(args) < 4 or args[0] is not _IN_POOL:
+        return None
+    rpc_event, rpc_state, behaviour = args[1], args[2], args[3]
+    # The error interceptor names the method on the handler it wraps (registered methods do
+    # not carry it in the call details).
+    if getattr(behaviour, "rpc_method", None) != RECOMMEND_METHOD:
+        return None
+    try:
+        with rpc_state.condition:
+            _ABORT(rpc_state, rpc_event.call, _EXHAUSTED, message.encode())
+    except Exception:  # never let the fast path fail a call: fall back to the thread
+        log.debug("fast refusal unavailable; refusing on a thread", exc_info=True)
+        return None
+    done: Future[None] = Future()
+    done.set_result(None)
+    return done
