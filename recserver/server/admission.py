@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from recserver.core.errors import REFUSAL_REASONS
 from recserver.server.arrival import _local
-from recserver.server.refusal import fast_refuse
+from recserver.server.refusal import RECOMMEND_METHOD, call_method, fast_refuse
 
 _T = TypeVar("_T")
 
@@ -75,14 +75,11 @@ class AdmissionExecutor(ThreadPoolExecutor):
     def _admit(self) -> str | None:
         with self._lock:
             if self.max_queued is not None and self._queued >= self.max_queued:
-                reason = "queue_full"
-            elif self._slow and self._queued > 0:
-                reason = "queue_slow"
-            else:
-                self._queued += 1
-                return None
-            self.refused[reason] += 1
-        return reason
+                return "queue_full"
+            if self._slow and self._queued > 0:
+                return "queue_slow"
+            self._queued += 1
+            return None
 
     def _started(self, waited_s: float) -> None:
         with self._lock:
@@ -94,12 +91,20 @@ class AdmissionExecutor(ThreadPoolExecutor):
         submitted = time.perf_counter()
         reason = self._admit()
         if reason is not None:
+            method = call_method(args)
+            if method is not None and method != RECOMMEND_METHOD:
+                # Health probes and ingest are not refused at the door: they run beside the
+                # queue (a probe must not fail because answers are busy).
+                return self._refuser.submit(fn, *args, **kwargs)
+            with self._lock:
+                self.refused[reason] += 1
             if self._on_refused is not None:
                 self._on_refused(reason)
-            done = fast_refuse(fn, args, refusal_message(reason))
-            if done is not None:
+            if method == RECOMMEND_METHOD and fast_refuse(args, refusal_message(reason)):
                 self.fast_refused += 1
-                return done  # type: ignore[return-value]  # a finished Future[None]
+                done: Future[Any] = Future()
+                done.set_result(None)
+                return done
 
             def refuse() -> _T:
                 _local.arrival, _local.refused = submitted, reason

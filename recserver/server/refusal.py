@@ -12,8 +12,6 @@ the installed grpcio differs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
@@ -33,22 +31,25 @@ except (ImportError, AttributeError):  # pragma: no cover - depends on the grpci
     _IN_POOL = _ABORT = _EXHAUSTED = None
 
 
-def fast_refuse(fn: Callable[..., Any], args: tuple[Any, ...], message: str) -> Future[None] | None:
-    """Send RESOURCE_EXHAUSTED for the Recommend call ``fn(*args)`` would serve, and return a
-    finished Future; None when the call is not a Recommend in the expected shape."""
+def call_method(args: tuple[Any, ...]) -> str | None:
+    """The full method name of the unary call the pool is asked to run, or None when the call
+    does not have the expected shape (another grpcio, a handler not wrapped by the error
+    interceptor, which names the method on the handler: registered methods do not carry it in
+    the call details)."""
     if _IN_POOL is None or len(args) < 4 or args[0] is not _IN_POOL:
         return None
-    rpc_event, rpc_state, behaviour = args[1], args[2], args[3]
-    # The error interceptor names the method on the handler it wraps (registered methods do
-    # not carry it in the call details).
-    if getattr(behaviour, "rpc_method", None) != RECOMMEND_METHOD:
-        return None
+    method = getattr(args[3], "rpc_method", None)
+    return method if isinstance(method, str) else None
+
+
+def fast_refuse(args: tuple[Any, ...], message: str) -> bool:
+    """Send RESOURCE_EXHAUSTED with ``message`` for the call ``args`` describe (checked by
+    :func:`call_method`); False when that failed and the caller must refuse another way."""
+    rpc_event, rpc_state = args[1], args[2]
     try:
         with rpc_state.condition:
             _ABORT(rpc_state, rpc_event.call, _EXHAUSTED, message.encode())
-    except Exception:  # never let the fast path fail a call: fall back to the thread
+    except Exception:  # never let the fast path fail a call: the caller falls back
         log.debug("fast refusal unavailable; refusing on a thread", exc_info=True)
-        return None
-    done: Future[None] = Future()
-    done.set_result(None)
-    return done
+        return False
+    return True
