@@ -9,7 +9,10 @@ then measures, each in a fresh process:
 2. a build from the CSV (``build_graph``, as ``recserver build``/``serve`` do): resident memory
    after imports, the peak during the build (``VmHWM``), what is held after it, and the held
    memory's breakdown (snapshot arrays, edge store, dedup keys, id maps, other);
-3. id maps: resident growth per id of a map holding the build's user ids.
+3. id maps: resident growth per id of a map holding the build's user ids;
+4. live compactions (new code only): resident memory after the build and after each of a few
+   background compactions, with the heap release that follows an installed compaction and
+   with it disabled.
 
 "Today's figures" come from the same steps run on the code before the Arrow loaders (``git
 archive`` of ``--baseline-ref``, default the parent of the commit that brought pyarrow into the
@@ -133,7 +136,46 @@ def child_idmap(n: int) -> dict[str, Any]:
     return {"ids": len(m), "bytes_per_id": (after - before) / len(m), "get_us": get_us}
 
 
-CHILDREN = {"parse": child_parse, "build": child_build, "idmap": child_idmap}
+#: Live compactions measured after the build, each started by an overlay of this share of the
+#: file's events (past ``compact_overlay_fraction``, so every round compacts in the background).
+COMPACTIONS = 3
+COMPACTION_EVENTS = 0.08
+
+
+def child_compactions(arg: str) -> dict[str, Any]:
+    """RSS after the build and after each of ``COMPACTIONS`` live background compactions.
+
+    ``arg`` is ``PATH:release`` or ``PATH:keep``; ``keep`` disables the heap release that
+    follows an installed compaction (the figure to compare against).
+    """
+    import recserver.graph.live as live_module
+    from recserver.graph.bootstrap import build_graph
+    from recserver.graph.config import GraphConfig
+    from recserver.graph.synthetic import generate
+
+    path, mode = arg.rsplit(":", 1)
+    if mode == "keep":
+        live_module.release_free_heap = lambda: 0
+    live, report = build_graph(GraphConfig(), events=Path(path))
+    n_file = report.events_read
+    gc.collect()
+    rss = [_status()[0]]
+    for k in range(COMPACTIONS):
+        n = int(n_file * COMPACTION_EVENTS)
+        cols = generate(n, n_users=max(n_file // 30, 10), n_items=max(n_file // 60, 10),
+                        seed=100 + k, start=1_700_000_000.0 + (90 + k) * 86_400.0, days=1.0)
+        live.ingest(cols)
+        del cols
+        live.publish()  # the overlay is past the threshold: a background compaction starts
+        if not live.wait_for_compaction(timeout=600) or live.compactions != k + 2:
+            raise RuntimeError(f"round {k}: no background compaction ran")
+        gc.collect()
+        rss.append(_status()[0])
+    return {"rss": rss, "edges": int(live.current.n_edges)}
+
+
+CHILDREN = {"parse": child_parse, "build": child_build, "idmap": child_idmap,
+            "compactions": child_compactions}
 
 
 # --- driver ---------------------------------------------------------------------------------
@@ -222,6 +264,9 @@ def main() -> None:
             out["build"] = _run_child(root, "build", str(csv))
             ids = (out["build"] or {}).get("ids", 500_000)
             out["idmap"] = _run_child(root, "idmap", str(ids))
+            if label == "new":  # the heap release after live compactions, on and off
+                for mode in ("release", "keep"):
+                    out[f"compact_{mode}"] = _run_child(root, "compactions", f"{csv}:{mode}")
         _report(new, old)
 
 
@@ -275,6 +320,16 @@ def _report(new: dict[str, Any], old: dict[str, Any]) -> None:
              (f"id maps ({b['ids']:,} ids)", b["idmaps"]), ("other (heap, code)", other)]
     print_table(["held after build", "MiB", "B/edge"],
                 [[name, f"{v / MIB:,.1f}", f"{v / b['edges']:.1f}"] for name, v in parts])
+    on, off = new.get("compact_release"), new.get("compact_keep")
+    if on and off:
+        print()
+        print(f"RSS after live background compactions (each after an overlay of "
+              f"{COMPACTION_EVENTS:.0%} of the file's events; {on['edges']:,} edges at the end):")
+        print_table(
+            ["after", "heap released (now)", "not released", "saved"],
+            [["the build" if k == 0 else f"compaction {k}", _mib(a), _mib(b), _mib(b - a)]
+             for k, (a, b) in enumerate(zip(on["rss"], off["rss"], strict=True))],
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from recserver.graph.edge_runs import EdgeRun, _aggregate, merge_runs, merge_sorted
+from recserver.graph.kernels import by_column
 
 
 def _loose(rng: np.random.Generator, n: int, key_space: int) -> EdgeRun:
@@ -35,3 +36,18 @@ def test_merge_never_modifies_its_inputs():
     for a, b in zip(before, (big.keys, big.weight, big.last_ts, small.weight), strict=True):
         np.testing.assert_array_equal(a, b)
     assert len(merge_runs()) == 0 and merge_runs(EdgeRun.empty(), big) is big
+
+
+def test_by_column_is_a_stable_regrouping_of_the_kept_edges():
+    rng = np.random.default_rng(7)
+    keys = np.unique((rng.integers(0, 50, 4000) << 32) | rng.integers(0, 30, 4000))
+    rows, cols = (keys >> 32).astype(np.int32), (keys & 0xFFFF_FFFF).astype(np.int32)
+    weights = rng.random(keys.shape[0]).astype(np.float32)
+    keep = rng.random(keys.shape[0]) < 0.7
+    for mask in (None, keep):
+        sel = np.ones(keys.shape[0], bool) if mask is None else mask
+        order = np.argsort(cols[sel], kind="stable")  # what the regrouping must equal
+        indptr, got_rows, got_weights = by_column(rows, cols, weights, 40, mask)
+        np.testing.assert_array_equal(got_rows, rows[sel][order])
+        np.testing.assert_array_equal(got_weights, weights[sel][order])
+        np.testing.assert_array_equal(np.diff(indptr), np.bincount(cols[sel], minlength=40))

@@ -62,6 +62,19 @@ def test_saved_map_is_memory_mapped_and_still_accepts_adds(tmp_path):
     assert len(again) == n and again.get("after load") is None
 
 
+def test_a_save_can_stop_at_a_captured_length(tmp_path):
+    m = IdMap(_names(500, seed=2))
+    captured = len(m)
+    m.add_many(["later-1", "later-2"])  # appended after the length was captured
+    m.save(tmp_path / "m", n=captured, fsync=True)
+    loaded = IdMap.load(tmp_path / "m")
+    assert len(loaded) == captured and loaded.get("later-1") is None
+    assert loaded.names(range(captured)) == m.names(range(captured))
+    assert loaded.add("later-2") == captured  # the next id, as in a fresh map of those names
+    with pytest.raises(ValueError, match="cannot save"):
+        m.save(tmp_path / "bad", n=len(m) + 1)
+
+
 def test_map_saved_without_index_loads_and_duplicates_are_refused(tmp_path):
     m = IdMap(["x", "y", "z"])
     m.save(tmp_path / "m")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 import pytest
 
+import recserver.graph.live as live_module
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
@@ -67,6 +69,29 @@ def test_overlay_past_the_threshold_triggers_compaction() -> None:
     assert second.over_users.nnz == 0
     assert second.base_users.nnz == 25
     assert len(live.store.main) == 25 and len(live.store.pending) == 0
+
+
+def test_a_background_compaction_hands_the_freed_heap_back_once_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[int, bool, int]] = []  # (compactions, old main still held, thread)
+    live = LiveGraph(config(compact_overlay_fraction=0.1))
+
+    def release() -> int:
+        seen.append((live.compactions, old_main() is not None, threading.get_ident()))
+        return 0
+
+    monkeypatch.setattr(live_module, "release_free_heap", release)
+    live.ingest(batch(*[(f"u{k}", f"i{k % 5}") for k in range(20)]))
+    live.publish()
+    old_main = weakref.ref(live.store.main.keys)  # the run the compaction replaces
+    live.ingest(batch(*[(f"v{k}", "i0") for k in range(5)]))
+    live.publish()  # starts the background compaction
+    assert live.wait_for_compaction(timeout=60)
+    # Called once, in the compaction thread, after the new base was installed and the
+    # replaced run was let go (nothing of the old build is held while the heap is trimmed).
+    assert len(seen) == 1
+    assert seen[0][0] == 2 and not seen[0][1] and seen[0][2] != threading.get_ident()
 
 
 def test_compaction_keeps_the_unpruned_edges_in_the_store() -> None:

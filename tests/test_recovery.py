@@ -16,15 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 
 import recserver.graph.live as live_module
 from recserver.eventlog.base import Position
 from recserver.eventlog.codec import encode_batch
 from recserver.eventlog.file_log import FileEventLog
-from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
+from recserver.graph import idmap_kernels
+from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig, WalkConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
+from recserver.graph.walk import run_walk
 from recserver.ingest.checkpoint import CheckpointStore, load_checkpoint
 from recserver.ingest.recorder import event_keys
 from recserver.ingest.recovery import Checkpointer, restore_latest
@@ -76,6 +79,49 @@ def test_a_checkpoint_restores_the_same_graph_and_dedup(tmp_path: Path) -> None:
     for k in range(3):  # every event is known: a replay changes nothing
         assert restored.ingest(batch(k, 50 if k == 0 else 10)).n_accepted == 0
     assert restored.store.t0 == graph.store.t0 and restored.store.max_ts == graph.store.max_ts
+
+
+def test_a_restore_maps_the_saved_id_maps_and_answers_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [(f"user-{u % 37}-é", f"item-{(u * 11 + j) % 53}", f"e{u}-{j}")
+            for u in range(120) for j in range(4)]  # fmt: skip
+    graph = LiveGraph(config())
+    graph.ingest(cols_of(rows), log_position="1-0")
+    graph.publish()
+    state = graph.capture_state()
+    graph.ingest(cols_of([("late-user", "late-item", "late")]))  # after the capture: not saved
+    CheckpointStore(tmp_path).save(state)
+    graph.publish(compact=True)
+
+    def no_index_build(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a restore must map the saved index, not build one")
+
+    monkeypatch.setattr(idmap_kernels, "build_index", no_index_build)
+    restored = LiveGraph(config())
+    restored.restore_state(load_checkpoint(CheckpointStore(tmp_path).folders()[0]))
+    users, items = restored.store.users, restored.store.items
+    assert isinstance(users._a.index, np.memmap) and isinstance(items._a.blob, np.memmap)
+    assert (len(users), len(items)) == (state.n_users, state.n_items)
+    assert users.get("late-user") is None and items.get("late-item") is None
+    for mine, theirs in ((users, graph.store.users), (items, graph.store.items)):
+        names = theirs.names(range(len(mine)))
+        assert mine.names(range(len(mine))) == names  # same dense index for every name
+        assert mine.lookup_many(names).tolist() == list(range(len(mine)))
+    monkeypatch.undo()
+    restored.publish()
+    for u in range(0, state.n_users, 5):
+        assert graph.current.users.get(users.name(u)) == u
+        answers = []
+        for live in (graph, restored):
+            snap = live.current
+            seeds, weights = snap.user_items(u)
+            walked = run_walk(snap, seeds, weights, WalkConfig(steps=2_000), k=10, rng_seed=u)
+            answers.append((snap.items.names(walked.items), walked.scores.tolist()))
+        assert answers[0][0] and answers[0] == answers[1]
+    # The restored maps still grow: new names get the next ids, privately.
+    assert restored.ingest(cols_of([("late-user", "late-item", "late")])).n_accepted == 1
+    assert users.get("late-user") == state.n_users and items.get("late-item") == state.n_items
 
 
 def test_a_checkpoint_taken_during_a_background_compaction_holds_every_edge(

@@ -106,7 +106,10 @@ def load_into(
         del cols
         if graph.store.incoming_events >= FOLD_EVERY:
             graph.store.fold_incoming()
-            release_free_heap()  # the folded batches' pages, before the next blocks reuse less
+        # The block's parse and ingest temporaries (Arrow buffers, per-block name lists) are
+        # freed now but scattered over the heap: handed back each block, they never pile up
+        # under the fold's and the compaction's peaks (~1% of the load's time).
+        release_free_heap()
     graph.publish(compact=True)
     release_free_heap()
     done = time.perf_counter()

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recserver.graph.config import ALIAS_MAX_DEGREE, GraphConfig
-from recserver.graph.kernels import make_side
+from recserver.graph.kernels import by_column, make_side
 from recserver.graph.prune import PruneReport, prune_edges
 from recserver.graph.snapshot import CsrSide
 from recserver.graph.store import EdgeRun, merge_runs
@@ -45,14 +45,12 @@ def build_sides(
     user_indptr = np.zeros(n_users + 1, dtype=np.int64)
     np.cumsum(np.bincount(users, minlength=n_users), out=user_indptr[1:])
     user_side = make_side(user_indptr, items, weights, keep_weights=True)
-    if item_side is not None:
-        users, items, weights = users[item_side], items[item_side], weights[item_side]
-    by_item = np.argsort(items, kind="stable")  # stable: users stay sorted inside each item row
-    item_indptr = np.zeros(n_items + 1, dtype=np.int64)
-    np.cumsum(np.bincount(items, minlength=n_items), out=item_indptr[1:])
+    # Regrouped by item with a counting sort: users stay sorted inside each item row, and no
+    # argsort permutation or masked copies of the inputs are made.
+    item_indptr, item_users, item_weights = by_column(users, items, weights, n_items, item_side)
     return Sides(
         users=user_side,
-        items=make_side(item_indptr, users[by_item], weights[by_item], keep_weights=False),
+        items=make_side(item_indptr, item_users, item_weights, keep_weights=False),
     )
 
 
@@ -77,7 +75,11 @@ def build_base(
     n_users: int,
     n_items: int,
 ) -> BaseBuild:
-    """Merge, window, prune and build. ``scale`` turns epoch weights into weights at ``t_ref``."""
+    """Merge, window, prune and build. ``scale`` turns epoch weights into weights at ``t_ref``.
+
+    This is the peak of a build's memory (every edge is held by the inputs and by ``merged``),
+    so temporaries are dropped as soon as the next step no longer needs them.
+    """
     started = time.perf_counter()
     merged = merge_runs(main, pending)
     users, items = merged.users, merged.items
@@ -85,17 +87,22 @@ def build_base(
     pruned = prune_edges(
         users, items, decayed, merged.last_ts, cfg.prune, t_ref=t_ref, seed=cfg.seed
     )
-    profile, report = pruned.profile, pruned.report
+    report, item_side, profile = pruned.report, pruned.keep, pruned.profile
+    del pruned
+    if not profile.all():
+        users, items, item_side = users[profile], items[profile], item_side[profile]
+        decayed = decayed[profile]
+    weights = decayed.astype(np.float32)
+    del decayed, profile
+    sides = build_sides(users, items, weights, n_users, n_items, item_side=item_side)
+    del users, items, weights, item_side
     window = cfg.prune.max_edge_age_days
     if window is not None and len(merged):
         # The sliding window drops edges from the store for good (they stay out of every later
         # snapshot); the other rules prune only the snapshot, so later builds can decide anew.
         fresh = merged.last_ts >= t_ref - window * 86_400.0
-        merged = EdgeRun(merged.keys[fresh], merged.weight[fresh], merged.last_ts[fresh])
-    sides = build_sides(
-        users[profile], items[profile], decayed[profile].astype(np.float32), n_users, n_items,
-        item_side=pruned.keep[profile],
-    )
+        if not fresh.all():
+            merged = EdgeRun(merged.keys[fresh], merged.weight[fresh], merged.last_ts[fresh])
     return BaseBuild(sides, merged, t_ref, report, time.perf_counter() - started)
 
 

@@ -10,6 +10,7 @@ saved map is memory-mapped by ``load`` and its pages are shared by every process
 
 from __future__ import annotations
 
+import os
 import threading
 import zlib
 from collections.abc import Iterable, Sequence
@@ -199,19 +200,27 @@ class IdMap:
         clone._n = n
         return clone
 
-    def save(self, path_prefix: Path) -> None:
-        """Write ``<prefix>``: ``.blob`` (UTF-8 names), ``.offsets.npy`` and ``.index.npy``."""
-        n, a = self._n, self._a  # n first: the arrays then hold at least n names
+    def save(self, path_prefix: Path, *, n: int | None = None, fsync: bool = False) -> None:
+        """Write ``<prefix>``: ``.blob`` (UTF-8 names), ``.offsets.npy`` and ``.index.npy``.
+
+        ``n``: save only the first ``n`` ids (the map as it was when a snapshot or checkpoint
+        captured its length; a writer may have appended since). ``fsync``: flush every file to
+        disk before returning (checkpoints). ``load`` maps the files back as they are.
+        """
+        size, a = self._n, self._a  # length first: the arrays then hold at least that many
+        n = size if n is None else n
+        if not 0 <= n <= size:
+            raise ValueError(f"cannot save {n} ids of a map holding {size}")
         used = int(a.offsets[n])
-        path_prefix.with_suffix(".blob").write_bytes(a.blob_mv[:used])
-        np.save(path_prefix.with_suffix(".offsets.npy"), a.offsets[: n + 1])
-        np.save(path_prefix.with_suffix(".index.npy"), _index_upto(a.index, n))
+        _write(path_prefix.with_suffix(".blob"), a.blob_mv[:used], fsync)
+        _write(path_prefix.with_suffix(".offsets.npy"), np.array(a.offsets[: n + 1]), fsync)
+        _write(path_prefix.with_suffix(".index.npy"), _index_upto(a.index, n), fsync)
 
     @classmethod
     def load(cls, path_prefix: Path) -> IdMap:
         """The saved map, memory-mapped read-only (it is copied privately on the first ``add``).
 
-        A folder without ``.index.npy`` (an older save, or a checkpoint) gets its index built.
+        Files without ``.index.npy`` (written by an older build) get their index built here.
         """
         blob_path = path_prefix.with_suffix(".blob")
         size = blob_path.stat().st_size
@@ -239,6 +248,17 @@ class IdMap:
         """Bytes held by the storage (capacity included)."""
         a = self._a
         return int(a.blob.nbytes + a.offsets.nbytes + a.index.nbytes)
+
+
+def _write(path: Path, data: memoryview | np.ndarray, fsync: bool) -> None:
+    with open(path, "wb") as fh:
+        if isinstance(data, np.ndarray):
+            np.save(fh, data, allow_pickle=False)
+        else:
+            fh.write(data)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def _index_upto(index: npt.NDArray[np.int32], n: int) -> npt.NDArray[np.int32]:

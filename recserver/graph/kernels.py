@@ -7,6 +7,9 @@ Vose's pairing then runs on those integers. The packed table therefore encodes t
 distribution *exactly*: every edge's probability is within one unit, ``1 / (65535 d)``, of its
 weight share, and no rounding error accumulates on edges that receive many aliases.
 
+``by_column`` turns a row-sorted edge list into the other direction's CSR order (a stable
+counting sort), which is how a snapshot's item side is built from the user-sorted edges.
+
 The walk kernels themselves live in ``graph.walk_kernels``.
 """
 
@@ -175,3 +178,53 @@ def make_side(
         row_weight=row_weight,
         weight=np.ascontiguousarray(weights, dtype=np.float32) if keep_weights else None,
     )
+
+
+@nb.njit(cache=True, nogil=True)
+def _by_column_kernel(
+    rows: Int32Array,
+    cols: Int32Array,
+    weights: Float32Array,
+    keep: npt.NDArray[np.bool_],
+    all_kept: bool,
+    indptr: Int64Array,
+    out_rows: Int32Array,
+    out_weights: Float32Array,
+) -> None:
+    cursor = indptr[:-1].copy()
+    for e in range(cols.shape[0]):
+        if all_kept or keep[e]:
+            c = cols[e]
+            pos = cursor[c]
+            out_rows[pos] = rows[e]
+            out_weights[pos] = weights[e]
+            cursor[c] = pos + 1
+
+
+def by_column(
+    rows: Int32Array,
+    cols: Int32Array,
+    weights: Float32Array,
+    n_cols: int,
+    keep: npt.NDArray[np.bool_] | None = None,
+) -> tuple[Int64Array, Int32Array, Float32Array]:
+    """The edges ``keep`` marks (all when None) regrouped by column: ``indptr`` over
+    ``n_cols`` rows, each row's source rows and weights.
+
+    Stable: edges sorted by (row, col) come out with each column's rows ascending, exactly as
+    a stable argsort by column gives them, but with no permutation or filtered copies of the
+    inputs (one pass writing the two outputs).
+    """
+    all_kept = keep is None
+    mask = np.ones(0, dtype=bool) if keep is None else keep
+    counts = np.bincount(cols if keep is None else cols[keep], minlength=n_cols)
+    indptr = np.zeros(n_cols + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    out_rows = np.empty(nnz, dtype=np.int32)
+    out_weights = np.empty(nnz, dtype=np.float32)
+    _by_column_kernel(np.ascontiguousarray(rows, dtype=np.int32),
+                      np.ascontiguousarray(cols, dtype=np.int32),
+                      np.ascontiguousarray(weights, dtype=np.float32), mask, all_kept, indptr,
+                      out_rows, out_weights)  # fmt: skip
+    return indptr, out_rows, out_weights

@@ -27,6 +27,7 @@ from recserver.graph.compact import (
 from recserver.graph.config import GraphConfig
 from recserver.graph.dedup import U64
 from recserver.graph.events import EventColumns
+from recserver.graph.heap import release_free_heap
 from recserver.graph.prune import PruneReport
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.store import EdgeRun, EdgeStore, IngestOutcome, StoreState, merge_runs
@@ -235,23 +236,30 @@ class LiveGraph:
         self._compacting = pending
         t_ref = self.store.max_ts if np.isfinite(self.store.max_ts) else 0.0
         sizes = (len(self.store.users), len(self.store.items))
+        inputs = [main, pending]  # the thread's only references: dropped once installed
+        del main, pending
 
         def run() -> None:
             try:
-                built = build_base(main, pending, self.cfg, scale=self.store.scale_at(t_ref),
+                built = build_base(inputs[0], inputs[1], self.cfg, scale=self.store.scale_at(t_ref),
                                    t_ref=t_ref, n_users=sizes[0], n_items=sizes[1])  # fmt: skip
             except Exception:  # the old base keeps serving; the edges stay in the overlay
                 log.exception("background compaction failed; the previous base keeps serving")
                 with self._publish_lock:
-                    self.store.pending = merge_runs(pending, self.store.pending)
-                    self.store.install_main(main)
+                    self.store.pending = merge_runs(inputs[1], self.store.pending)
+                    self.store.install_main(inputs[0])
                     self._compacting = None
                     self._compaction = None
                 return
+            inputs.clear()
             with self._publish_lock:
                 self._install(built)
                 self._compaction = None
                 self._publish_overlay()
+            del built
+            # The old base and edge run, and the build's temporaries, are garbage now: hand
+            # the heap they leave back, or a long-running builder keeps its largest compaction.
+            release_free_heap()
 
         self._compaction = BackgroundWorker("graph-compaction", lambda stop: run())
         self._compaction.start()

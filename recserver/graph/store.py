@@ -28,6 +28,7 @@ from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
 from recserver.graph.dedup_window import WindowedDedup
 from recserver.graph.edge_runs import EdgeRun, merge_runs
 from recserver.graph.events import EventColumns
+from recserver.graph.heap import release_free_heap
 from recserver.graph.idmap import IdMap
 
 I64 = npt.NDArray[np.int64]
@@ -35,6 +36,8 @@ F64 = npt.NDArray[np.float64]
 #: How far past the decay epoch an event may land before the epoch moves: 2**64 leaves float64
 #: (max ~2**1024) room for sums of billions of events, and a rebase is rare (64 half-lives).
 REBASE_HALF_LIVES = 64.0
+#: Pending edges from which a fold hands freed heap back before copying the run (~24 MB).
+RELEASE_BEFORE_SPLICE = 1_000_000
 
 _TRANSFORMS: dict[str, Callable[[F64], F64]] = {
     "linear": lambda w: w,
@@ -248,7 +251,15 @@ class EdgeStore:
             incoming, folded = self._incoming, self._incoming_count
             self._incoming, self._incoming_count = [], 0
         if incoming:
-            self.pending = merge_runs(self.pending, *incoming)
+            # Aggregate the raw batches first and let them go: the splice into a big pending
+            # run copies it, and the raw events need not be held beside both copies.
+            arrived = merge_runs(*incoming)
+            del incoming
+            if len(self.pending) >= RELEASE_BEFORE_SPLICE:
+                # The aggregation's temporaries (a few times the raw events) sit freed in the
+                # heap; hand them back before the splice maps a copy of the big run.
+                release_free_heap()
+            self.pending = merge_runs(self.pending, arrived)
         return folded
 
     def take_for_compaction(self) -> tuple[EdgeRun, EdgeRun]:

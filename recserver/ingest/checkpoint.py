@@ -1,11 +1,13 @@
 """Checkpoints: the edge store and the log position it reflects, saved atomically.
 
-A checkpoint is a folder ``ckpt-<unix ms>-<n>`` of ``.npy`` arrays and id-map blobs plus
+A checkpoint is a folder ``ckpt-<unix ms>-<n>`` of ``.npy`` arrays and id-map files plus
 ``meta.json``: the store's ``main`` run and the edges since (unmerged), every dedup key, both id
-maps, the decay epoch and newest timestamp, the event-log position, and how many events were
-applied. It is written under a hidden temporary name, every file fsynced, then renamed into
-place and the directory fsynced: the rename is the commit, so a crash mid-save leaves either
-the previous checkpoints or the new one complete, never a half-written one under a real name.
+maps (``IdMap.save``'s files, hash index included: a restore memory-maps them and builds neither
+an index nor a Python string), the decay epoch and newest timestamp, the event-log position, and
+how many events were applied. It is written under a hidden temporary name, every file fsynced,
+then renamed into place and the directory fsynced: the rename is the commit, so a crash
+mid-save leaves either the previous checkpoints or the new one complete, never a half-written
+one under a real name.
 Loading takes the newest complete folder and falls back to older ones if it is unreadable.
 """
 
@@ -49,19 +51,6 @@ def _save_array(path: Path, array: np.ndarray) -> None:
         os.fsync(fh.fileno())
 
 
-def _save_names(prefix: Path, names: list[str]) -> None:
-    """The ``IdMap.save`` format (``.blob`` + ``.offsets.npy``), so ``IdMap.load`` reads it."""
-    encoded = [name.encode("utf-8") for name in names]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    blob = prefix.with_suffix(".blob")
-    with open(blob, "wb") as fh:
-        fh.write(b"".join(encoded))
-        fh.flush()
-        os.fsync(fh.fileno())
-    _save_array(prefix.with_suffix(".offsets.npy"), offsets)
-
-
 def _concat_runs(runs: tuple[EdgeRun, ...]) -> EdgeRun:
     if not runs:
         return EdgeRun.empty()
@@ -82,8 +71,9 @@ def write_checkpoint(state: StoreState, folder: Path, extra: dict[str, Any] | No
         _save_array(folder / f"{name}.last_ts.npy", run.last_ts)
     runs = [r for r in state.dedup_runs if r.shape[0]]
     _save_array(folder / "dedup.npy", np.concatenate(runs) if runs else np.empty(0, np.uint64))
-    _save_names(folder / "users", state.users.names(range(state.n_users)))
-    _save_names(folder / "items", state.items.names(range(state.n_items)))
+    # The maps' own files, index included: a restore maps them and rebuilds nothing.
+    state.users.save(folder / "users", n=state.n_users, fsync=True)
+    state.items.save(folder / "items", n=state.n_items, fsync=True)
     meta = {
         "format": FORMAT_VERSION,
         "created_at": time.time(),

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from recserver.core.durable import read_json, write_json_atomic
-from recserver.graph.idmap import IdMap
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
 from recserver.node.layout import RunDir
 
@@ -129,8 +128,8 @@ class SnapshotWriter:
         save_side(folder, "base_users", snap.base_users)
         save_side(folder, "base_items", snap.base_items)
         # The maps as of this snapshot; later names travel in each overlay's tails.
-        IdMap(snap.users.names(range(snap.n_users))).save(folder / "users")
-        IdMap(snap.items.names(range(snap.n_items))).save(folder / "items")
+        snap.users.save(folder / "users", n=snap.n_users)
+        snap.items.save(folder / "items", n=snap.n_items)
         self._base_side, self._base_name = snap.base_users, name
         self._base_counts = (snap.n_users, snap.n_items)
         log.info("published base %s (%d edges)", name, snap.base_users.nnz)
