@@ -1,0 +1,53 @@
+"""A catalogue view on disk: four ``.npy`` arrays and the category names, in one folder.
+
+Used twice: beside each published snapshot (workers map the arrays read-only) and inside each
+checkpoint (restart recovery). ``fsync`` is the checkpoint's business: it passes its own saver.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from recserver.catalog.view import CatalogView
+
+ARRAYS = ("hidden", "expires_at", "cat_indptr", "cat_ids")
+NAMES_FILE = "catalog.categories.json"
+
+
+def _default_save(path: Path, array: np.ndarray) -> None:
+    np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def save_view(folder: Path, view: CatalogView,
+              save: Callable[[Path, np.ndarray], None] = _default_save) -> None:
+    """Write ``view`` into ``folder`` (which exists)."""
+    for name in ARRAYS:
+        save(folder / f"catalog.{name}.npy", getattr(view, name))
+    (folder / NAMES_FILE).write_text(json.dumps(list(view.categories)))
+
+
+def has_view(folder: Path) -> bool:
+    return (folder / NAMES_FILE).exists()
+
+
+def load_view(folder: Path, *, mmap: bool = False) -> CatalogView:
+    """The view saved in ``folder``; ``mmap`` maps the arrays read-only instead of reading them.
+
+    Raises ``ValueError`` (or ``OSError``) when files are missing or disagree.
+    """
+    arrays = {}
+    for name in ARRAYS:
+        array = np.load(folder / f"catalog.{name}.npy", mmap_mode="r" if mmap else None,
+                        allow_pickle=False)
+        if mmap:
+            array.flags.writeable = False
+        arrays[name] = array
+    names = json.loads((folder / NAMES_FILE).read_text())
+    if not isinstance(names, list):
+        raise ValueError(f"{folder / NAMES_FILE}: not a list of category names")
+    return CatalogView.build(arrays["hidden"], arrays["expires_at"], arrays["cat_indptr"],
+                             arrays["cat_ids"], [str(n) for n in names])

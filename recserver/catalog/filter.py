@@ -1,0 +1,92 @@
+"""The per-request item filter: hidden, expired and out-of-category items never pass.
+
+One :class:`ItemFilter` per request, built from the snapshot's catalogue, the request's
+categories (any-of) and the clock. Every tier calls :meth:`ItemFilter.keep` on its candidates
+before it ranks or cuts them to ``k``, so a filter that removes candidates leaves the tier's
+next-best ones rather than a short answer. The cost is proportional to the candidates, never
+to the catalogue: a gather of two arrays, and for a category filter one gather per category of
+each candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from recserver.catalog.view import BoolArray, CatalogView, Int32Array
+
+
+class ItemFilter:
+    """Which candidates a request may return (see the module docstring)."""
+
+    def __init__(self, view: CatalogView, now: float, categories: Sequence[str] = ()) -> None:
+        self._view = view
+        self._now = now
+        self._rules = view.has_rules
+        self.categories = tuple(categories)
+        self._want: BoolArray | None = None
+        if self.categories:
+            want = np.zeros(len(view.categories), dtype=bool)
+            want[view.category_ids(self.categories)] = True
+            self._want = want
+        #: candidates this filter removed so far (over every tier of the request)
+        self.removed = 0
+
+    @staticmethod
+    def for_request(view: CatalogView | None, now: float,
+                    categories: Sequence[str] = ()) -> ItemFilter | None:
+        """A filter, or None when nothing can be filtered (no rules, no categories asked)."""
+        if view is None:
+            view = CatalogView.empty()
+        if not categories and not view.has_rules:
+            return None
+        return ItemFilter(view, now, categories)
+
+    def keep(self, items: npt.ArrayLike) -> BoolArray:
+        """Mask of ``items`` (graph item ids) this request may return."""
+        ids = np.asarray(items, dtype=np.int64)
+        m = ids.shape[0]
+        view = self._view
+        ok = np.ones(m, dtype=bool)
+        if m == 0:
+            return ok
+        inside = (ids >= 0) & (ids < view.n)
+        idx = ids[inside]
+        if self._rules and idx.shape[0]:
+            exp = view.expires_at[idx]
+            ok[inside] = ~(view.hidden[idx] | ((exp > 0) & (exp <= self._now)))
+        if self._want is not None:
+            ok &= self._in_categories(ids, inside, idx)
+        self.removed += int(m - np.count_nonzero(ok))
+        return ok
+
+    def _in_categories(self, ids: npt.NDArray[np.int64], inside: BoolArray,
+                       idx: npt.NDArray[np.int64]) -> BoolArray:
+        """Any-of: the item has at least one wanted category (items without any never pass)."""
+        view = self._view
+        found = np.zeros(ids.shape[0], dtype=bool)
+        assert self._want is not None
+        if not idx.shape[0] or not self._want.any():
+            return found
+        starts = view.cat_indptr[idx]
+        lens = view.cat_indptr[idx + 1] - starts
+        total = int(lens.sum())
+        if total == 0:
+            return found
+        # Flat positions of every (candidate, category) pair, without a Python loop.
+        ends = np.cumsum(lens)
+        flat = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lens), lens)
+        hit = self._want[view.cat_ids[flat]]
+        owner = np.repeat(np.flatnonzero(inside), lens)
+        found[owner[hit]] = True
+        return found
+
+    def filter(self, items: Int32Array, scores: npt.NDArray[np.floating]
+               ) -> tuple[Int32Array, npt.NDArray[np.floating]]:
+        """``items`` and their ``scores`` with the filtered ones dropped (order kept)."""
+        mask = self.keep(items)
+        if mask.all():
+            return items, scores
+        return items[mask], scores[mask]
