@@ -44,8 +44,9 @@ class ItemFilter:
             return None
         return ItemFilter(view, now, categories)
 
-    def keep(self, items: npt.ArrayLike) -> BoolArray:
-        """Mask of ``items`` (graph item ids) this request may return."""
+    def keep(self, items: npt.ArrayLike, *, count: bool = True) -> BoolArray:
+        """Mask of ``items`` (graph item ids) this request may return (``count``: add the
+        ones masked out to :attr:`removed`)."""
         ids = np.asarray(items, dtype=np.int64)
         m = ids.shape[0]
         view = self._view
@@ -59,7 +60,8 @@ class ItemFilter:
             ok[inside] = ~(view.hidden[idx] | ((exp > 0) & (exp <= self._now)))
         if self._want is not None:
             ok &= self._in_categories(ids, inside, idx)
-        self.removed += int(m - np.count_nonzero(ok))
+        if count:
+            self.removed += int(m - np.count_nonzero(ok))
         return ok
 
     def _in_categories(self, ids: npt.NDArray[np.int64], inside: BoolArray,

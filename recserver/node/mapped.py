@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recserver.catalog.files import load_view
+from recserver.catalog.view import CatalogView
 from recserver.graph.idmap import IdMap
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
 from recserver.node.layout import RunDir, read_json
@@ -84,6 +86,7 @@ class MappedGraph:
         self._base_name = ""
         self._base: tuple[CsrSide, CsrSide, IdMap, IdMap] | None = None
         self._manifest_key: tuple[int, int] | None = None  # (mtime_ns, inode) last read
+        self._catalog: tuple[str, CatalogView | None] = ("", None)
         self.on_publish: list[Callable[[GraphSnapshot], None]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -148,6 +151,10 @@ class MappedGraph:
             self._base_name = base_name
         base_users, base_items, users, items = self._base
         over: Path = folder / str(manifest["overlay"])
+        catalog_name = str(manifest.get("catalog") or "")
+        if catalog_name != self._catalog[0]:
+            self._catalog = (catalog_name, load_view(folder / catalog_name, mmap=True)
+                             if catalog_name else None)
         stats = manifest.get("stats")
         return GraphSnapshot(
             version=int(str(manifest["version"])),
@@ -158,6 +165,7 @@ class MappedGraph:
             item_degree=load_array(over / "item_degree.npy"),
             t_ref=float(str(manifest["t_ref"])), built_at=float(str(manifest["built_at"])),
             stats=dict(stats) if isinstance(stats, dict) else {},
+            catalog=self._catalog[1],
         )  # fmt: skip
 
     def wait_ready(self, timeout_s: float) -> bool:
