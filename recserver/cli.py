@@ -10,6 +10,7 @@ from pathlib import Path
 
 from recserver import __version__
 from recserver.ann.cli import add_build_ann_args, cmd_build_ann
+from recserver.catalog.items_cli import add_items_args, cmd_items
 from recserver.config import load_config
 from recserver.eval.commands import add_eval_commands
 from recserver.graph.bootstrap import BuildReport, build_graph
@@ -117,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     recommend = sub.add_parser("recommend", help="ask a running server, print a table")
     add_recommend_args(recommend)
     recommend.set_defaults(func=cmd_recommend)
+
+    items = sub.add_parser("items", help="hide, show or categorise catalogue items")
+    add_items_args(items)
+    items.set_defaults(func=cmd_items)
 
     add_role_commands(sub, _add_source_args)  # builder, worker
     add_eval_commands(sub, _add_source_args)  # evaluate, tune, compare

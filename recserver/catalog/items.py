@@ -72,12 +72,14 @@ def _problem(update: ItemUpdate) -> str | None:
     return None
 
 
-def validate_updates(updates: Sequence[ItemUpdate]) -> None:
-    """Raise ``InvalidArgument`` unless the whole batch is fit to append."""
-    if len(updates) > MAX_BATCH_ITEMS:
+def validate_updates(updates: Sequence[ItemUpdate], *,
+                     limit: int | None = MAX_BATCH_ITEMS) -> None:
+    """Raise ``InvalidArgument`` unless the whole batch is fit to append (``limit``: items
+    at most; None for a file, which is applied in batches)."""
+    if limit is not None and len(updates) > limit:
         raise InvalidArgument(f"{len(updates)} items in one call; the limit is "
-                              f"{MAX_BATCH_ITEMS}: split the batch")
-    if not updates:
+                              f"{limit}: split the batch")
+    if limit is not None and not updates:
         raise InvalidArgument("no items given; send at least one ItemInfo")
     bad = []
     for pos, update in enumerate(updates):

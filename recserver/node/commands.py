@@ -20,6 +20,7 @@ from types import FrameType
 
 from recserver.config_reload import ConfigHolder
 from recserver.node.layout import RunDir, read_json, write_json_atomic
+from recserver.node.serve_args import add_items_arg
 from recserver.node.supervisor import Supervisor, recserver_argv, reserve_port
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
     common = _passthrough(args, ("config", "redis_url"))
     builder_argv = recserver_argv(
         "builder", "--run-dir", str(run.root), "--data-dir", str(data_dir),
-        *common, *_passthrough(args, ("events", "synthetic", "strict", "event_log_url",
-                                      "metrics_port")))  # fmt: skip
+        *common, *_passthrough(args, ("events", "synthetic", "strict", "items",
+                                      "event_log_url", "metrics_port")))  # fmt: skip
 
     def worker_argv(i: int) -> list[str]:
         return recserver_argv("worker", "--run-dir", str(run.root), "--port", str(port),
@@ -133,7 +134,8 @@ def cmd_builder(args: argparse.Namespace) -> int:
                       event_log_url=args.event_log_url, data_dir=args.data_dir,
                       metrics_port=args.metrics_port)
     stop = stop_event()
-    builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict))
+    builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict,
+                             items=args.items))
     snap = builder.graph.current
     report = builder.report
     example = snap.users.name(0) if snap.n_users else "USER"
@@ -183,6 +185,7 @@ def add_role_commands(sub: argparse._SubParsersAction, add_source_args: object) 
     builder.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                          help="event log and checkpoints (default: %(default)s)")
     builder.add_argument("--event-log-url", help="Redis stream event log (redis://...)")
+    add_items_arg(builder)
     builder.add_argument("--redis-url", help="ANN result cache (default: files in the run dir)")
     builder.add_argument("--metrics-port", type=int, help="the node's /metrics port (0: any)")
     builder.add_argument("--nice", type=int, default=10,

@@ -92,6 +92,14 @@ class RecommendClient:
         )
         return response
 
+    def update_items(self, items: Sequence[pb.ItemInfo], *, request_id: str = "",
+                     timeout_s: float | None = None) -> pb.UpdateItemsResponse:
+        """One UpdateItems call; raises ``grpc.RpcError`` on a non-OK status."""
+        response: pb.UpdateItemsResponse = self._stub.UpdateItems(
+            pb.UpdateItemsRequest(items=list(items), request_id=request_id), timeout=timeout_s,
+            metadata=self._metadata)
+        return response
+
     def close(self) -> None:
         self._channel.close()
 
