@@ -11,6 +11,7 @@ on every tier; both must survive SIGKILL and a restart; bad input is INVALID_ARG
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -67,7 +68,8 @@ class Node(CollectedProcess):
                           "--metrics-port", "0", "--synthetic", "20000", "--workers", "2",
                           "--data-dir", str(tmp / "data"), "--config", str(config),
                           "--redis-url", redis_url, "--items", str(items)])
-        address = self.wait_for(r"recserver listening on (\S+) ", STARTUP_S).group(1)
+        self.address = address = self.wait_for(r"recserver listening on (\S+) ",
+                                               STARTUP_S).group(1)
         self.wait_for(r"^recserver serving on ", STARTUP_S)
         # Several connections, so the answers come from both workers.
         local = [("grpc.use_local_subchannel_pool", 1)]  # one connection per channel
@@ -202,6 +204,32 @@ def test_categories_hold_on_every_tier_and_everything_survives_sigkill(
         assert len(odd.items) == 10 and all(number(i.item_id) % 2 for i in odd.items)
     finally:
         again.close()
+
+
+def items_cli(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "recserver", "items", *args, "--target",
+                           node.address], capture_output=True, text=True, timeout=60)
+
+
+def test_the_items_command_hides_shows_and_updates(node: Node, tmp_path: Path) -> None:
+    item = first_of(node.ask("graph"), pb.GRAPH)
+    done = items_cli(node, "hide", item)
+    assert done.returncode == 0 and "1 items applied" in done.stdout, done.stderr
+    deadline = time.monotonic() + 10
+    while item in node.everywhere():
+        assert time.monotonic() < deadline
+    assert items_cli(node, "show", item).returncode == 0
+    while item not in node.everywhere():
+        assert time.monotonic() < deadline
+    # Moved to a category of its own: asking for it gives that item only.
+    done = items_cli(node, "update", item, "--categories", "solo")
+    assert done.returncode == 0, done.stderr
+    while [i.item_id for i in node.ask("popular", categories=("solo",)).items] != [item]:
+        assert time.monotonic() < deadline
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"item_id": "i1", "categories": ["no spaces"]}\n')
+    done = items_cli(node, "update", "--file", str(bad))
+    assert done.returncode == 2 and "letters, digits" in done.stderr
 
 
 def test_bad_input_is_invalid_argument_with_a_fix(node: Node) -> None:
