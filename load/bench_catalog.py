@@ -8,8 +8,8 @@ interleaved request by request so machine noise hits them alike:
 
 * ``none``: no catalogue at all (the baseline);
 * ``rules``: 5% of items hidden, 5% with an expiry (half of them past);
-* ``rules+category``: the same, and the request asks for one of 20 categories (each item has
-  1-3 of them: about 10% of items pass);
+* ``rules+category``: the same, and the request asks for one of ``--categories`` categories
+  (each item has 1-3 of them: with 20, about 10% of items pass);
 * ``rules+narrow``: asks for a category of 0.2% of items: the walk and the popular head come
   up short and popular ranks every item the filter allows (the worst case).
 
@@ -40,7 +40,8 @@ from recserver.service.types import RecommendQuery
 MODES = ("none", "rules", "rules+category", "rules+narrow")
 
 
-def catalogue(n_items: int, now: float, seed: int = 1) -> list[ItemUpdate]:
+def catalogue(n_items: int, now: float, n_categories: int = 20, seed: int = 1
+              ) -> list[ItemUpdate]:
     rng = np.random.default_rng(seed)
     hidden = rng.random(n_items) < 0.05
     expiring = rng.random(n_items) < 0.05
@@ -48,7 +49,7 @@ def catalogue(n_items: int, now: float, seed: int = 1) -> list[ItemUpdate]:
     n_cats = rng.integers(1, 4, n_items)
     updates = []
     for i in range(n_items):
-        cats = {f"c{c}" for c in rng.integers(0, 20, int(n_cats[i])).tolist()}
+        cats = {f"c{c}" for c in rng.integers(0, n_categories, int(n_cats[i])).tolist()}
         if i % 500 == 0:
             cats.add("narrow")
         updates.append(ItemUpdate(f"i{i}", hidden=bool(hidden[i]), categories=tuple(sorted(cats)),
@@ -61,13 +62,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--categories", type=int, default=20,
+                        help="categories in the catalogue (over 64: the exact-list path)")
     args = parser.parse_args()
     print(machine_line())
     started = time.perf_counter()
     graph = LiveGraph(GraphConfig())
     graph.ingest(generate(args.events, n_items=args.items, n_users=args.events // 30))
     plain = graph.publish(compact=True)
-    graph.update_items(catalogue(args.items, time.time()))
+    graph.update_items(catalogue(args.items, time.time(), args.categories))
     ruled = graph.publish()
     assert ruled.catalog is not None
     print(f"graph: {plain.n_users:,} users, {plain.n_items:,} items, {plain.n_edges:,} edges; "

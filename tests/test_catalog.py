@@ -143,3 +143,14 @@ def test_items_file_errors_name_the_line_and_fix(tmp_path: Path, name: str, text
     path.write_text(text)
     with pytest.raises(ValueError, match=fix):
         read_items(path)
+
+
+def test_category_filter_is_exact_beyond_64_categories() -> None:
+    # Categories c0 and c64 share a bit of the per-item bitmask: the lists must settle it.
+    updates = [ItemUpdate(f"x{i}", categories=(f"c{i}",)) for i in range(100)]
+    view = state_with(*updates).view()
+    assert len(view.categories) == 100
+    items = np.arange(100, dtype=np.int32)
+    assert np.flatnonzero(ItemFilter(view, 0.0, ("c64",)).keep(items)).tolist() == [64]
+    assert np.flatnonzero(ItemFilter(view, 0.0, ("c0", "c99")).keep(items)).tolist() == [0, 99]
+    assert view.items_in(view.category_ids(["c3", "c70"])).tolist() == [3, 70]

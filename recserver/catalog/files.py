@@ -15,6 +15,7 @@ import numpy as np
 from recserver.catalog.view import CatalogView
 
 ARRAYS = ("hidden", "expires_at", "cat_indptr", "cat_ids")
+DERIVED = ("cat_bits", "by_cat_indptr", "by_cat_items")
 NAMES_FILE = "catalog.categories.json"
 
 
@@ -25,7 +26,7 @@ def _default_save(path: Path, array: np.ndarray) -> None:
 def save_view(folder: Path, view: CatalogView,
               save: Callable[[Path, np.ndarray], None] = _default_save) -> None:
     """Write ``view`` into ``folder`` (which exists)."""
-    for name in ARRAYS:
+    for name in ARRAYS + DERIVED:
         save(folder / f"catalog.{name}.npy", getattr(view, name))
     (folder / NAMES_FILE).write_text(json.dumps(list(view.categories)))
 
@@ -40,7 +41,7 @@ def load_view(folder: Path, *, mmap: bool = False) -> CatalogView:
     Raises ``ValueError`` (or ``OSError``) when files are missing or disagree.
     """
     arrays = {}
-    for name in ARRAYS:
+    for name in ARRAYS + DERIVED:
         array = np.load(folder / f"catalog.{name}.npy", mmap_mode="r" if mmap else None,
                         allow_pickle=False)
         if mmap:
@@ -50,4 +51,6 @@ def load_view(folder: Path, *, mmap: bool = False) -> CatalogView:
     if not isinstance(names, list):
         raise ValueError(f"{folder / NAMES_FILE}: not a list of category names")
     return CatalogView.build(arrays["hidden"], arrays["expires_at"], arrays["cat_indptr"],
-                             arrays["cat_ids"], [str(n) for n in names])
+                             arrays["cat_ids"], [str(n) for n in names],
+                             derived=(arrays["cat_bits"], arrays["by_cat_indptr"],
+                                      arrays["by_cat_items"]))

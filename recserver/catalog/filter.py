@@ -4,8 +4,8 @@ One :class:`ItemFilter` per request, built from the snapshot's catalogue, the re
 categories (any-of) and the clock. Every tier calls :meth:`ItemFilter.keep` on its candidates
 before it ranks or cuts them to ``k``, so a filter that removes candidates leaves the tier's
 next-best ones rather than a short answer. The cost is proportional to the candidates, never
-to the catalogue: a gather of two arrays, and for a category filter one gather per category of
-each candidate.
+to the catalogue: a gather of two arrays for the rules, one more for a category filter (plus
+one per category of the remaining candidates when the catalogue has over 64 categories).
 """
 
 from __future__ import annotations
@@ -27,10 +27,16 @@ class ItemFilter:
         self._rules = view.has_rules
         self.categories = tuple(categories)
         self._want: BoolArray | None = None
+        self._want_ids = np.empty(0, np.int32)
+        self._want_bits = np.uint64(0)
         if self.categories:
+            self._want_ids = view.category_ids(self.categories)
             want = np.zeros(len(view.categories), dtype=bool)
-            want[view.category_ids(self.categories)] = True
+            want[self._want_ids] = True
             self._want = want
+            for c in self._want_ids.tolist():
+                self._want_bits |= np.uint64(1) << np.uint64(c % 64)
+        self._exact_bits = len(view.categories) <= 64
         #: candidates this filter removed so far (over every tier of the request)
         self.removed = 0
 
@@ -66,12 +72,22 @@ class ItemFilter:
 
     def _in_categories(self, ids: npt.NDArray[np.int64], inside: BoolArray,
                        idx: npt.NDArray[np.int64]) -> BoolArray:
-        """Any-of: the item has at least one wanted category (items without any never pass)."""
+        """Any-of: the item has at least one wanted category (items without any never pass).
+
+        One gather of ``cat_bits`` answers it while there are at most 64 categories; beyond,
+        it narrows the candidates and their category lists settle the rest exactly.
+        """
         view = self._view
         found = np.zeros(ids.shape[0], dtype=bool)
-        assert self._want is not None
-        if not idx.shape[0] or not self._want.any():
+        if not idx.shape[0] or not self._want_ids.shape[0]:
             return found
+        maybe = (view.cat_bits[idx] & self._want_bits) != 0
+        where = np.flatnonzero(inside)
+        if self._exact_bits:
+            found[where[maybe]] = True
+            return found
+        idx, where = idx[maybe], where[maybe]
+        assert self._want is not None
         starts = view.cat_indptr[idx]
         lens = view.cat_indptr[idx + 1] - starts
         total = int(lens.sum())
@@ -81,9 +97,13 @@ class ItemFilter:
         ends = np.cumsum(lens)
         flat = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lens), lens)
         hit = self._want[view.cat_ids[flat]]
-        owner = np.repeat(np.flatnonzero(inside), lens)
+        owner = np.repeat(where, lens)
         found[owner[hit]] = True
         return found
+
+    def category_items(self) -> Int32Array | None:
+        """Every item of the wanted categories (None when the filter asks for none)."""
+        return self._view.items_in(self._want_ids) if self.categories else None
 
     def filter(self, items: Int32Array, scores: npt.NDArray[np.floating]
                ) -> tuple[Int32Array, npt.NDArray[np.floating]]:

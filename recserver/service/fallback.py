@@ -118,7 +118,11 @@ class PopularTier:
         of the filter over the items with any weight, then a partial sort.
         """
         assert request.keep is not None
-        rest = np.flatnonzero(weight > 0).astype(np.int32)
+        rest = request.keep.category_items()  # a category's own items: no scan of the rest
+        if rest is None:
+            rest = np.flatnonzero(weight > 0).astype(np.int32)
+        rest = rest[rest < weight.shape[0]]
+        rest = rest[weight[rest] > 0]
         rest = rest[drop_excluded(rest, np.union1d(self._items, request.exclude))]
         rest = rest[request.keep.keep(rest, count=False)]
         need = request.k - items.shape[0]
