@@ -52,9 +52,9 @@ def add_items_args(parser: argparse.ArgumentParser) -> None:
                              "(default: unchanged)")
     visibility = update.add_mutually_exclusive_group()
     visibility.add_argument("--hidden", dest="hidden", action="store_true", default=None,
-                            help="hide the items")
-    visibility.add_argument("--visible", dest="hidden", action="store_false",
-                            help="show the items")
+                            help="hide the items (default: visibility unchanged)")
+    visibility.add_argument("--visible", dest="hidden", action="store_false", default=None,
+                            help="show the items (default: visibility unchanged)")
     for name, text in (("hide", "never recommend these items"),
                        ("show", "recommend these items again (undo hide)")):
         action = sub.add_parser(name, help=text)

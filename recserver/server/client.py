@@ -74,6 +74,7 @@ class RecommendClient:
         request_id: str = "",
         debug: bool = False,
         timeout_s: float | None = None,
+        categories: Sequence[str] = (),
     ) -> pb.RecommendResponse:
         """One Recommend call; raises ``grpc.RpcError`` on a non-OK status."""
         request = pb.RecommendRequest(
@@ -84,6 +85,7 @@ class RecommendClient:
             exclude_item_ids=list(exclude_item_ids),
             request_id=request_id,
             debug=debug,
+            categories=list(categories),
         )
         if budget_ms is not None:  # leave it unset otherwise: unset means the surface's budget
             request.budget_ms = budget_ms
@@ -170,6 +172,8 @@ def add_recommend_args(parser: argparse.ArgumentParser) -> None:
                         help="items the user is looking at now (default: none)")
     parser.add_argument("--exclude", nargs="*", default=[], metavar="ID",
                         help="items never to recommend (default: none)")
+    parser.add_argument("--categories", nargs="*", default=[], metavar="NAME",
+                        help="only items in any of these categories (default: the surface's)")
     parser.add_argument(
         "--budget-ms", type=float, default=None,
         help="lower the surface's budget to this many ms; a larger value runs under the "
@@ -227,6 +231,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
                 request_id=uuid.uuid4().hex[:16],
                 debug=args.debug,
                 timeout_s=args.timeout,
+                categories=args.categories,
             )
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
