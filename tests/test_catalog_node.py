@@ -1,7 +1,7 @@
 """The catalogue on a real node (supervisor, builder, two workers) with a real Redis.
 
-One node answers three surfaces that each exercise one tier: ``graph`` (a complete walk,
-answering alone), ``ann`` (a one-step walk, so the ANN results cached in Redis answer) and
+One node answers four surfaces that each exercise one tier: ``graph`` (a complete walk,
+answering alone), ``partial`` (a walk cut by its deadline), ``ann`` (a one-step walk, so the ANN results cached in Redis answer) and
 ``popular`` (a one-step walk, popular items only). Items hidden through ``UpdateItems`` must
 leave every tier's answers on every worker within the publish interval, including the ANN
 results Redis cached before the item was hidden; categories loaded with ``--items`` must hold
@@ -46,6 +46,8 @@ def surface(steps: int, tiers: list[str], **extra: object) -> dict[str, object]:
 DOCUMENT = {
     "surfaces": {
         "graph": surface(20_000, ["popular"]),
+        # Far more steps than 15 ms allow: the walk is cut by its deadline.
+        "partial": surface(2_000_000, ["popular"], budget_ms=15, sla_p99_ms=100),
         "ann": surface(1, ["ann", "popular"]),
         "popular": surface(1, ["popular"]),
         "odd_only": surface(20_000, ["ann", "popular"], filters={"categories": ["odd"]}),
@@ -54,7 +56,8 @@ DOCUMENT = {
     "server": {"reload_poll_s": 60.0, "metrics_port": 0},
     "ann": TEST_ANN,
 }
-TIERS = {"graph": pb.GRAPH, "ann": pb.ANN_FALLBACK, "popular": pb.POPULAR}
+TIERS = {"graph": pb.GRAPH, "partial": pb.GRAPH_PARTIAL, "ann": pb.ANN_FALLBACK,
+         "popular": pb.POPULAR}
 
 
 def number(item: str) -> int:
@@ -149,6 +152,8 @@ def test_hidden_items_leave_every_tier_on_every_worker_within_the_publish_interv
     hidden = {first_of(ann_answer, pb.ANN_FALLBACK), first_of(node.ask("graph"), pb.GRAPH),
               first_of(node.ask("popular"), pb.POPULAR)}
     assert hidden <= node.everywhere()
+    # A walk cut by its deadline finds what its time allowed: its top item, whatever it is.
+    hidden.add(first_of(node.ask("partial"), pb.GRAPH_PARTIAL))
     sent = time.monotonic()
     response = node.stubs[0].UpdateItems(pb.UpdateItemsRequest(
         items=[pb.ItemInfo(item_id=i, hidden=True) for i in sorted(hidden)]), timeout=RPC_S)
