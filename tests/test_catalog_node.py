@@ -1,11 +1,12 @@
 """The catalogue on a real node (supervisor, builder, two workers) with a real Redis.
 
 One node answers four surfaces that each exercise one tier: ``graph`` (a complete walk,
-answering alone), ``partial`` (a walk cut by its deadline), ``ann`` (a one-step walk, so the ANN results cached in Redis answer) and
-``popular`` (a one-step walk, popular items only). Items hidden through ``UpdateItems`` must
-leave every tier's answers on every worker within the publish interval, including the ANN
-results Redis cached before the item was hidden; categories loaded with ``--items`` must hold
-on every tier; both must survive SIGKILL and a restart; bad input is INVALID_ARGUMENT.
+answering alone), ``partial`` (a walk cut by its deadline), ``ann`` (a one-step walk, so the
+ANN results cached in Redis answer) and ``popular`` (a one-step walk, popular items only).
+Items hidden through ``UpdateItems`` must leave every tier's answers on every worker within the
+publish interval, including the ANN results Redis cached before the item was hidden;
+categories loaded with ``--items`` must hold on every tier; both must survive SIGKILL and a
+restart; bad input is INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
