@@ -19,6 +19,7 @@ from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.eventlog.codec import encode_batch
 from recserver.eventlog.file_log import FileEventLog
 from recserver.eventlog.tailer import LogTailer
+from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.recovery import Checkpointer, restore_latest
 from recserver.service.fallback import FallbackRequest, Float32Array, Int32Array
@@ -188,3 +189,17 @@ def test_updates_apply_from_the_log_in_order_and_survive_a_checkpoint(tmp_path: 
         assert snap.catalog.rules(i7).hidden and snap.catalog.rules(seen).categories == ("y",)
     finally:
         log.close()
+
+
+def test_an_item_described_before_its_first_event_keeps_its_rules_after_it() -> None:
+    live = clustered_graph()
+    live.update_items([ItemUpdate("launch", hidden=True)])
+    live.publish()
+    # Every other user of u1's cluster buys it: u1's walk ranks it high.
+    live.ingest(EventColumns.from_events(
+        [Event(f"u{u}", "launch", "purchase", 5, 2_000.0) for u in range(3, 60, 2)]))
+    live.publish()
+    rec = make_recommender(live, surface_config())
+    assert "launch" not in names(ask(rec, user="u1"))
+    hide(live, "launch", hidden=False)
+    assert "launch" in names(ask(rec, user="u1"))
