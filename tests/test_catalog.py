@@ -18,6 +18,12 @@ from recserver.catalog.filter import ItemFilter
 from recserver.catalog.items import MAX_BATCH_ITEMS, ItemUpdate, validate_updates
 from recserver.catalog.items_file import read_items
 from recserver.catalog.state import CatalogState
+from recserver.graph.bootstrap import build_graph
+from recserver.graph.config import GraphConfig
+from recserver.graph.events import Event, EventColumns
+from recserver.node.layout import RunDir
+from recserver.node.mapped import MappedGraph
+from recserver.node.snapshot_files import SnapshotWriter
 from recserver.service.errors import InvalidArgument
 
 
@@ -154,3 +160,30 @@ def test_category_filter_is_exact_beyond_64_categories() -> None:
     assert np.flatnonzero(ItemFilter(view, 0.0, ("c64",)).keep(items)).tolist() == [64]
     assert np.flatnonzero(ItemFilter(view, 0.0, ("c0", "c99")).keep(items)).tolist() == [0, 99]
     assert view.items_in(view.category_ids(["c3", "c70"])).tolist() == [3, 70]
+
+
+def test_workers_map_the_catalogue_published_with_each_snapshot(tmp_path: Path) -> None:
+    graph, _ = build_graph(GraphConfig(), synthetic="2000")
+    run = RunDir(tmp_path / "run")
+    writer = SnapshotWriter(run, keep_s=60.0)
+    graph.on_publish.append(writer.write)
+    graph.update_items([ItemUpdate("i3", hidden=True, categories=("x",)),
+                        ItemUpdate("new-item", categories=("y",))])
+    graph.publish()
+    mapped = MappedGraph(run)
+    assert mapped.wait_ready(5.0)
+    snap = mapped.current
+    assert snap.catalog is not None and not snap.catalog.hidden.flags.writeable  # mapped
+    i3, new = snap.items.get("i3"), snap.items.get("new-item")
+    assert i3 is not None and new is not None
+    assert snap.catalog.rules(i3) == graph.current.catalog.rules(i3)  # type: ignore[union-attr]
+    assert snap.catalog.rules(new).categories == ("y",)
+    folders = {p.name for p in run.snapshots.iterdir() if p.name.startswith("cat-")}
+    graph.ingest(batch_of_one())
+    graph.publish()  # no catalogue change: no new catalogue folder
+    assert {p.name for p in run.snapshots.iterdir() if p.name.startswith("cat-")} == folders
+    assert mapped.refresh() and mapped.current.catalog is snap.catalog
+
+
+def batch_of_one() -> EventColumns:
+    return EventColumns.from_events([Event("u1", "i2", "purchase", 1.0, 2e9)])

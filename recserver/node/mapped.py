@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recserver.catalog.files import load_view
+from recserver.catalog.files import load_view, touch_view
 from recserver.catalog.view import CatalogView
 from recserver.graph.idmap import IdMap
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
@@ -153,8 +153,10 @@ class MappedGraph:
         over: Path = folder / str(manifest["overlay"])
         catalog_name = str(manifest.get("catalog") or "")
         if catalog_name != self._catalog[0]:
-            self._catalog = (catalog_name, load_view(folder / catalog_name, mmap=True)
-                             if catalog_name else None)
+            catalog = load_view(folder / catalog_name, mmap=True) if catalog_name else None
+            if catalog is not None:
+                touch_view(catalog)
+            self._catalog = (catalog_name, catalog)
         stats = manifest.get("stats")
         return GraphSnapshot(
             version=int(str(manifest["version"])),
