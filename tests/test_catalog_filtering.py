@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from recserver.catalog.codec import encode_updates
+from recserver.catalog.filter import ItemFilter
 from recserver.catalog.items import ItemUpdate
 from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.eventlog.codec import encode_batch
@@ -22,7 +23,7 @@ from recserver.eventlog.tailer import LogTailer
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.recovery import Checkpointer, restore_latest
-from recserver.service.fallback import FallbackRequest, Float32Array, Int32Array
+from recserver.service.fallback import FallbackRequest, Float32Array, Int32Array, PopularTier
 from recserver.service.types import Recommendation, RecommendQuery, Source
 from tests.service_fixtures import clustered_graph, make_recommender, surface_config
 from tests.test_recovery import batch, config
@@ -123,12 +124,12 @@ def test_category_filters_hold_on_every_tier_and_top_up_under_the_same_filter() 
     stale = StaleCache(live, ["a1", "b1", "hit", "b2", "a2"])
     rec = make_recommender(live, surface_config(fallback={"tiers": ["ann", "popular"]}),
                            extra_tiers={"ann": stale})
-    # u0 walks in the a-cluster: asking for team-b leaves the walk nothing.
-    answer = ask(rec, categories=("team-b",), k=8)
-    assert len(answer.items) == 8
-    assert all(i.startswith("b") for i in names(answer))
+    # u0 walks in the a-cluster: asking for team-b leaves the walk few of the 12 b-items;
+    # the tiers after it top up under the same filter, to every b-item there is.
+    answer = ask(rec, categories=("team-b",), k=20)
+    assert sorted(names(answer)) == sorted(f"b{i}" for i in range(12))
     assert "filtered" in answer.degraded_reasons and answer.degraded
-    assert "ann_fallback" in {i.source for i in answer.items}  # topped up under the filter
+    assert "ann_fallback" in {i.source for i in answer.items}
     # Any-of: two categories.
     either = ask(rec, categories=("team-b", "odd"), k=10)
     assert all(i.startswith("b") or i[-1] in "13579" for i in names(either))
@@ -203,3 +204,32 @@ def test_an_item_described_before_its_first_event_keeps_its_rules_after_it() -> 
     assert "launch" not in names(ask(rec, user="u1"))
     hide(live, "launch", hidden=False)
     assert "launch" in names(ask(rec, user="u1"))
+
+
+def test_a_complete_walk_pooled_with_a_filtered_tier_is_not_degraded() -> None:
+    live = clustered_graph()
+    stale = StaleCache(live, ["a1", "hit", "a2"])
+    rec = make_recommender(live, surface_config(fallback={"tiers": ["ann", "popular"]}),
+                           extra_tiers={"ann": stale})
+    hide(live, "hit")
+    answer = ask(rec)
+    assert answer.source == "blended" and not answer.degraded and len(answer.items) == 5
+    assert "hit" not in names(answer)
+
+
+def test_popular_ranks_within_the_category_when_its_head_is_filtered_away() -> None:
+    live = clustered_graph()
+    categorise(live)
+    snap = live.current
+    popular = PopularTier(size=3)  # the head: "hit" and two others
+    popular.refresh(snap)
+    flt = ItemFilter(snap.catalog, time.time(), ("team-b", "even"))  # type: ignore[arg-type]
+    request = FallbackRequest(snapshot=snap, surface="home", user=-1,
+                              context=np.empty(0, np.int32), exclude=np.empty(0, np.int32),
+                              k=4, deadline=float("inf"), keep=flt)
+    items, scores = popular.fetch(request)
+    got = snap.items.names(items.tolist())
+    assert len(got) == 4 and all(i.startswith("b") or i[-1] in "02468" for i in got)
+    weight = snap.base_items.row_weight
+    assert list(scores) == sorted(scores, reverse=True)  # still by popularity
+    assert all(weight[i] > 0 for i in items.tolist())

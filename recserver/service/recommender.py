@@ -177,7 +177,9 @@ class Recommender:
                 clock,
             )
             reserve.observe((clock() - fb_started) * 1000.0)
-            reasons.extend(r for r in chain.errors if r not in reasons)
+            # A complete walk pooled with a tier the filter left short still answers in full.
+            reasons.extend(r for r in chain.errors if r not in reasons
+                           and (needs_fallback or r != "filtered"))
             stages.mark("fallback")
         answer = merge_answer(snap, walk, chain, k, surface.fallback.topup_below_coverage,
                               policy=surface.fallback.blend, exclude=exclude)
