@@ -23,6 +23,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from recserver.ann.config import AnnConfig
+from recserver.catalog.items import category_problem
 from recserver.config_errors import collect_errors, format_problems, yaml_lines
 from recserver.core.model import RELOADS, ReloadScope, StrictModel
 from recserver.eval.online import OnlineQualityConfig
@@ -97,6 +98,18 @@ class FilterConfig(StrictModel):
     exclude_seen: bool = Field(default=True, description="never recommend what the user has")
     max_context_items: int = Field(default=50, ge=0, le=10_000)
     max_exclude_items: int = Field(default=1_000, ge=0, le=100_000)
+    categories: list[str] = Field(
+        default_factory=list, max_length=32, description="default item categories (any-of) "
+        "of the surface's answers; a request's own categories replace them. Empty: any"
+    )
+
+    @model_validator(mode="after")
+    def _category_syntax(self) -> FilterConfig:
+        for name in self.categories:
+            problem = category_problem(name)
+            if problem is not None:
+                raise ValueError(f"categories: {problem}")
+        return self
 
 
 class SurfaceConfig(StrictModel):

@@ -63,7 +63,8 @@ def cmd_serve(
           flush=True)
     print(f"recserver metrics on {app.metrics_server.url} (port {app.metrics_server.port})",
           flush=True)
-    app.load(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict))
+    app.load(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict,
+                        items=args.items))
     report = app.report
     snap = app.graph.current
     print(

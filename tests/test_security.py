@@ -196,7 +196,8 @@ def test_tls_recommend_is_open_without_a_token(tls_app: App, certs: Certs) -> No
 # -- the bearer token -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["RecordEvents", "GetIngestStatus", "DescribeUser"])
+@pytest.mark.parametrize("method", ["RecordEvents", "GetIngestStatus", "DescribeUser",
+                                    "UpdateItems"])
 def test_writes_and_admin_rpcs_need_the_token(
     tls_app: App, certs: Certs, method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -204,6 +205,7 @@ def test_writes_and_admin_rpcs_need_the_token(
         "RecordEvents": an_event(f"tok-{method}"),
         "GetIngestStatus": pb.GetIngestStatusRequest(),
         "DescribeUser": pb.DescribeUserRequest(user_id=KNOWN_USER),
+        "UpdateItems": pb.UpdateItemsRequest(items=[pb.ItemInfo(item_id="tok", hidden=True)]),
     }
     caplog.set_level(logging.DEBUG)
     channel, stub = tls_stub(tls_app, certs)

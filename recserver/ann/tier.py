@@ -26,6 +26,7 @@ from recserver.ann.index import banned_rows, single_thread
 from recserver.ann.model import AnnModel
 from recserver.ann.vectors import user_vector
 from recserver.ann.writeback import WriteBack
+from recserver.catalog.filter import ItemFilter
 from recserver.service.fallback import (
     FallbackRequest,
     TierNotReady,
@@ -136,7 +137,7 @@ class AnnTier:
         self.metrics.lookup("miss" if missing else "hit", self._clock() - started)
         if missing:
             found.extend(self._compute(state, request, missing))
-        return _combine(found, request.exclude, request.k)
+        return _combine(found, request.exclude, request.k, request.keep)
 
     def _targets(self, state: ServingState, request: FallbackRequest) -> list[_Target]:
         snap = request.snapshot
@@ -237,18 +238,24 @@ class AnnTier:
 
 
 def _combine(
-    found: list[tuple[Int32Array, Float32Array, float]], exclude: Int32Array, k: int
+    found: list[tuple[Int32Array, Float32Array, float]], exclude: Int32Array, k: int,
+    item_filter: ItemFilter | None = None,
 ) -> tuple[Int32Array, Float32Array]:
-    """Weighted sum of scores over the lists, duplicates merged, excluded dropped, top ``k``."""
+    """Weighted sum of scores over the lists, duplicates merged, excluded and filtered
+    (``item_filter``: results cached before an item was hidden, too) dropped, top ``k``."""
     if not found:
         return EMPTY
     if len(found) == 1:
         ids, scores, _ = found[0]
         keep = (ids >= 0) & drop_excluded(ids, exclude)
+        if item_filter is not None:
+            keep[keep] = item_filter.keep(ids[keep])
         return ids[keep][:k].astype(np.int32), scores[keep][:k].astype(np.float32)
     ids = np.concatenate([f[0] for f in found])
     scores = np.concatenate([f[1] * np.float32(f[2]) for f in found])
     keep = (ids >= 0) & drop_excluded(ids, exclude)
+    if item_filter is not None:
+        keep[keep] = item_filter.keep(ids[keep])
     uniq, inverse = np.unique(ids[keep], return_inverse=True)
     total = np.bincount(inverse, weights=scores[keep], minlength=uniq.shape[0])
     order = np.lexsort((uniq, -total))[:k]

@@ -16,7 +16,7 @@ from recserver import __version__
 
 #: The command modules, in the order ``recserver -h`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "serve", "recommend", "check_config", "build", "build_ann", "builder", "worker",
+    "serve", "recommend", "items", "check_config", "build", "build_ann", "builder", "worker",
     "evaluate", "tune", "compare",
 )
 

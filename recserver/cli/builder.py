@@ -11,7 +11,7 @@ from recserver.config_reload import ConfigHolder
 from recserver.core.durable import write_json_atomic
 from recserver.node.commands import DEFAULT_DATA_DIR, stop_event
 from recserver.node.layout import RunDir
-from recserver.node.serve_args import add_source_args
+from recserver.node.serve_args import add_items_arg, add_source_args
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                          help="event log and checkpoints (default: %(default)s)")
     parser.add_argument("--event-log-url", help="Redis stream event log (redis://...)")
+    add_items_arg(parser)
     parser.add_argument("--redis-url", help="ANN result cache (default: files in the run dir)")
     parser.add_argument("--metrics-port", type=int, help="the node's /metrics port (0: any)")
     parser.add_argument("--nice", type=int, default=10,
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
                       event_log_url=args.event_log_url, data_dir=args.data_dir,
                       metrics_port=args.metrics_port)
     stop = stop_event()
-    builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict))
+    builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict,
+                             items=args.items))
     snap = builder.graph.current
     report = builder.report
     example = snap.users.name(0) if snap.n_users else "USER"

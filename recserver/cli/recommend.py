@@ -75,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="items the user is looking at now (default: none)")
     parser.add_argument("--exclude", nargs="*", default=[], metavar="ID",
                         help="items never to recommend (default: none)")
+    parser.add_argument("--categories", nargs="*", default=[], metavar="NAME",
+                        help="only items in any of these categories (default: the surface's)")
     parser.add_argument(
         "--budget-ms", type=float, default=None,
         help="lower the surface's budget to this many ms; a larger value runs under the "
@@ -102,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
                 request_id=uuid.uuid4().hex[:16],
                 debug=args.debug,
                 timeout_s=args.timeout,
+                categories=args.categories,
             )
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN

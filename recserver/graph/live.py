@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from recserver.catalog.items import ItemUpdate
+from recserver.catalog.state import CatalogState
 from recserver.core.background import BackgroundWorker
 from recserver.graph.compact import (
     BaseBuild,
@@ -80,6 +82,8 @@ class LiveGraph:
         self.events_applied = 0
         self._ingest_seq = 0  # ingest calls so far
         self._folded_seq = 0  # every ingest call up to this one is in the latest snapshot
+        #: the item catalogue (hidden, expiry, categories), applied from the log like events
+        self.catalog = CatalogState()
 
     @property
     def current(self) -> GraphSnapshot:
@@ -124,6 +128,22 @@ class LiveGraph:
                 log.exception("on_ingest listener failed")
         return outcome
 
+    def update_items(self, updates: list[ItemUpdate], *, log_position: str | None = None) -> None:
+        """Apply catalogue updates (validated); visible after the next publish.
+
+        An item first described here gets its graph id now, before any event names it.
+        """
+        with self._ingest_lock:
+            ids = self.store.items.add_many([u.item_id for u in updates])
+            self.catalog.apply(ids, updates)
+            if log_position is not None:
+                self.applied_position = log_position
+            self._ingest_seq += 1
+        if updates:
+            if self._oldest_unpublished is None:
+                self._oldest_unpublished = time.monotonic()
+            self._wake.set()
+
     def _rebase_epoch(self, t0: float) -> None:
         """Move the store's decay epoch to ``t0`` with no compaction, publish or ingest running."""
         with self._publish_lock:
@@ -164,7 +184,7 @@ class LiveGraph:
                 dedup_runs=store.dedup.runs_view(), users=store.users, items=store.items,
                 n_users=len(store.users), n_items=len(store.items), t0=store.t0,
                 max_ts=store.max_ts, log_position=self.applied_position,
-                events_applied=self.events_applied,
+                events_applied=self.events_applied, catalog=self.catalog.view(),
             )  # fmt: skip
 
     def restore_state(self, state: StoreState) -> None:
@@ -173,6 +193,8 @@ class LiveGraph:
             if self._current is not None:
                 raise RuntimeError("restore_state must come before the first publish")
             self.store.restore(state)
+            if state.catalog is not None:
+                self.catalog = CatalogState.from_view(state.catalog)
             self.applied_position = state.log_position
             self.events_applied = state.events_applied
 
@@ -306,6 +328,7 @@ class LiveGraph:
             t_ref=self._t_ref,
             built_at=time.time(),
             stats={"overlay_edges": float(len(pending)), "ingest_seq": float(self._folded_seq)},
+            catalog=self.catalog.view(),
         )
         self._current = snap  # the atomic swap readers rely on
         for callback in self.on_publish:

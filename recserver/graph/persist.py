@@ -107,5 +107,6 @@ def load_snapshot(path: Path | str, *, mmap: bool = True) -> GraphSnapshot:
         t_ref=float(meta["t_ref"]),
         built_at=float(meta["built_at"]),
         stats=dict(meta.get("stats", {})),
-        **sides,
+        base_users=sides["base_users"], base_items=sides["base_items"],
+        over_users=sides["over_users"], over_items=sides["over_items"],
     )

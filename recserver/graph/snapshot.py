@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from recserver.catalog.view import CatalogView
 from recserver.graph.idmap import IdMap
 
 Int64Array = npt.NDArray[np.int64]
@@ -104,6 +105,8 @@ class GraphSnapshot:
     t_ref: float  # timestamp the weights are decayed to (newest event seen at build)
     built_at: float  # wall-clock time of publication
     stats: dict[str, float] = field(default_factory=dict)
+    #: hidden, expired and category rules per item (``recserver.catalog``); None: no rules
+    catalog: CatalogView | None = None
 
     @property
     def n_users(self) -> int:

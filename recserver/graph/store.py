@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from recserver.catalog.view import CatalogView
 from recserver.graph.arrayops import unique_sorted
 from recserver.graph.config import GraphConfig
 from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
@@ -79,6 +80,7 @@ class StoreState:
     max_ts: float
     log_position: str | None = None
     events_applied: int = 0
+    catalog: CatalogView | None = None  # the item catalogue at the same point (None: empty)
 
 
 class EdgeStore:

@@ -128,13 +128,16 @@ def run_walk(
     rng_seed: int = 0,
     clock: Callable[[], float] = time.perf_counter,
     on_batch: Callable[[int], None] | None = None,
+    keep: Callable[[Int32Array], np.ndarray] | None = None,
 ) -> WalkResult:
     """Walk from ``seeds`` and return the top ``k`` candidate items.
 
     Seeds outside ``[0, n_items)`` or with a non-positive weight are ignored; duplicates are
     merged (weights summed) and only the ``cfg.max_seeds`` strongest are walked. ``exclude``
-    items are never returned. The walk stops when every planned step is done, on early stop,
-    or before a batch that would end past ``deadline`` (judged by the last batch's duration).
+    items are never returned, nor are candidates ``keep`` masks out (a catalogue filter: it
+    runs over the candidates before the top ``k`` are cut). The walk stops when every planned
+    step is done, on early stop, or before a batch that would end past ``deadline`` (judged by
+    the last batch's duration).
     ``on_batch(steps_done)`` runs after each batch (an exception from it aborts the walk
     cleanly). Without a deadline the result depends only on the snapshot, the arguments and
     ``rng_seed``.
@@ -175,6 +178,9 @@ def run_walk(
         wk.reset_counts(scratch.total, scratch.touched, int(counters[wk.N_TOUCHED]), blocked)
         scratch.busy = False
     steps_done = 2 * int(counters[wk.MOVES_DONE])
+    if keep is not None and items.shape[0]:
+        allowed = keep(items)
+        items, scores = items[allowed], scores[allowed]
     top_items, top_scores = _top_k(items, scores, k)
     scratch.learn_finish_cost(clock() - finish_started, steps_done)
     return WalkResult(

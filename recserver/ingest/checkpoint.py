@@ -3,11 +3,11 @@
 A checkpoint is a folder ``ckpt-<unix ms>-<n>`` of ``.npy`` arrays and id-map files plus
 ``meta.json``: the store's ``main`` run and the edges since (unmerged), every dedup key, both id
 maps (``IdMap.save``'s files, hash index included: a restore memory-maps them and builds neither
-an index nor a Python string), the decay epoch and newest timestamp, the event-log position, and
-how many events were applied. It is written under a hidden temporary name, every file fsynced,
-then renamed into place and the directory fsynced: the rename is the commit, so a crash
-mid-save leaves either the previous checkpoints or the new one complete, never a half-written
-one under a real name.
+an index nor a Python string), the decay epoch and newest timestamp, the event-log position, how
+many events were applied, and the item catalogue (``catalog.*``, when any item was described).
+It is written under a hidden temporary name, every file fsynced, then renamed into place and the
+directory fsynced: the rename is the commit, so a crash mid-save leaves either the previous
+checkpoints or the new one complete, never a half-written one under a real name.
 Loading takes the newest complete folder and falls back to older ones if it is unreadable.
 """
 
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from recserver.catalog.files import has_view, load_view, save_view
 from recserver.graph.idmap import IdMap
 from recserver.graph.store import EdgeRun, StoreState
 
@@ -74,6 +75,9 @@ def write_checkpoint(state: StoreState, folder: Path, extra: dict[str, Any] | No
     # The maps' own files, index included: a restore maps them and rebuilds nothing.
     state.users.save(folder / "users", n=state.n_users, fsync=True)
     state.items.save(folder / "items", n=state.n_items, fsync=True)
+    if state.catalog is not None and state.catalog.n:
+        save_view(folder, state.catalog, _save_array)
+        _fsync_path(folder / "catalog.categories.json")
     meta = {
         "format": FORMAT_VERSION,
         "created_at": time.time(),
@@ -128,12 +132,19 @@ def load_checkpoint(folder: Path) -> StoreState:
     if len(users) != meta["n_users"] or len(items) != meta["n_items"]:
         raise CheckpointError(f"{folder}: id maps hold {len(users)}/{len(items)} names, meta.json "
                               f"says {meta['n_users']}/{meta['n_items']}")
+    catalog = None
+    if has_view(folder):
+        try:
+            catalog = load_view(folder)
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{folder}: catalogue unreadable ({exc})") from None
     max_ts = meta.get("max_ts")
     return StoreState(
         main=runs["main"], delta=(runs["delta"],), dedup_runs=(dedup,), users=users, items=items,
         n_users=len(users), n_items=len(items), t0=meta.get("t0"),
         max_ts=-float("inf") if max_ts is None else float(max_ts),
         log_position=meta.get("log_position"), events_applied=int(meta.get("events_applied", 0)),
+        catalog=catalog,
     )  # fmt: skip
 
 

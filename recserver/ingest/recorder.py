@@ -129,6 +129,7 @@ class EventRecorder:
         self._applied = applied_position
         self._origin = origin
         self._off_reason = off_reason
+        self.origin, self.off_reason = origin, off_reason
         self._observer = observer or RecordObserver()
         self._clock = clock
         self.ready = False  # set once the graph is recovered and the tailer runs

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from recserver.catalog.items import ItemUpdate
+from recserver.catalog.recorder import ItemRecorder, ItemsOutcome
 from recserver.core.errors import Unavailable
 from recserver.eventlog.base import START, EventLog, LogUnavailable, Position
 from recserver.eventlog.registry import choose, describe, open_log
@@ -93,6 +95,10 @@ class IngestRuntime:
             off_reason=f"RecordEvents is off on this server ({self.choice.why})",
             observer=metrics,
         )  # fmt: skip
+        self.items = ItemRecorder(
+            self.log, origin=self.recorder.origin, ready=lambda: self.recorder.ready,
+            off_reason=self.recorder.off_reason, on_error=self._append_error,
+        )
 
     @property
     def enabled(self) -> bool:
@@ -168,6 +174,12 @@ class IngestRuntime:
 
     def record_events(self, rows: EventRows) -> RecordOutcome:
         return self.recorder.record(rows)
+
+    def update_items(self, updates: list[ItemUpdate]) -> ItemsOutcome:
+        return self.items.update(updates)
+
+    def _append_error(self, error: str | None) -> None:
+        self.recorder.last_append_error = error
 
     def status(self) -> IngestStatus:
         snap = self.graph.current if self.graph.ready else None

@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from recserver.catalog.codec import CatalogRecordError, decode_updates, is_catalog_record
 from recserver.core.background import BackgroundWorker
 from recserver.eventlog.base import START, EventLog, LogRecord, LogUnavailable, Position
 from recserver.eventlog.codec import LogBatch, RecordFormatError, concat_batches, decode_batch
@@ -103,6 +104,12 @@ class LogTailer:
         chunk: list[tuple[LogRecord, LogBatch]] = []
         chunk_events = 0
         for record in records:
+            if is_catalog_record(record.payload):
+                # In log order: the events before it first, then the catalogue update.
+                self._flush(chunk)
+                chunk, chunk_events = [], 0
+                self._apply_catalog(record)
+                continue
             try:
                 batch = decode_batch(record.payload)
             except RecordFormatError as exc:
@@ -144,6 +151,24 @@ class LogTailer:
         self._observer.applied(accepted, len(cols) - accepted)
         with self._unpublished_lock:
             self._unpublished.append((self._graph.ingest_seq, last, appended))
+
+    def _apply_catalog(self, record: LogRecord) -> None:
+        """Apply one catalogue record (a damaged one is logged, counted and passed over)."""
+        try:
+            batch = decode_updates(record.payload)
+        except CatalogRecordError as exc:
+            self.records_skipped += 1
+            self._observer.log_error("decode")
+            log.error("event log record at %s skipped: %s", record.position, exc)
+            self._graph.mark_position(str(record.position))
+            self.position = record.position
+            return
+        self._graph.update_items(batch.updates, log_position=str(record.position))
+        self.position = record.position
+        self._observer.apply_delay(max(self._clock() - batch.appended_at, 0.0))
+        with self._unpublished_lock:
+            self._unpublished.append((self._graph.ingest_seq, record.position,
+                                      [batch.appended_at]))
 
     def _on_publish(self, snap: GraphSnapshot) -> None:
         """Records the new snapshot holds are now visible: report their append-to-visible time."""

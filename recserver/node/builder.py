@@ -20,6 +20,7 @@ from pathlib import Path
 
 from recserver.ann.file_cache import FileCache
 from recserver.ann.runtime import AnnRuntime
+from recserver.catalog.items_file import read_items
 from recserver.config import ServerSection
 from recserver.config_reload import ConfigHolder
 from recserver.core.errors import Unavailable
@@ -46,6 +47,7 @@ class DataSource:
     events: Path | None = None
     synthetic: str | None = None
     strict: bool = False
+    items: Path | None = None  # catalogue items (``catalog.items_file``), like the events
 
 
 def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metrics: Metrics
@@ -55,6 +57,12 @@ def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metri
     if restored is None:
         report = load_into(graph, events=source.events, synthetic=source.synthetic,
                            strict=source.strict)
+        if source.items is not None:
+            # A bootstrap source like the events: the log (replayed next) and checkpoints
+            # carry every later change, so a restart keeps what UpdateItems set since.
+            updates = read_items(source.items)
+            graph.update_items(updates)
+            log.info("catalogue: %d items from %s", len(updates), source.items)
         metrics.record_ingest(report.events_accepted, report.duplicates, report.rejected)
     else:
         report = BuildReport(

@@ -79,8 +79,8 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
     common = _passthrough(args, ("config", "redis_url"))
     builder_argv = recserver_argv(
         "builder", "--run-dir", str(run.root), "--data-dir", str(data_dir),
-        *common, *_passthrough(args, ("events", "synthetic", "strict", "event_log_url",
-                                      "metrics_port")))  # fmt: skip
+        *common, *_passthrough(args, ("events", "synthetic", "strict", "items",
+                                      "event_log_url", "metrics_port")))  # fmt: skip
 
     def worker_argv(i: int) -> list[str]:
         return recserver_argv("worker", "--run-dir", str(run.root), "--port", str(port),

@@ -1,7 +1,7 @@
 """A serving worker's ingest RPCs: writes go to the builder, reads come from the mapped graph.
 
-The builder is the node's single writer, so a worker forwards ``RecordEvents`` (and
-``GetIngestStatus``) to the builder's local endpoint over a Unix socket and relays the answer;
+The builder is the node's single writer, so a worker forwards ``RecordEvents``, ``UpdateItems``
+(and ``GetIngestStatus``) to the builder's local endpoint over a Unix socket and relays the answer;
 acknowledgement keeps its meaning (an event is ACCEPTED once the builder appended it to the
 event log). ``DescribeUser`` reads the snapshot this worker serves, like ``Recommend`` does.
 A builder that cannot be reached (restarting) makes the call UNAVAILABLE: nothing was
@@ -13,6 +13,8 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
+from recserver.catalog.items import ItemUpdate
+from recserver.catalog.recorder import ItemsOutcome
 from recserver.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -70,6 +72,20 @@ class ForwardingIngest:
         status = np.array([r.status for r in response.results], dtype=np.int8)
         reasons = {i: r.reason for i, r in enumerate(response.results) if r.reason}
         return RecordOutcome(status=status, reasons=reasons, position=response.log_position)
+
+    def update_items(self, updates: list[ItemUpdate]) -> ItemsOutcome:
+        items = []
+        for u in updates:
+            info = pb.ItemInfo(item_id=u.item_id, categories=list(u.categories or ()),
+                               clear_categories=u.categories == ())
+            if u.hidden is not None:
+                info.hidden = u.hidden
+            if u.expires_at is not None:
+                info.expires_at = u.expires_at
+            items.append(info)
+        response = self._call("UpdateItems", pb.UpdateItemsRequest(items=items))
+        assert isinstance(response, pb.UpdateItemsResponse)
+        return ItemsOutcome(response.accepted, response.log_position)
 
     def status(self) -> IngestStatus:
         s = self._call("GetIngestStatus", pb.GetIngestStatusRequest())

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recserver.catalog.files import load_view, touch_view
+from recserver.catalog.view import CatalogView
 from recserver.core.background import BackgroundWorker
 from recserver.core.durable import read_json
 from recserver.graph.idmap import IdMap
@@ -86,6 +88,7 @@ class MappedGraph:
         self._base_name = ""
         self._base: tuple[CsrSide, CsrSide, IdMap, IdMap] | None = None
         self._manifest_key: tuple[int, int] | None = None  # (mtime_ns, inode) last read
+        self._catalog: tuple[str, CatalogView | None] = ("", None)
         self.on_publish: list[Callable[[GraphSnapshot], None]] = []
         self._watcher = BackgroundWorker("snapshot-watch", self._run, join_timeout_s=5.0)
         self._stop = self._watcher.stop_event
@@ -150,6 +153,12 @@ class MappedGraph:
             self._base_name = base_name
         base_users, base_items, users, items = self._base
         over: Path = folder / str(manifest["overlay"])
+        catalog_name = str(manifest.get("catalog") or "")
+        if catalog_name != self._catalog[0]:
+            catalog = load_view(folder / catalog_name, mmap=True) if catalog_name else None
+            if catalog is not None:
+                touch_view(catalog)
+            self._catalog = (catalog_name, catalog)
         stats = manifest.get("stats")
         return GraphSnapshot(
             version=int(str(manifest["version"])),
@@ -160,6 +169,7 @@ class MappedGraph:
             item_degree=load_array(over / "item_degree.npy"),
             t_ref=float(str(manifest["t_ref"])), built_at=float(str(manifest["built_at"])),
             stats=dict(stats) if isinstance(stats, dict) else {},
+            catalog=self._catalog[1],
         )  # fmt: skip
 
     def wait_ready(self, timeout_s: float) -> bool:

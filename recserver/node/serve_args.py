@@ -22,7 +22,16 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
                         help="stop at the first bad row (default: skip bad rows, report them)")
 
 
+def add_items_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--items", type=Path, help="catalogue items to load at the first start (.csv or .jsonl: "
+        "item_id, hidden, categories, expires_at; see the README); like --events, a restart "
+        "from a checkpoint keeps the catalogue it had instead (default: none)"
+    )
+
+
 def add_serve_args(parser: argparse.ArgumentParser) -> None:
+    add_items_arg(parser)
     parser.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
     parser.add_argument("--port", type=int, help="gRPC port (0 picks a free one)")
     parser.add_argument(

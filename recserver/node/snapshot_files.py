@@ -3,7 +3,8 @@
 The builder calls :meth:`SnapshotWriter.write` on every publish. The compact base (large, changes
 only at compaction) is written once per base into ``base-<v>/`` with its id maps; each publish
 writes the small overlay, the merged item degrees and the id-map *tails* (names first seen since
-the base) into ``over-<v>/``, then replaces ``MANIFEST.json``. Every array is a plain ``.npy``,
+the base) into ``over-<v>/``, the item catalogue into ``cat-<v>/`` when it changed, then
+replaces ``MANIFEST.json``. Every array is a plain ``.npy``,
 so a worker maps it read-only and all workers share the pages through the page cache.
 
 Old folders are deleted once no manifest of the last ``keep_s`` seconds names them. A worker
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from recserver.catalog.files import save_view
+from recserver.catalog.view import CatalogView
 from recserver.core.durable import read_json, write_json_atomic
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
 from recserver.node.layout import RunDir
@@ -85,6 +88,8 @@ class SnapshotWriter:
         self._base_side: CsrSide | None = None  # the base side last written
         self._base_name = ""
         self._base_counts = (0, 0)  # users, items in the base folder's id maps
+        self._catalog: CatalogView | None = None  # the catalogue view last written
+        self._catalog_name = ""
         self._referenced: dict[str, float] = {}  # folder -> last time a manifest named it
         self.writes = 0
         self.last_seconds = 0.0
@@ -100,6 +105,8 @@ class SnapshotWriter:
         started = time.perf_counter()
         if self._base_side is not snap.base_users:
             self._write_base(snap)
+        if snap.catalog is not None and snap.catalog is not self._catalog:
+            self._write_catalog(snap.version, snap.catalog)
         over_name = f"over-{snap.version}"
         folder = self._fresh(over_name)
         save_side(folder, "over_users", snap.over_users)
@@ -113,11 +120,14 @@ class SnapshotWriter:
             "overlay": over_name, "n_users": snap.n_users, "n_items": snap.n_items,
             "t_ref": snap.t_ref, "built_at": snap.built_at, "published_at": time.time(),
             "stats": snap.stats, "visible_position": visible_position,
+            "catalog": self._catalog_name,
         }  # fmt: skip
         write_json_atomic(self.run.manifest, manifest)
         now = time.monotonic()
         self._referenced[self._base_name] = now
         self._referenced[over_name] = now
+        if self._catalog_name:
+            self._referenced[self._catalog_name] = now
         self._collect(now)
         self.writes += 1
         self.last_seconds = time.perf_counter() - started
@@ -133,6 +143,12 @@ class SnapshotWriter:
         self._base_side, self._base_name = snap.base_users, name
         self._base_counts = (snap.n_users, snap.n_items)
         log.info("published base %s (%d edges)", name, snap.base_users.nnz)
+
+    def _write_catalog(self, version: int, view: CatalogView) -> None:
+        """The catalogue, written only when it changed (most publishes share the last one)."""
+        name = f"cat-{version}"
+        save_view(self._fresh(name), view)
+        self._catalog, self._catalog_name = view, name
 
     def _fresh(self, name: str) -> Path:
         folder = self.run.snapshots / name

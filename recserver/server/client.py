@@ -67,6 +67,7 @@ class RecommendClient:
         request_id: str = "",
         debug: bool = False,
         timeout_s: float | None = None,
+        categories: Sequence[str] = (),
     ) -> pb.RecommendResponse:
         """One Recommend call; raises ``grpc.RpcError`` on a non-OK status."""
         request = pb.RecommendRequest(
@@ -77,12 +78,21 @@ class RecommendClient:
             exclude_item_ids=list(exclude_item_ids),
             request_id=request_id,
             debug=debug,
+            categories=list(categories),
         )
         if budget_ms is not None:  # leave it unset otherwise: unset means the surface's budget
             request.budget_ms = budget_ms
         response: pb.RecommendResponse = self._stub.Recommend(
             request, timeout=timeout_s, metadata=self._metadata
         )
+        return response
+
+    def update_items(self, items: Sequence[pb.ItemInfo], *, request_id: str = "",
+                     timeout_s: float | None = None) -> pb.UpdateItemsResponse:
+        """One UpdateItems call; raises ``grpc.RpcError`` on a non-OK status."""
+        response: pb.UpdateItemsResponse = self._stub.UpdateItems(
+            pb.UpdateItemsRequest(items=list(items), request_id=request_id), timeout=timeout_s,
+            metadata=self._metadata)
         return response
 
     def close(self) -> None:

@@ -14,7 +14,9 @@ from typing import Protocol
 
 import grpc
 
-from recserver.core.errors import Unavailable
+from recserver.catalog.items import ItemUpdate
+from recserver.catalog.recorder import ItemsOutcome
+from recserver.core.errors import InvalidArgument, Unavailable
 from recserver.ingest.recorder import ACCEPTED, DUPLICATE, REJECTED, EventRows, RecordOutcome
 from recserver.ingest.runtime import IngestStatus, UserEdges
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
@@ -31,6 +33,7 @@ class IngestHandler(Protocol):
     def record_events(self, rows: EventRows) -> RecordOutcome: ...
     def status(self) -> IngestStatus: ...
     def describe_user(self, user_id: str, limit: int = 0) -> UserEdges: ...
+    def update_items(self, updates: list[ItemUpdate]) -> ItemsOutcome: ...
 
 
 def decode_events(request: pb.RecordEventsRequest) -> EventRows:
@@ -44,6 +47,32 @@ def decode_events(request: pb.RecordEventsRequest) -> EventRows:
         weights=[e.weight if e.HasField("weight") else 1.0 for e in events],
         timestamps=[e.timestamp for e in events],
     )
+
+
+def decode_items(request: pb.UpdateItemsRequest) -> list[ItemUpdate]:
+    """Wire items -> updates (unset fields and empty categories mean "unchanged")."""
+    updates = []
+    for pos, info in enumerate(request.items):
+        categories: tuple[str, ...] | None = tuple(info.categories) or None
+        if info.clear_categories:
+            if categories:
+                raise InvalidArgument(f"items[{pos}] ({info.item_id!r}) sets clear_categories "
+                                      "and lists categories; send one or the other")
+            categories = ()
+        updates.append(ItemUpdate(
+            item_id=info.item_id, categories=categories,
+            hidden=info.hidden if info.HasField("hidden") else None,
+            expires_at=info.expires_at if info.HasField("expires_at") else None,
+        ))
+    return updates
+
+
+def encode_items(outcome: ItemsOutcome, request_id: str) -> pb.UpdateItemsResponse:
+    """One ACCEPTED result per item (a batch is appended whole or refused whole)."""
+    accepted = pb.ItemResult(status=pb.ACCEPTED)
+    return pb.UpdateItemsResponse(results=[accepted] * outcome.accepted,
+                                  accepted=outcome.accepted, log_position=outcome.position,
+                                  request_id=request_id)
 
 
 def encode_outcome(outcome: RecordOutcome, request_id: str) -> pb.RecordEventsResponse:
@@ -68,7 +97,8 @@ def encode_outcome(outcome: RecordOutcome, request_id: str) -> pb.RecordEventsRe
 
 
 class IngestEndpoints:
-    """``RecordEvents``, ``GetIngestStatus`` and ``DescribeUser``; mixed into the servicer."""
+    """``RecordEvents``, ``UpdateItems``, ``GetIngestStatus`` and ``DescribeUser``; mixed into
+    the servicer."""
 
     _ingest: IngestHandler | None
 
@@ -82,6 +112,12 @@ class IngestEndpoints:
     ) -> pb.RecordEventsResponse:
         outcome = self._ingest_handler().record_events(decode_events(request))
         return encode_outcome(outcome, request.request_id)
+
+    def UpdateItems(
+        self, request: pb.UpdateItemsRequest, context: grpc.ServicerContext
+    ) -> pb.UpdateItemsResponse:
+        outcome = self._ingest_handler().update_items(decode_items(request))
+        return encode_items(outcome, request.request_id)
 
     def GetIngestStatus(
         self, request: pb.GetIngestStatusRequest, context: grpc.ServicerContext

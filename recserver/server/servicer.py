@@ -67,6 +67,7 @@ def decode_request(request: pb.RecommendRequest) -> RecommendQuery:
         budget_ms=request.budget_ms if request.HasField("budget_ms") else None,
         request_id=request.request_id,
         debug=request.debug,
+        categories=tuple(request.categories),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from recserver.catalog.filter import ItemFilter
 from recserver.graph.arrayops import union_sorted
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.service.types import Source
@@ -40,6 +41,8 @@ class FallbackRequest:
     exclude: Int32Array  # item ids never to return (sorted, unique)
     k: int
     deadline: float  # perf_counter seconds
+    #: the request's catalogue filter (hidden, expired, categories); None: nothing to filter
+    keep: ItemFilter | None = None
 
 
 class FallbackTier(Protocol):
@@ -49,7 +52,8 @@ class FallbackTier(Protocol):
     source: Source
 
     def fetch(self, request: FallbackRequest) -> tuple[Int32Array, Float32Array]:
-        """Up to ``request.k`` (item id, score) pairs, excluded items already removed."""
+        """Up to ``request.k`` (item id, score) pairs, excluded and filtered items (``keep``)
+        already removed before the cut to ``k``."""
         ...
 
 
@@ -72,6 +76,7 @@ class PopularTier:
         self._size = size
         self._items: Int32Array = np.empty(0, dtype=np.int32)
         self._scores: Float32Array = np.empty(0, dtype=np.float32)
+        self._weight: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
         self._version = -1
         self._lock = threading.Lock()
 
@@ -91,12 +96,42 @@ class PopularTier:
         with self._lock:
             self._items = top.astype(np.int32)
             self._scores = (weight[top] / max(peak, 1e-30)).astype(np.float32)
+            self._weight = weight
             self._version = snapshot.version
 
     def fetch(self, request: FallbackRequest) -> tuple[Int32Array, Float32Array]:
-        items, scores = self._items, self._scores
+        items, scores, weight = self._items, self._scores, self._weight
         keep = drop_excluded(items, request.exclude)
-        return items[keep][: request.k], scores[keep][: request.k]
+        items, scores = items[keep], scores[keep]
+        if request.keep is None:
+            return items[: request.k], scores[: request.k]
+        items, scores = request.keep.filter(items, scores)
+        if items.shape[0] >= request.k or self._items.shape[0] >= weight.shape[0]:
+            return items[: request.k], scores[: request.k]
+        return self._deeper(request, items, scores, weight)
+
+    def _deeper(self, request: FallbackRequest, items: Int32Array, scores: Float32Array,
+                weight: npt.NDArray[np.float64]) -> tuple[Int32Array, Float32Array]:
+        """A filter left too few of the top list: rank every other item the filter allows.
+
+        Rare (a narrow category, a mostly hidden head) and bounded by the catalogue: one pass
+        of the filter over the items with any weight, then a partial sort.
+        """
+        assert request.keep is not None
+        rest = request.keep.category_items()  # a category's own items: no scan of the rest
+        if rest is None:
+            rest = np.flatnonzero(weight > 0).astype(np.int32)
+        rest = rest[rest < weight.shape[0]]
+        rest = rest[weight[rest] > 0]
+        rest = rest[drop_excluded(rest, np.union1d(self._items, request.exclude))]
+        rest = rest[request.keep.keep(rest, count=False)]
+        need = request.k - items.shape[0]
+        if rest.shape[0] > need:
+            rest = rest[np.argpartition(-weight[rest], need - 1)[:need]]
+        rest = rest[np.argsort(-weight[rest], kind="stable")]
+        peak = float(weight.max()) if weight.shape[0] else 1.0
+        more = (weight[rest] / max(peak, 1e-30)).astype(np.float32)
+        return np.concatenate([items, rest]), np.concatenate([scores, more])
 
 
 @dataclass
@@ -161,10 +196,15 @@ class FallbackChain:
                 continue  # no time left for slow tiers; the last (in-memory) one still serves
             tier = self.tiers.get(name)
             need = request.k - len(items)
+            removed = request.keep.removed if request.keep is not None else 0
             try:
                 if tier is None:  # config validation prevents this; degrade, never fail
                     raise KeyError(f"no fallback tier named {name!r}")
                 got, got_scores = tier.fetch(_with(request, exclude, need))
+                if request.keep is not None:  # every tier filters; this guards the answer
+                    got, got_scores = request.keep.filter(got, got_scores)
+                    if request.keep.removed > removed and got.shape[0] < need:
+                        errors.append("filtered")  # the next tier tops up under the filter
             except TierNotReady:
                 errors.append(f"fallback_unready:{name}")
                 continue
@@ -194,4 +234,5 @@ def _with(request: FallbackRequest, exclude: Int32Array, k: int) -> FallbackRequ
         exclude=exclude,
         k=k,
         deadline=request.deadline,
+        keep=request.keep,
     )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
+from recserver.catalog.filter import ItemFilter
 from recserver.config import RecServerConfig, SurfaceConfig
 from recserver.core.errors import Unavailable
 from recserver.graph.arrayops import union_sorted, unique_sorted
@@ -117,6 +118,9 @@ class Recommender:
             seeds = np.concatenate([seeds, user_items]).astype(np.int32)
             seed_weights = np.concatenate([seed_weights, user_weights]).astype(np.float32)
         exclude = self._exclusions(snap, query, user, known_context, surface)
+        # Hidden, expired and out-of-category items never pass (every tier applies it).
+        item_filter = ItemFilter.for_request(
+            snap.catalog, time.time(), query.categories or tuple(surface.filters.categories))
         stages.mark("seeds")
 
         walk: WalkResult | None = None
@@ -140,6 +144,7 @@ class Recommender:
                     deadline=walk_deadline if enforce else None,
                     exclude=exclude, rng_seed=seed_from_id(query.request_id),
                     clock=clock, on_batch=self._walk_hook,
+                    keep=item_filter.keep if item_filter is not None else None,
                 )
             finally:
                 self._walk_slots.release()
@@ -155,6 +160,8 @@ class Recommender:
         if needs_fallback or pooled:
             if walk is not None and walk_items < k:  # none at all is fewer too
                 reasons.append("few_candidates")
+                if item_filter is not None and item_filter.removed:
+                    reasons.append("filtered")  # the filter took some: topped up under it
             fb_started = clock()
             # The walk's own top items are not asked for again.
             fb_exclude = exclude if walk is None or pooled else union_sorted(
@@ -165,12 +172,14 @@ class Recommender:
                 FallbackRequest(
                     snapshot=snap, surface=query.surface, user=-1 if user is None else user,
                     context=known_context, exclude=fb_exclude.astype(np.int32),
-                    k=k, deadline=deadline.at if enforce else math.inf,
+                    k=k, deadline=deadline.at if enforce else math.inf, keep=item_filter,
                 ),
                 clock,
             )
             reserve.observe((clock() - fb_started) * 1000.0)
-            reasons.extend(chain.errors)
+            # A complete walk pooled with a tier the filter left short still answers in full.
+            reasons.extend(r for r in chain.errors if r not in reasons
+                           and (needs_fallback or r != "filtered"))
             stages.mark("fallback")
         answer = merge_answer(snap, walk, chain, k, surface.fallback.topup_below_coverage,
                               policy=surface.fallback.blend, exclude=exclude)

@@ -22,6 +22,7 @@ class RecommendQuery:
     budget_ms: float | None = None  # may only lower the surface budget
     request_id: str = ""
     debug: bool = False
+    categories: tuple[str, ...] = ()  # any-of; empty: the surface's default categories
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from recserver.catalog.items import MAX_CATEGORIES_PER_ITEM, check_categories
 from recserver.config import RecServerConfig, SurfaceConfig
 from recserver.core.errors import InvalidArgument
 from recserver.service.types import RecommendQuery
@@ -54,6 +55,10 @@ def validate_query(query: RecommendQuery, config: RecServerConfig) -> tuple[Surf
                surface.filters.max_context_items, query.surface)
     _check_ids("exclude_item_ids", query.exclude_item_ids,
                surface.filters.max_exclude_items, query.surface)
+    if len(query.categories) > MAX_CATEGORIES_PER_ITEM:
+        raise InvalidArgument(f"categories has {len(query.categories)} names; ask for at most "
+                              f"{MAX_CATEGORIES_PER_ITEM} (any-of)")
+    check_categories(query.categories, "categories")
     if query.budget_ms is not None and not query.budget_ms > 0:  # NaN fails this too
         raise InvalidArgument(
             f"budget_ms={query.budget_ms} is invalid; leave it unset or give a value in "

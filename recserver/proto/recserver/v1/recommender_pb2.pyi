@@ -95,6 +95,7 @@ class RecommendRequest(_message.Message):
     BUDGET_MS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     DEBUG_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """The user to recommend for; may be empty when context_item_ids are given."""
     surface: _builtins.str
@@ -118,6 +119,12 @@ class RecommendRequest(_message.Message):
     def exclude_item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Items never to return."""
 
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only items in at least one of these categories (any-of); empty: the surface's default
+        categories, if it sets any, else no restriction. Hidden and expired items never appear.
+        """
+
     def __init__(
         self,
         *,
@@ -129,10 +136,11 @@ class RecommendRequest(_message.Message):
         budget_ms: _builtins.float | None = ...,
         request_id: _builtins.str = ...,
         debug: _builtins.bool = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_ms", b"_budget_ms", "budget_ms", b"budget_ms"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_ms", b"_budget_ms", "budget_ms", b"budget_ms", "context_item_ids", b"context_item_ids", "debug", b"debug", "exclude_item_ids", b"exclude_item_ids", "k", b"k", "request_id", b"request_id", "surface", b"surface", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_ms", b"_budget_ms", "budget_ms", b"budget_ms", "categories", b"categories", "context_item_ids", b"context_item_ids", "debug", b"debug", "exclude_item_ids", b"exclude_item_ids", "k", b"k", "request_id", b"request_id", "surface", b"surface", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_ms: _TypeAlias = _typing.Literal["budget_ms"]  # noqa: Y015
     _WhichOneofArgType__budget_ms: _TypeAlias = _typing.Literal["_budget_ms", b"_budget_ms"]  # noqa: Y015
@@ -533,3 +541,132 @@ class DescribeUserResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DescribeUserResponse: _TypeAlias = DescribeUserResponse  # noqa: Y015
+
+@_typing.final
+class ItemInfo(_message.Message):
+    """One catalogue item's rules. Fields left unset keep the item's current value."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    HIDDEN_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CLEAR_CATEGORIES_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    hidden: _builtins.bool
+    """A hidden item is never recommended (it still counts in walks). Unset: unchanged (a new
+    item is visible).
+    """
+    expires_at: _builtins.float
+    """Unix seconds after which the item is never recommended; 0 = never. Unset: unchanged."""
+    clear_categories: _builtins.bool
+    """Remove every category of the item (categories must then be empty)."""
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Replaces the item's categories when non-empty. Each is 1-64 characters of letters,
+        digits and `_ - . : /`; at most 32 per item. Empty: unchanged (see clear_categories).
+        """
+
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        hidden: _builtins.bool | None = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        expires_at: _builtins.float | None = ...,
+        clear_categories: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "_hidden", b"_hidden", "expires_at", b"expires_at", "hidden", b"hidden"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at", "_hidden", b"_hidden", "categories", b"categories", "clear_categories", b"clear_categories", "expires_at", b"expires_at", "hidden", b"hidden", "item_id", b"item_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expires_at: _TypeAlias = _typing.Literal["expires_at"]  # noqa: Y015
+    _WhichOneofArgType__expires_at: _TypeAlias = _typing.Literal["_expires_at", b"_expires_at"]  # noqa: Y015
+    _WhichOneofReturnType__hidden: _TypeAlias = _typing.Literal["hidden"]  # noqa: Y015
+    _WhichOneofArgType__hidden: _TypeAlias = _typing.Literal["_hidden", b"_hidden"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expires_at) -> _WhichOneofReturnType__expires_at | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__hidden) -> _WhichOneofReturnType__hidden | None: ...
+
+Global___ItemInfo: _TypeAlias = ItemInfo  # noqa: Y015
+
+@_typing.final
+class UpdateItemsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Echoed back in the response and written to logs."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemInfo]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ItemInfo] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateItemsRequest: _TypeAlias = UpdateItemsRequest  # noqa: Y015
+
+@_typing.final
+class ItemResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    status: Global___EventStatus.ValueType
+    """ACCEPTED: appended to the event log."""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        status: Global___EventStatus.ValueType = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemResult: _TypeAlias = ItemResult  # noqa: Y015
+
+@_typing.final
+class UpdateItemsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    ACCEPTED_FIELD_NUMBER: _builtins.int
+    LOG_POSITION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    accepted: _builtins.int
+    log_position: _builtins.str
+    """Log position of the appended record; compare with GetIngestStatusResponse.visible_position."""
+    request_id: _builtins.str
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemResult]:
+        """One per request item, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ItemResult] | None = ...,
+        accepted: _builtins.int = ...,
+        log_position: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "log_position", b"log_position", "request_id", b"request_id", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateItemsResponse: _TypeAlias = UpdateItemsResponse  # noqa: Y015

@@ -56,6 +56,11 @@ class RecommenderStub:
                 request_serializer=recserver_dot_v1_dot_recommender__pb2.DescribeUserRequest.SerializeToString,
                 response_deserializer=recserver_dot_v1_dot_recommender__pb2.DescribeUserResponse.FromString,
                 _registered_method=True)
+        self.UpdateItems = channel.unary_unary(
+                '/recserver.v1.Recommender/UpdateItems',
+                request_serializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsRequest.SerializeToString,
+                response_deserializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -103,6 +108,17 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateItems(self, request, context):
+        """Describe catalogue items: hidden, categories, expiry. Durable like RecordEvents: OK means
+        every item was appended to the event log, and every replica applies the batch from the log
+        (visible in answers within the publish interval). Items need no events first. The batch is
+        all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
+        naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +141,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.DescribeUser,
                     request_deserializer=recserver_dot_v1_dot_recommender__pb2.DescribeUserRequest.FromString,
                     response_serializer=recserver_dot_v1_dot_recommender__pb2.DescribeUserResponse.SerializeToString,
+            ),
+            'UpdateItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateItems,
+                    request_deserializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsRequest.FromString,
+                    response_serializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -236,6 +257,33 @@ class Recommender:
             '/recserver.v1.Recommender/DescribeUser',
             recserver_dot_v1_dot_recommender__pb2.DescribeUserRequest.SerializeToString,
             recserver_dot_v1_dot_recommender__pb2.DescribeUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserver.v1.Recommender/UpdateItems',
+            recserver_dot_v1_dot_recommender__pb2.UpdateItemsRequest.SerializeToString,
+            recserver_dot_v1_dot_recommender__pb2.UpdateItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,13 @@ class RecommenderStub:
     """A user's edges in this replica's current graph snapshot, merged per item, strongest first
     (for operators and tests: "is my event in the graph?").
     """
+    UpdateItems: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.UpdateItemsRequest, _recommender_pb2.UpdateItemsResponse]
+    """Describe catalogue items: hidden, categories, expiry. Durable like RecordEvents: OK means
+    every item was appended to the event log, and every replica applies the batch from the log
+    (visible in answers within the publish interval). Items need no events first. The batch is
+    all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
+    naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
+    """
 
 @_typing.type_check_only
 class RecommenderAsyncStub(RecommenderStub):
@@ -91,6 +98,13 @@ class RecommenderAsyncStub(RecommenderStub):
     DescribeUser: _aio.UnaryUnaryMultiCallable[_recommender_pb2.DescribeUserRequest, _recommender_pb2.DescribeUserResponse]  # type: ignore[assignment]
     """A user's edges in this replica's current graph snapshot, merged per item, strongest first
     (for operators and tests: "is my event in the graph?").
+    """
+    UpdateItems: _aio.UnaryUnaryMultiCallable[_recommender_pb2.UpdateItemsRequest, _recommender_pb2.UpdateItemsResponse]  # type: ignore[assignment]
+    """Describe catalogue items: hidden, categories, expiry. Durable like RecordEvents: OK means
+    every item was appended to the event log, and every replica applies the batch from the log
+    (visible in answers within the publish interval). Items need no events first. The batch is
+    all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
+    naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
     """
 
 class RecommenderServicer(metaclass=_abc_1.ABCMeta):
@@ -142,6 +156,19 @@ class RecommenderServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_recommender_pb2.DescribeUserResponse, _abc.Awaitable[_recommender_pb2.DescribeUserResponse]]:
         """A user's edges in this replica's current graph snapshot, merged per item, strongest first
         (for operators and tests: "is my event in the graph?").
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateItems(
+        self,
+        request: _recommender_pb2.UpdateItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recommender_pb2.UpdateItemsResponse, _abc.Awaitable[_recommender_pb2.UpdateItemsResponse]]:
+        """Describe catalogue items: hidden, categories, expiry. Durable like RecordEvents: OK means
+        every item was appended to the event log, and every replica applies the batch from the log
+        (visible in answers within the publish interval). Items need no events first. The batch is
+        all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
+        naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
         """
 
 def add_RecommenderServicer_to_server(servicer: RecommenderServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
