@@ -12,6 +12,7 @@ from recserver import __version__
 from recserver.ann.cli import add_build_ann_args, cmd_build_ann
 from recserver.config import load_config
 from recserver.eval.commands import add_eval_commands
+from recserver.eval.replay_cli import add_replay_command
 from recserver.graph.bootstrap import BuildReport, build_graph
 from recserver.graph.live import LiveGraph
 from recserver.graph.persist import save_snapshot
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_role_commands(sub, _add_source_args)  # builder, worker
     add_eval_commands(sub, _add_source_args)  # evaluate, tune, compare
+    add_replay_command(sub, _add_source_args)
     for command in sub.choices.values():
         _add_verbose(command, top=False)
     return parser
