@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 REPLAY_SCHEMA = "recserver.replay/1"
 
 #: Builds the replayer of a graph mode against a running server (``--target``).
-RemoteFactory = Callable[[Mode, EventColumns, EventColumns], Replayer]
+RemoteFactory = Callable[[Mode, EventColumns, float], Replayer]
 
 
 @dataclass
@@ -87,9 +87,9 @@ def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, sou
                  len(timeline.asks) - asked)
         replayer: Replayer
         if remote is not None:
-            replayer = remote(mode, train, test)
+            replayer = remote(mode, cols, cutoff)
         elif mode.kind == "graph":
-            replayer = GraphReplayer(config, surface, mode, train, test)
+            replayer = GraphReplayer(config, surface, mode, cols, cutoff)
         else:
             assert mode.baseline is not None
             if mode.baseline == "ease" and not ease_fits:

@@ -75,6 +75,7 @@ class ModeResult:
             "p99_ms": summary["p99_ms"],
             f"stability_overlap@{k}": float(np.mean(self.overlaps)) if self.overlaps else None,
             "stability_pairs": len(self.overlaps),
+            "probes": self.probes,
             "cold_answers": self.cold,
             "coverage": summary["coverage"],
             "freshness_s": _finite(self.mode.freshness_s),

@@ -62,16 +62,20 @@ def time_ordered(cols: EventColumns) -> EventColumns:
 class GraphReplayer:
     """One graph mode: the training graph, then the test events as the mode lets them in."""
 
-    def __init__(self, config: RecServerConfig, surface: str, mode: Mode, train: EventColumns,
-                 test: EventColumns) -> None:
+    def __init__(self, config: RecServerConfig, surface: str, mode: Mode, events: EventColumns,
+                 cutoff: float) -> None:
+        """``events``: the whole log in time order. The graph starts with what the mode has
+        seen at ``cutoff`` (a graph delayed by D: the events before ``cutoff - D``)."""
         self.mode = mode
         self.surface = surface
         interval = mode.publish_interval_s or config.graph.publish_interval_s
         graph_cfg = config.graph.model_copy(update={"publish_interval_s": interval})
         self.interval = interval
         self.graph = LiveGraph(graph_cfg)
-        if len(train):
-            self.graph.ingest(train)
+        lag = mode.delay_s if mode.delay_s is not None else 0.0
+        start = int(np.searchsorted(events.timestamp, cutoff - lag, side="left"))
+        if start:
+            self.graph.ingest(slice_columns(events, 0, start))
         self.graph.publish(compact=True)
         popular = PopularTier()
         popular.refresh(self.graph.current)
@@ -84,10 +88,10 @@ class GraphReplayer:
             tiers["ann"] = self.ann.tier
         self.recommender = Recommender(self.graph, lambda: config, FallbackChain(tiers))
         warm_up()
-        self.test = test
-        # When each test event reaches the graph (never, frozen).
-        self._arrive = (test.timestamp + mode.delay_s if mode.delay_s is not None
-                        else np.full(len(test), math.inf))
+        # The rest of the log, and when each event reaches the graph (frozen: never).
+        self.test = slice_columns(events, start, len(events))
+        self._arrive = (self.test.timestamp + mode.delay_s if mode.delay_s is not None
+                        else np.full(len(self.test), math.inf))
         self._next = 0  # first test event not ingested yet
         self._pending_since: float | None = None  # simulated arrival of the oldest unpublished
         self.publishes = 0
