@@ -59,6 +59,7 @@ from recserver import __version__
 from recserver.config import RecServerConfig
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.source import SnapshotSource
+from recserver.metrics_stability import StabilityMetrics
 from recserver.server.servicer import SERVICE_NAME, SOURCE_TO_PROTO
 from recserver.service.errors import REFUSAL_REASONS
 from recserver.service.types import SOURCES, Recommendation, RecommendQuery
@@ -210,6 +211,7 @@ class Metrics:
             self.ingest.labels(outcome)  # exported at 0 from the start
         self.cache = CacheMetrics(reg)
         self.online = OnlineQualityMetrics(reg)
+        self.stability = StabilityMetrics(reg)
         self.eventlog = IngestMetrics(reg, self.ingest)
         #: Collectors that read live objects at scrape time (served per process).
         self.local_collectors: list[Collector] = []
