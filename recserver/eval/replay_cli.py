@@ -33,10 +33,10 @@ def add_replay_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=int, default=20, help="answer size (default 20)")
     parser.add_argument("--test-fraction", type=float, default=0.1,
                         help="share of events (the latest) replayed (default 0.1)")
-    parser.add_argument("--modes", default=DEFAULT_MODES,
+    parser.add_argument("--modes",
                         help="comma-separated: realtime, delayed:D, frozen, BASELINE:P (ease, "
                         "itemknn, rp3beta, als retrained every P) or baseline; a graph mode may "
-                        f"end in @INTERVAL (default {DEFAULT_MODES})")
+                        f"end in @INTERVAL (default {DEFAULT_MODES}; with --target: realtime)")
     parser.add_argument("--session-gap", default="30m",
                         help="a user's events closer than this form one session (default 30m)")
     parser.add_argument("--window", default="1d",
@@ -58,7 +58,11 @@ def add_replay_args(parser: argparse.ArgumentParser) -> None:
                         help="draw quality against freshness delay here (needs the plots extra)")
     parser.add_argument("--target", metavar="HOST:PORT",
                         help="replay against a running server (RecordEvents + Recommend, "
-                        "realtime only) instead of in-process")
+                        "realtime only) instead of in-process; the server must hold the events "
+                        "before the cutoff (see --send-train); RECSERVER_TOKEN is sent when set")
+    parser.add_argument("--send-train", action="store_true",
+                        help="with --target: record the events before the cutoff first (for a "
+                        "server started without them)")
     parser.add_argument("--progress", action="store_true",
                         help="progress bars on stderr (default: when stderr is a terminal)")
     add_output_args(parser)
@@ -68,7 +72,8 @@ def options_from_args(args: argparse.Namespace) -> ReplayOptions:
     if args.k <= 0:
         raise ValueError(f"-k {args.k}: ask for at least one item")
     return ReplayOptions(
-        surface=args.surface, k=args.k, test_fraction=args.test_fraction, modes=args.modes,
+        surface=args.surface, k=args.k, test_fraction=args.test_fraction,
+        modes=args.modes or ("realtime" if args.target else DEFAULT_MODES),
         gap_s=parse_duration(args.session_gap), window_s=parse_duration(args.window),
         probe_every_s=parse_duration(args.stability_every),
         probe_users=max(0, args.stability_users), max_sessions=args.max_sessions or None,
@@ -91,7 +96,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.target is not None:
         from recserver.eval.replay_remote import remote_factory
 
-        remote = remote_factory(args.target, config, opts)
+        remote = remote_factory(args.target, config, opts, send_train=args.send_train)
     doc = replay(config, cols, opts, source, remote=remote, target=args.target)
     if args.plot is not None:
         from recserver.eval.replay_plot import plot_freshness
