@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -14,16 +15,16 @@ from recserver.cli import main
 from recserver.config import RecServerConfig, config_from_document
 from recserver.eval.replay import REPLAY_SCHEMA, ReplayOptions, format_document, replay
 from recserver.eval.replay_baseline import BaselineReplayer
-from recserver.eval.replay_engine import Replayer
+from recserver.eval.replay_engine import Replayer, Reply, run_mode
 from recserver.eval.replay_graph import GraphReplayer
 from recserver.eval.replay_modes import parse_mode, parse_modes
-from recserver.eval.replay_sessions import Ask
-from recserver.graph.events import EventColumns
+from recserver.eval.replay_sessions import Ask, cut_timeline
+from recserver.graph.events import Event, EventColumns
 from recserver.graph.synthetic import generate
 
 MODE_KEYS = {"mode", "kind", "recall@10", "ndcg@10", "hit_rate@10", "answers", "p50_ms",
              "p99_ms", "stability_overlap@10", "stability_pairs", "cold_answers", "coverage",
-             "freshness_s", "delay_s", "sources", "wall_s", "probes"}
+             "freshness_s", "delay_s", "sources", "wall_s", "probes", "by_recency"}
 GRAPH_KEYS = {"publish_interval_s", "events_applied", "publishes", "publish_cpu_s",
               "ingest_cpu_s", "compactions"}
 BASELINE_KEYS = {"retrain_s", "retrains", "fit_s", "params"}
@@ -183,8 +184,70 @@ def test_json_schema_table_and_findings(events: EventColumns) -> None:
     assert [v["versus"] for v in doc["real_time_value"]] == ["delayed:1d", "frozen", "ease:1d"]
     for value in doc["real_time_value"]:
         assert value["realtime_wins"] == (value["recall@10_points"] > 0)
+        assert value["recall@10_points_ci95"] > 0
+        assert value["significant"] == (abs(value["recall@10_points"])
+                                        > value["recall@10_points_ci95"])
+    for record in doc["modes"]:
+        buckets = record["by_recency"]
+        assert list(buckets) == ["first", "within_1h", "within_1d", "within_7d", "older"]
+        assert sum(b["answers"] for b in buckets.values()) == record["answers"]
+    assert doc["wall_s"] > 0
     text = format_document(doc)
     assert "realtime" in text and "against frozen" in text and "CPU s per simulated day" in text
+
+
+def test_sessions_split_at_the_gap_and_score_only_new_items_within_the_window() -> None:
+    day = 86_400.0
+    log = [("a", "x", 0.0), ("a", "y", 10 * day),            # before the cutoff
+           ("a", "x", 20 * day), ("a", "z", 20 * day + 60),   # one session (gap 1 min)
+           ("a", "w", 20 * day + 7_200),                      # 2 h later: a new session
+           ("a", "v", 22 * day),                              # outside the 1-day window
+           ("b", "y", 21 * day)]                              # a user new to the log
+    cols = EventColumns.from_events([Event(u, i, "purchase", 1, t) for u, i, t in log])
+    timeline = cut_timeline(cols, 15 * day, gap_s=1_800, window_s=day, probe_users=0)
+    asks = [(a.user, a.t, sorted(a.relevant), a.since_last_s) for a in timeline.asks]
+    assert asks == [
+        ("a", 20 * day, ["w", "z"], 10 * day),  # x was bought before; v is past the window
+        ("a", 20 * day + 7_200, ["w"], 7_140.0),
+        ("b", 21 * day, ["y"], math.inf),
+        ("a", 22 * day, ["v"], 2 * day - 7_200),
+    ]
+    assert timeline.sessions == 4 and timeline.sessions_without_new_items == 0
+    assert timeline.events_before("a", 20 * day + 60) == 3
+
+
+def test_stability_pairs_only_probes_with_no_event_of_the_user_between() -> None:
+    day = 86_400.0
+    log = [("a", "x", 0.0), ("b", "x", 0.0), ("a", "y", 11 * day + 5), ("b", "z", 13 * day)]
+    cols = EventColumns.from_events([Event(u, i, "purchase", 1, t) for u, i, t in log])
+    timeline = cut_timeline(cols, 10 * day, probe_every_s=day, probe_users=2, gap_s=60)
+
+    class Scripted:
+        """Each answer drops the oldest item of the previous one and adds a new one."""
+
+        def __init__(self) -> None:
+            self.n = 0
+
+        def advance(self, t: float) -> None:
+            return None
+
+        def answer(self, ask: Ask, k: int) -> Reply:
+            self.n += 1
+            return Reply([f"i{j}" for j in range(self.n, self.n + 4)], 0.001, "graph", False)
+
+        def stats(self) -> dict:
+            return {}
+
+        def close(self) -> None:
+            return None
+
+    result = run_mode(parse_mode("frozen"), Scripted(), timeline, k=4, catalogue=10)
+    assert result.probes == 6  # days 11, 12 and 13 for both users
+    assert result.scores.users == 2  # the sessions of a (day 11) and b (day 13)
+    # a bought y between the day-11 and day-12 probes: no pair there. b's day-13 event comes
+    # at the probe's own time, so it is not between. Three answers pass between a user's
+    # consecutive probes, so one item of four is kept.
+    assert result.overlaps == [0.25, 0.25, 0.25]
 
 
 def test_modes_parse_and_bad_modes_say_what_to_write() -> None:

@@ -11,6 +11,7 @@ what publishing costs (CPU seconds spent in publishes per simulated day).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,6 +59,7 @@ def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, sou
            *, on_ask: AskHook | None = None, remote: RemoteFactory | None = None,
            target: str | None = None) -> dict[str, Any]:
     """Run every mode of ``opts.modes`` on ``cols``; the replay JSON document."""
+    started = time.perf_counter()
     surface = opts.surface or next(iter(config.surfaces))
     if config.surface(surface) is None:
         raise ValueError(f"unknown surface {surface!r}; the config has: "
@@ -129,26 +131,39 @@ def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, sou
         },
         "stability": {"probe_every_s": opts.probe_every_s, "probe_users": timeline.probe_users},
         "modes": records,
-        "real_time_value": real_time_value(records, opts.k),
+        "real_time_value": real_time_value(results, opts.k),
+        "wall_s": round(time.perf_counter() - started, 1),
     }
 
 
-def real_time_value(records: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """Realtime's quality minus every other mode's, in points (x100) and relative."""
-    by_name = {r["mode"]: r for r in records}
-    base = by_name.get("realtime")
+def real_time_value(results: list[ModeResult], k: int) -> list[dict[str, Any]]:
+    """Realtime's quality minus every other mode's: points (x100), relative, and a 95%
+    interval of the recall difference from the paired per-session differences (every mode
+    answers the same sessions, so the pairing removes most of the between-user spread)."""
+    base = next((r for r in results if r.mode.name == "realtime"), None)
     if base is None:
         return []
+    mine = {f"recall@{k}": np.asarray(base.scores.recall), f"ndcg@{k}": np.asarray(
+        base.scores.ndcg), f"hit_rate@{k}": np.asarray(base.scores.hits)}
     out = []
-    for record in records:
-        if record is base:
+    for result in results:
+        if result is base:
             continue
-        entry: dict[str, Any] = {"versus": record["mode"]}
-        for metric in (f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}"):
-            diff = base[metric] - record[metric]
-            entry[f"{metric}_points"] = 100.0 * diff
-            entry[f"{metric}_relative"] = diff / record[metric] if record[metric] else None
-        entry["realtime_wins"] = entry[f"recall@{k}_points"] > 0
+        theirs = {f"recall@{k}": np.asarray(result.scores.recall), f"ndcg@{k}": np.asarray(
+            result.scores.ndcg), f"hit_rate@{k}": np.asarray(result.scores.hits)}
+        entry: dict[str, Any] = {"versus": result.mode.name}
+        for metric, values in mine.items():
+            other = theirs[metric]
+            diff = values - other
+            entry[f"{metric}_points"] = 100.0 * float(diff.mean())
+            mean_other = float(other.mean())
+            entry[f"{metric}_relative"] = float(diff.mean()) / mean_other if mean_other else None
+            if metric == f"recall@{k}":
+                spread = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+                entry[f"{metric}_points_ci95"] = 100.0 * 1.96 * spread
+        points = entry[f"recall@{k}_points"]
+        entry["realtime_wins"] = points > 0
+        entry["significant"] = bool(abs(points) > entry[f"recall@{k}_points_ci95"])
         out.append(entry)
     return out
 
@@ -176,11 +191,25 @@ def format_document(doc: dict[str, Any]) -> str:
              _dash(r[f"stability_overlap@{k}"]), _dash(r.get("publishes")),
              _dash(r.get("publish_cpu_s"))] for r in doc["modes"]]
     lines.append(report.table(rows, header))
-    lines.append("")
+    lines += ["", f"recall@{k} by time since the user's previous event (first: a user new to "
+              "the log)", recency_table(doc), ""]
     lines += finding_lines(doc)
+    lines.append(f"replayed in {doc['wall_s']:.0f} s")
     if doc.get("plot"):
         lines.append(f"plot: {doc['plot']}")
     return "\n".join(lines)
+
+
+def recency_table(doc: dict[str, Any]) -> str:
+    k = doc["k"]
+    records = doc["modes"]
+    if not records:
+        return ""
+    buckets = list(records[0]["by_recency"])
+    header = ["since", "sessions", *(r["mode"] for r in records)]
+    rows = [[name, records[0]["by_recency"][name]["answers"],
+             *(r["by_recency"][name][f"recall@{k}"] for r in records)] for name in buckets]
+    return report.table(rows, header)
 
 
 def finding_lines(doc: dict[str, Any]) -> list[str]:
@@ -189,9 +218,11 @@ def finding_lines(doc: dict[str, Any]) -> list[str]:
     for entry in doc["real_time_value"]:
         verdict = "wins" if entry["realtime_wins"] else "does NOT win"
         rel = entry[f"recall@{k}_relative"]
+        sure = "" if entry["significant"] else ", within noise"
         lines.append(f"realtime {verdict} against {entry['versus']}: "
-                     f"{entry[f'recall@{k}_points']:+.2f} recall@{k} points"
-                     f"{f' ({rel:+.1%})' if rel is not None else ''}, "
+                     f"{entry[f'recall@{k}_points']:+.2f} "
+                     f"+-{entry[f'recall@{k}_points_ci95']:.2f} recall@{k} points"
+                     f"{f' ({rel:+.1%}{sure})' if rel is not None else sure}, "
                      f"{entry[f'ndcg@{k}_points']:+.2f} ndcg@{k} points, "
                      f"{entry[f'hit_rate@{k}_points']:+.2f} hit-rate points")
     for record in doc["modes"]:

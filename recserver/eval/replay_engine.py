@@ -60,6 +60,7 @@ class ModeResult:
     wall_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
     answers: list[tuple[Ask, list[str]]] = field(default_factory=list)  # session asks only
+    since: list[float] = field(default_factory=list)  # per session ask: Ask.since_last_s
 
     def record(self) -> dict[str, Any]:
         k = self.scores.k
@@ -81,9 +82,32 @@ class ModeResult:
             "freshness_s": _finite(self.mode.freshness_s),
             "delay_s": self.mode.delay_s,
             "sources": dict(self.scores.sources),
+            "by_recency": self.by_recency(),
             "wall_s": round(self.wall_s, 3),
             **self.stats,
         }
+
+
+    def by_recency(self) -> dict[str, dict[str, float | int]]:
+        """Quality by how long before the ask the user last acted (where freshness can help:
+        a graph delayed by D lacks the user's own events of the last D)."""
+        since = np.asarray(self.since, dtype=np.float64)
+        recall = np.asarray(self.scores.recall, dtype=np.float64)
+        hits = np.asarray(self.scores.hits, dtype=np.float64)
+        out: dict[str, dict[str, float | int]] = {}
+        for name, lo, hi in RECENCY_BUCKETS:
+            mask = ~np.isfinite(since) if name == "first" else (since >= lo) & (since < hi)
+            n = int(mask.sum())
+            out[name] = {"answers": n,
+                         f"recall@{self.scores.k}": float(recall[mask].mean()) if n else 0.0,
+                         f"hit_rate@{self.scores.k}": float(hits[mask].mean()) if n else 0.0}
+        return out
+
+
+#: (name, lower bound s, upper bound s) of the time since the user's previous event.
+RECENCY_BUCKETS = (("first", np.inf, np.inf), ("within_1h", 0.0, 3_600.0),
+                   ("within_1d", 3_600.0, 86_400.0), ("within_7d", 86_400.0, 7 * 86_400.0),
+                   ("older", 7 * 86_400.0, np.inf))
 
 
 def _finite(value: float) -> float | None:
@@ -118,6 +142,7 @@ def run_mode(
                 scores.add(reply.items, ask.relevant, reply.seconds, reply.source)
                 sources[reply.source] += 1
                 result.cold += int(reply.cold)
+                result.since.append(ask.since_last_s)
                 if keep_answers:
                     result.answers.append((ask, reply.items))
             bar.update()

@@ -18,6 +18,7 @@ from other users' events, publishes and the walk's own randomness).
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,7 @@ class Ask:
     relevant: frozenset[str]  # empty for a stability probe
     index: int  # position among asks of its kind (names the request, the same in every mode)
     probe: bool = False
+    since_last_s: float = math.inf  # since the user's previous event (inf: their first)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def cut_timeline(
     """
     if gap_s < 0 or window_s < 0:
         raise ValueError("the session gap and the window must be >= 0 seconds")
-    sessions: list[tuple[float, str, frozenset[str]]] = []
+    sessions: list[tuple[float, str, frozenset[str], float]] = []
     skipped = 0
     user_times: dict[str, list[float]] = {}
     known_at_cutoff: list[str] = []
@@ -101,7 +103,8 @@ def cut_timeline(
             # Everything of this session (only) is history for the next one.
             seen.update(items[i:j])
             if relevant:
-                sessions.append((start, user, relevant))
+                since = start - float(times[i - 1]) if i > 0 else math.inf
+                sessions.append((start, user, relevant, since))
             else:
                 skipped += 1
             i = j
@@ -111,7 +114,8 @@ def cut_timeline(
         rng = np.random.default_rng(seed)
         keep = np.sort(rng.choice(len(sessions), size=max_sessions, replace=False))
         sessions = [sessions[i] for i in keep.tolist()]
-    asks = [Ask(t, user, rel, i) for i, (t, user, rel) in enumerate(sessions)]
+    asks = [Ask(t, user, rel, i, since_last_s=since)
+            for i, (t, user, rel, since) in enumerate(sessions)]
     probed: list[str] = []
     if probe_users > 0 and probe_every_s > 0 and known_at_cutoff:
         known_at_cutoff.sort()
