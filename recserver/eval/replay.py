@@ -40,6 +40,8 @@ RemoteFactory = Callable[[Mode, EventColumns, float], Replayer]
 
 @dataclass
 class ReplayOptions:
+    """What ``replay`` runs (the command's options; durations in seconds)."""
+
     surface: str | None = None
     k: int = 20
     test_fraction: float = 0.1
@@ -107,9 +109,9 @@ def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, sou
             replayer.close()
     records = [r.record() for r in results]
     for record in records:
-        if record["kind"] == "graph" and record["delay_s"] is not None:
-            # the interval actually used (a mode without @ takes the config's)
-            record["freshness_s"] = record["delay_s"] + record["publish_interval_s"] / 2
+        interval = record.get("publish_interval_s")  # in-process graph modes: the one used
+        if record["kind"] == "graph" and record["delay_s"] is not None and interval:
+            record["freshness_s"] = record["delay_s"] + interval / 2
         if record.get("publish_cpu_s") is not None and record.get("publishes"):
             record["publish_cpu_s_per_day"] = record["publish_cpu_s"] / days
             record["publish_cpu_ms_each"] = 1000.0 * record["publish_cpu_s"] / record["publishes"]

@@ -59,7 +59,6 @@ class ModeResult:
     probes: int = 0
     wall_s: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
-    answers: list[tuple[Ask, list[str]]] = field(default_factory=list)  # session asks only
     since: list[float] = field(default_factory=list)  # per session ask: Ask.since_last_s
 
     def record(self) -> dict[str, Any]:
@@ -116,7 +115,7 @@ def _finite(value: float) -> float | None:
 
 def run_mode(
     mode: Mode, replayer: Replayer, timeline: Timeline, *, k: int, catalogue: int,
-    progress: bool = False, on_ask: AskHook | None = None, keep_answers: bool = False,
+    progress: bool = False, on_ask: AskHook | None = None,
 ) -> ModeResult:
     """Replay ``timeline`` through ``replayer``; scores, stability and timings of ``mode``."""
     scores = Scores(k=k, catalogue=catalogue, top_items=frozenset())
@@ -143,8 +142,6 @@ def run_mode(
                 sources[reply.source] += 1
                 result.cold += int(reply.cold)
                 result.since.append(ask.since_last_s)
-                if keep_answers:
-                    result.answers.append((ask, reply.items))
             bar.update()
     result.wall_s = time.perf_counter() - started
     result.stats = replayer.stats()
