@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import bisect
 import csv
+import json
 from collections import defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from recserver.app import App, DataSource
+from recserver.cli import main
 from recserver.config import config_from_document
 from recserver.config_reload import ConfigHolder
 from recserver.eval.replay import ReplayOptions, replay
@@ -110,3 +113,41 @@ def test_target_accepts_only_the_realtime_mode(events: EventColumns,
     opts = ReplayOptions(k=10, test_fraction=TEST_FRACTION, modes="realtime,frozen")
     with pytest.raises(ValueError, match="--modes realtime"):
         replay(config, events, opts, remote=remote_factory(server[0], config, opts))
+
+
+def write_csv(path: Path, rows: list[tuple[str, str, str, float, float]]) -> Path:
+    with path.open("w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["user_id", "item_id", "event", "weight", "timestamp"])
+        writer.writerows(rows)
+    return path
+
+
+def test_the_command_sends_the_training_events_to_an_empty_server(
+    events: EventColumns, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    rows = [(e.user_id, e.item_id, e.event, e.weight, e.timestamp) for e in events.to_events()]
+    log = write_csv(tmp_path / "log.csv", rows)
+    # A server that starts with one unrelated event: everything else comes through RecordEvents.
+    seed = write_csv(tmp_path / "seed.csv", [("nobody", "nothing", "view", 1.0, rows[0][4])])
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(DOCUMENT))
+    holder = ConfigHolder(config)
+    app = App(holder, port=0, metrics_port=0, metrics=Metrics(holder.current, CollectorRegistry()),
+              data_dir=tmp_path / "data")
+    port = app.start(DataSource(events=seed), watch_config=False)
+    try:
+        code = main(["replay", "--events", str(log), "--config", str(config), "--target",
+                     f"127.0.0.1:{port}", "--send-train", "-k", "10", "--test-fraction",
+                     str(TEST_FRACTION), "--max-sessions", "40", "--stability-users", "0",
+                     "--format", "json"])
+        assert code == 0
+        doc = json.loads(capsys.readouterr().out)
+        record = doc["modes"][0]
+        assert record["mode"] == "realtime" and record["answers"] == 40
+        sent = doc["split"]["train_events"] + doc["split"]["test_events"]
+        assert 0.9 * doc["split"]["train_events"] < record["events_recorded"] <= sent
+        assert app.graph.current.n_users > 100  # the training users arrived over gRPC
+        assert record["cold_answers"] < 40
+    finally:
+        app.stop(0)
