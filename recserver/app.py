@@ -16,6 +16,7 @@ from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
 from recserver.core.redis_url import resolve_redis_url
 from recserver.eval.online import OnlineQuality, OnlineQualityConfig
+from recserver.eval.online_stability import OnlineStability
 from recserver.graph.bootstrap import BuildReport
 from recserver.graph.live import LiveGraph
 from recserver.graph.source import SnapshotSource
@@ -86,9 +87,13 @@ class App:
         )
         self.graph.on_ingest.append(self.online.on_ingest)
         self.graph.on_publish.append(self.online.on_publish)
+        # Stability: overlap of consecutive answers to a sampled user with no event between.
+        self.stability = OnlineStability(online_quality or config.online_quality,
+                                         metrics=self.metrics.stability)
+        self.graph.on_ingest.append(self.stability.on_ingest)
         self.recommender = Recommender(
             self.graph, lambda: holder.current, FallbackChain(self.tiers), walk_hook=walk_hook,
-            observer=Observers([self.metrics, self.online]),
+            observer=Observers([self.metrics, self.online, self.stability]),
         )
         holder.add_listener(self._on_config)
         self.ingest = IngestRuntime(config.ingest, self.graph, url_flag=event_log_url,

@@ -78,3 +78,16 @@ def test_store_counts_a_replay_inside_the_window_once_and_one_older_twice():
     store.fold_incoming()
     weights = dict(zip(store.pending.keys.tolist(), store.pending.weight.tolist(), strict=True))
     assert weights[(0 << 32) | 0] == 2.0
+
+
+def test_many_small_batches_leave_few_runs_and_still_dedup():
+    """Live traffic ingests a few events a call: the runs a lookup searches stay bounded."""
+    from recserver.graph.dedup import MAX_RECENT_RUNS, DedupIndex
+
+    index = DedupIndex()
+    for batch in range(2_000):
+        keys = np.arange(batch * 3, batch * 3 + 3, dtype=np.uint64)
+        assert index.add_new(keys).all()
+        assert index.runs <= MAX_RECENT_RUNS + 1
+    assert not index.add_new(np.arange(0, 6_000, 7, dtype=np.uint64)).any()
+    assert len(index) == 6_000

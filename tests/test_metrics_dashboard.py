@@ -74,6 +74,9 @@ def exported_labels() -> dict[str, set[str]]:
     metrics.cache.lookup("hit", 0.0001)
     metrics.cache.breaker("open")
     metrics.record_ingest(1, 1, 1)
+    metrics.online.hit("home", "graph")
+    metrics.online.missed("home", "graph")
+    metrics.stability.overlap("home", 0.5)
     labels: dict[str, set[str]] = {}
     for family in metrics.registry.collect():
         for sample in family.samples:
@@ -108,6 +111,23 @@ def test_the_dashboard_has_the_panels_sres_need(dashboard: dict[str, Any]) -> No
     assert len(ids) == len(set(ids))
     surface = next(v for v in dashboard["templating"]["list"] if v["name"] == "surface")
     assert surface["multi"] and surface["includeAll"]
+
+
+def test_online_hit_rate_by_surface_and_tier_sits_next_to_stability(
+    dashboard: dict[str, Any]
+) -> None:
+    panels = {p["title"]: p for p in dashboard["panels"]}
+    hits = panels["Online hit rate by surface and serving tier (1h)"]
+    stable = panels["Answer stability: overlap@k of consecutive answers (1h)"]
+    assert hits["gridPos"]["y"] == stable["gridPos"]["y"]  # one row, side by side
+    assert hits["gridPos"]["x"] + hits["gridPos"]["w"] <= stable["gridPos"]["x"]
+    hit_expr = hits["targets"][0]["expr"]
+    assert "sum by (surface, source)" in hit_expr
+    assert "recserver_online_answers_hit_total" in hit_expr
+    assert "recserver_online_answers_missed_total" in hit_expr
+    exprs_ = " ".join(t["expr"] for t in stable["targets"])
+    assert "recserver_online_stability_overlap_ratio_sum" in exprs_
+    assert "recserver_online_stability_overlap_ratio_count" in exprs_
 
 
 def test_every_expression_names_existing_series_and_labels(dashboard: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from recserver import __version__
 #: The command modules, in the order ``recserver -h`` lists them.
 COMMANDS: tuple[str, ...] = (
     "serve", "recommend", "items", "check_config", "build", "build_ann", "builder", "worker",
-    "evaluate", "tune", "compare",
+    "evaluate", "tune", "compare", "replay",
 )
 
 

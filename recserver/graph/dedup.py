@@ -87,6 +87,10 @@ def id_keys(event_ids: Sequence[str]) -> U64:
     )
 
 
+#: Small runs kept before they are merged into one (bounds the runs a lookup searches).
+MAX_RECENT_RUNS = 16
+
+
 class DedupIndex:
     """The set of event keys already applied. Not thread-safe: the graph writer owns it.
 
@@ -127,6 +131,10 @@ class DedupIndex:
         if self._recent_count >= self._buffer_size:
             self._push(unique_sorted(np.concatenate(self._recent)))
             self._recent, self._recent_count = [], 0
+        elif len(self._recent) > MAX_RECENT_RUNS:
+            # Many small batches (live traffic: a few events a call) would otherwise leave
+            # thousands of tiny runs, each searched by every later batch.
+            self._recent = [np.sort(np.concatenate(self._recent))]
 
     def contains(self, keys: U64) -> npt.NDArray[np.bool_]:
         """Mask of ``keys`` already applied (read only; the caller serialises with writers)."""

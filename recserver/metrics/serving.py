@@ -36,6 +36,7 @@ from recserver.metrics.labels import (
     to_seconds,
 )
 from recserver.metrics.online import OnlineQualityMetrics
+from recserver.metrics.stability import StabilityMetrics
 from recserver.service.types import SOURCES, Recommendation, RecommendQuery
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,7 @@ class Metrics:
             self.ingest.labels(outcome)  # exported at 0 from the start
         self.cache = CacheMetrics(reg)
         self.online = OnlineQualityMetrics(reg)
+        self.stability = StabilityMetrics(reg)
         self.eventlog = IngestMetrics(reg, self.ingest)
         #: Collectors that read live objects at scrape time (served per process).
         self.local_collectors: list[Collector] = []
