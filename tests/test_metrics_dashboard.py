@@ -105,7 +105,7 @@ def dashboard() -> dict[str, Any]:
 def test_the_dashboard_has_the_panels_sres_need(dashboard: dict[str, Any]) -> None:
     titles = " | ".join(p["title"] for p in dashboard["panels"])
     for wanted in ("p99 vs SLA", "stage", "reason", "coverage", "Requests per second",
-                   "Snapshot age", "Circuit breaker", "Cache errors"):
+                   "Snapshot age", "Circuit breaker", "Cache errors", "Refused at the door"):
         assert wanted.lower() in titles.lower(), wanted
     ids = [p["id"] for p in dashboard["panels"]]
     assert len(ids) == len(set(ids))
