@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -89,13 +89,25 @@ def test_a_health_check_is_answered_while_recommend_calls_are_refused(slow_serve
     """Only Recommend is refused at the door; a probe arriving while the queue is full runs."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    server, _handler, refused = slow_server
+    server, handler, refused = slow_server
     with grpc.insecure_channel(server.address) as channel:
         stub = pb_grpc.RecommenderStub(channel)
         stub.Recommend(pb.RecommendRequest(user_id="warm", surface="home"), timeout=5)
-        busy = [stub.Recommend.future(pb.RecommendRequest(user_id=f"u{i}", surface="home"),
-                                      timeout=10) for i in range(3)]
-        time.sleep(HOLD_S / 4)  # one runs, two wait: the queue is full
+
+        def until(condition: Callable[[], bool]) -> None:
+            deadline = time.monotonic() + 5
+            while not condition() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert condition()
+
+        def ask(i: int) -> grpc.Future:
+            return stub.Recommend.future(pb.RecommendRequest(user_id=f"u{i}", surface="home"),
+                                         timeout=10)
+
+        busy = [ask(0)]
+        until(lambda: handler.calls == 2)  # the warm-up and u0 ran: u0 holds the one thread
+        busy += [ask(1), ask(2)]
+        until(lambda: server.executor.queued == 2)  # two wait: the queue is full
         with pytest.raises(grpc.RpcError) as info:
             stub.Recommend(pb.RecommendRequest(user_id="late", surface="home"), timeout=5)
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
