@@ -5,7 +5,8 @@ caller's bootstrap; :meth:`catch_up` (replay the log from the graph's position);
 publish; :meth:`start` (tailer and checkpointer threads; ``RecordEvents`` opens). Stop order:
 ``RecordEvents`` closes, the tailer stops, a final checkpoint, the log closes.
 
-The servicer calls :meth:`record_events`, :meth:`status` and :meth:`describe_user`.
+The servicer calls :meth:`record_events`, :meth:`delete_user`, :meth:`status` and
+:meth:`describe_user`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from recserver.eventlog.base import START, EventLog, LogUnavailable, Position
 from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.eventlog.config import IngestConfig
+from recserver.eventlog.eraser import Erasure, UserEraser
 from recserver.eventlog.recorder import EventRecorder, EventRows, RecordOutcome
 from recserver.eventlog.registry import choose, describe, open_log
 from recserver.eventlog.tailer import LogTailer
@@ -92,6 +94,11 @@ class IngestRuntime:
             origin=origin or f"{socket.gethostname()}:{os.getpid()}",
             off_reason=f"RecordEvents is off on this server ({self.choice.why})",
             observer=metrics,
+        )  # fmt: skip
+        self.eraser = UserEraser(
+            graph, self.log, self.recorder, max_id_chars=cfg.max_id_chars,
+            origin=origin or f"{socket.gethostname()}:{os.getpid()}",
+            off_reason=f"DeleteUser is off on this server ({self.choice.why})",
         )  # fmt: skip
 
     @property
@@ -168,6 +175,9 @@ class IngestRuntime:
 
     def record_events(self, rows: EventRows) -> RecordOutcome:
         return self.recorder.record(rows)
+
+    def delete_user(self, user_id: str) -> Erasure:
+        return self.eraser.erase(user_id)
 
     def status(self) -> IngestStatus:
         snap = self.graph.current if self.graph.ready else None

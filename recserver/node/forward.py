@@ -1,9 +1,10 @@
 """A serving worker's ingest RPCs: writes go to the builder, reads come from the mapped graph.
 
-The builder is the node's single writer, so a worker forwards ``RecordEvents`` (and
-``GetIngestStatus``) to the builder's local endpoint over a Unix socket and relays the answer;
-acknowledgement keeps its meaning (an event is ACCEPTED once the builder appended it to the
-event log). ``DescribeUser`` reads the snapshot this worker serves, like ``Recommend`` does.
+The builder is the node's single writer, so a worker forwards ``RecordEvents`` and
+``DeleteUser`` (and ``GetIngestStatus``) to the builder's local endpoint over a Unix socket and
+relays the answer; acknowledgement keeps its meaning (an event is ACCEPTED, an erasure recorded,
+once the builder appended it to the event log). ``DescribeUser`` reads the snapshot this
+worker serves, like ``Recommend`` does.
 A builder that cannot be reached (restarting) makes the call UNAVAILABLE: nothing was
 acknowledged, and a retry with the same event ids is safe.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
+from recserver.eventlog.eraser import Erasure
 from recserver.eventlog.recorder import EventRows, RecordOutcome
 from recserver.eventlog.runtime import IngestStatus, UserEdges, describe_user
 from recserver.node.mapped import MappedGraph
@@ -70,6 +72,11 @@ class ForwardingIngest:
         status = np.array([r.status for r in response.results], dtype=np.int8)
         reasons = {i: r.reason for i, r in enumerate(response.results) if r.reason}
         return RecordOutcome(status=status, reasons=reasons, position=response.log_position)
+
+    def delete_user(self, user_id: str) -> Erasure:
+        response = self._call("DeleteUser", pb.DeleteUserRequest(user_id=user_id))
+        assert isinstance(response, pb.DeleteUserResponse)
+        return Erasure(found=response.found, position=response.log_position)
 
     def status(self) -> IngestStatus:
         s = self._call("GetIngestStatus", pb.GetIngestStatusRequest())

@@ -1,7 +1,7 @@
 """Bearer-token access control: one interceptor, keyed by method name.
 
 Which methods need the token is a table (:func:`protected_methods`), not code in each handler:
-writes (``RecordEvents``) and the admin/introspection RPCs (``GetIngestStatus``,
+writes (``RecordEvents``, ``DeleteUser``) and the admin/introspection RPCs (``GetIngestStatus``,
 ``DescribeUser``) always, when a token is configured; ``Recommend`` only with
 ``auth.require_for_recommend``. Health and reflection stay open (probes carry no token).
 
@@ -24,7 +24,8 @@ from recserver.service.errors import Unauthenticated
 
 _SERVICE = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 #: Methods that need the token whenever one is configured.
-ALWAYS_PROTECTED: tuple[str, ...] = ("RecordEvents", "GetIngestStatus", "DescribeUser")
+ALWAYS_PROTECTED: tuple[str, ...] = ("RecordEvents", "DeleteUser", "GetIngestStatus",
+                                     "DescribeUser")
 AUTH_HEADER = "authorization"
 _SCHEME = "bearer "
 

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import grpc
 
+from recserver.eventlog.eraser import Erasure
 from recserver.eventlog.recorder import ACCEPTED, DUPLICATE, REJECTED, EventRows, RecordOutcome
 from recserver.eventlog.runtime import IngestStatus, UserEdges
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
@@ -29,6 +30,7 @@ class IngestHandler(Protocol):
     """The domain side of the ingest RPCs (``eventlog.runtime.IngestRuntime``)."""
 
     def record_events(self, rows: EventRows) -> RecordOutcome: ...
+    def delete_user(self, user_id: str) -> Erasure: ...
     def status(self) -> IngestStatus: ...
     def describe_user(self, user_id: str, limit: int = 0) -> UserEdges: ...
 
@@ -68,7 +70,8 @@ def encode_outcome(outcome: RecordOutcome, request_id: str) -> pb.RecordEventsRe
 
 
 class IngestEndpoints:
-    """``RecordEvents``, ``GetIngestStatus`` and ``DescribeUser``; mixed into the servicer."""
+    """``RecordEvents``, ``DeleteUser``, ``GetIngestStatus`` and ``DescribeUser``; mixed into
+    the servicer."""
 
     _ingest: IngestHandler | None
 
@@ -82,6 +85,12 @@ class IngestEndpoints:
     ) -> pb.RecordEventsResponse:
         outcome = self._ingest_handler().record_events(decode_events(request))
         return encode_outcome(outcome, request.request_id)
+
+    def DeleteUser(
+        self, request: pb.DeleteUserRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteUserResponse:
+        erased = self._ingest_handler().delete_user(request.user_id)
+        return pb.DeleteUserResponse(found=erased.found, log_position=erased.position)
 
     def GetIngestStatus(
         self, request: pb.GetIngestStatusRequest, context: grpc.ServicerContext
