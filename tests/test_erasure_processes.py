@@ -23,16 +23,18 @@ import yaml
 from recserver.eventlog.base import Position
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from tests.ann_helpers import TEST_ANN
 from tests.ingest_servers import CALL_TIMEOUT_S, Server, write_ingest_config
 from tests.redis_fixture import RedisServer, redis_server  # noqa: F401
 
 
-def erasure_config(path: Path, **ingest: Any) -> Path:
-    """The ingest tests' config with the popular tier as the only fallback, so an answer's
-    graph items are exactly what the walk found (no ANN build racing the test)."""
+def erasure_config(path: Path, *, ann: bool = False, **ingest: Any) -> Path:
+    """The ingest tests' config; with ``ann``, the ANN tier before the popular one."""
     write_ingest_config(path, **ingest)
     doc = yaml.safe_load(path.read_text())
-    doc["defaults"]["fallback"] = {"tiers": ["popular"]}
+    doc["defaults"]["fallback"] = {"tiers": ["ann", "popular"] if ann else ["popular"]}
+    if ann:
+        doc["ann"] = TEST_ANN
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -213,3 +215,36 @@ def test_a_replica_down_during_the_erasure_applies_it_when_it_returns(
     finally:
         a.kill()
         b.kill()
+
+
+def test_an_erased_users_precomputed_results_leave_redis(
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    redis_server.flush()
+    config = erasure_config(tmp_path / "config.yaml", ann=True)
+    server = Server(config, "--data-dir", str(tmp_path / "data"), "--redis-url",
+                    redis_server.url, "--workers", "1")
+    client = redis_server.client()
+    try:
+        server.wait_serving()
+        deadline = time.monotonic() + 60
+        while client.get("recserver:ann:ptr") is None:  # the first ANN build has published
+            assert time.monotonic() < deadline, "no ANN version published"
+            time.sleep(0.1)
+        version = int(client.get("recserver:ann:ptr"))
+        user_key, other_key = (f"recserver:ann:{version}:u:{u}" for u in ("u1", "u2"))
+        assert client.exists(user_key) and client.exists(other_key)
+        erased = delete(server, "u1")
+        assert erased.found
+        server.wait_visible(erased.log_position)
+        deadline = time.monotonic() + 10
+        while client.exists(user_key):
+            assert time.monotonic() < deadline, "the erased user's results are still cached"
+            time.sleep(0.05)
+        recommend(server, "u1")  # now an unknown user: nothing is read or written back for it
+        time.sleep(3.0)  # past the purge repeated after the publish
+        assert not client.exists(user_key) and client.exists(other_key)
+    finally:
+        server.kill()
+        client.close()

@@ -78,8 +78,9 @@ class LiveGraph:
         #: Events applied (accepted by the store) since the graph began, checkpoints included.
         self.events_applied = 0
         self._ingest_seq = 0  # ingest calls so far
-        #: Called with the user ids of every applied erasure (found or not), outside the locks
-        #: (the ANN runtime deletes their cached results); exceptions are logged only.
+        #: Called with the user ids of every applied erasure (found or not), before any publish
+        #: shows it, holding the graph's locks: listeners only take note (the ANN runtime
+        #: queues the deletion of their cached results); exceptions are logged only.
         self.on_erase: list[Callable[[list[str]], None]] = []
         # Erased users whose edges the current base still holds: the next publish rebuilds it.
         self._erase_pending = False
@@ -169,15 +170,16 @@ class LiveGraph:
             if log_position is not None:
                 self.applied_position = log_position
             self._ingest_seq += 1
+            # Told before any publish can show the erasure (listeners only take note).
+            for callback in self.on_erase:
+                try:
+                    callback(list(user_ids))
+                except Exception:  # a listener must never fail an erasure
+                    log.exception("on_erase listener failed")
         # A publish makes the erasure (and its log position) visible even when nothing changed.
         if self._oldest_unpublished is None:
             self._oldest_unpublished = time.monotonic()
         self._wake.set()
-        for callback in self.on_erase:
-            try:
-                callback(list(user_ids))
-            except Exception:  # a listener must never fail an erasure
-                log.exception("on_erase listener failed")
         log.info("erased %d of %d users at log position %s", ids.shape[0], len(user_ids),
                  log_position)
         return int(ids.shape[0])

@@ -110,6 +110,7 @@ class Builder:
         self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache,
                               cache=cache, where=None if url else f"files in {self.run.ann}")
         log.info("ann results: %s (from %s)", self.ann.where, origin if url else "no Redis URL")
+        self.ann.follow_erasures(self.graph)
         self.ingest = open_ingest(lambda: IngestRuntime(
             config.ingest, self.graph, url_flag=event_log_url, data_dir=data_dir,
             metrics=self.metrics.eventlog))
