@@ -19,6 +19,7 @@ from recserver.node.commands import add_role_commands
 from recserver.node.serve_args import add_serve_args
 from recserver.node.serve_args import add_source_args as _add_source_args
 from recserver.serve import cmd_serve
+from recserver.server.admin_cli import add_admin_commands
 from recserver.server.client import (
     add_check_config_args,
     add_recommend_args,
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.set_defaults(func=cmd_recommend)
 
     add_role_commands(sub, _add_source_args)  # builder, worker
+    add_admin_commands(sub)  # record, delete-user, describe-user, ingest-status
     add_eval_commands(sub, _add_source_args)  # evaluate, tune, compare
     for command in sub.choices.values():
         _add_verbose(command, top=False)
