@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from recserver.config import load_config
 from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.eventlog.codec import RecordFormatError
 from recserver.eventlog.erasure_codec import decode_erasure, encode_erasure, is_erasure
 from recserver.eventlog.file_log import FileEventLog
+from recserver.eventlog.runtime import IngestRuntime
 from recserver.eventlog.tailer import LogTailer
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.erasure import erased_name, is_erased_name
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.graph.validate import validate_columns
+from recserver.node.builder import DataSource, bootstrap
 from recserver.recovery import restore_latest
 from tests.graph_helpers import merged_edges
+from tests.redis_fixture import RedisServer, redis_server  # noqa: F401
 from tests.test_eventlog_apply import append_events, cols_of
 
 
@@ -160,3 +165,64 @@ def test_the_tailer_applies_an_erasure_at_its_place_and_a_checkpoint_keeps_it(
         assert merged_edges(replayed) == edges
     finally:
         log.close()
+
+
+# -- the erasure ledger: bootstraps after the log lost the erasure record ------------------
+
+
+class _NoMetrics:
+    def record_ingest(self, *args: object) -> None:
+        pass
+
+
+def bootstrapped(data_dir: Path, redis_url: str | None = None) -> tuple[LiveGraph, IngestRuntime]:
+    cfg = load_config(None)
+    graph = LiveGraph(cfg.graph)
+    ingest = IngestRuntime(cfg.ingest, graph, data_dir=data_dir, url_flag=redis_url)
+    bootstrap(graph, ingest, DataSource(synthetic="5000"), _NoMetrics())  # type: ignore[arg-type]
+    return graph, ingest
+
+
+@pytest.mark.parametrize("backend", ["file", "redis"])
+def test_a_bootstrap_after_the_log_lost_the_erasure_still_erases(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = None
+    if backend == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        server.flush()
+        url = server.url
+    graph, ingest = bootstrapped(tmp_path / "a", url)
+    graph.start()
+    ingest.start()
+    try:
+        assert graph.current.users.get("u1") is not None
+        assert ingest.delete_user("u1").found
+        deadline = time.monotonic() + 10
+        while graph.current.users.get("u1") is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        ingest.stop()
+        graph.stop()
+    if backend == "file":
+        ledger = (tmp_path / "a" / "log" / "erasures.ledger").read_bytes()
+        assert b"u1" not in ledger and len(ledger) == 16  # a hash and a time, never the id
+        # Lose every checkpoint and every log segment: the bootstrap data holds u1 again.
+        shutil.rmtree(tmp_path / "a" / "checkpoints")
+        for segment in (tmp_path / "a" / "log").glob("*.seg"):
+            segment.unlink()
+        again = tmp_path / "a"
+    else:
+        client = server.client()
+        assert client.hlen("recserver:events:erased") == 1
+        client.delete("recserver:events")  # the stream trimmed past the erasure
+        client.close()
+        again = tmp_path / "new-replica"  # a replica that never saw the erasure
+    graph, ingest = bootstrapped(again, url)
+    try:
+        snap = graph.current
+        assert snap.users.get("u1") is None and snap.users.get("u2") is not None
+        assert not [k for k in merged_edges(graph) if k[0] == "u1"]
+    finally:
+        ingest.stop()

@@ -1,15 +1,17 @@
 """``DeleteUser``: validate the id, append an erasure record, acknowledge once it is durable.
 
-The erasure is applied like events are: by every replica's tailer, at the record's place in the
-log (``erasure_codec``), never directly by the server that received the call. So the answer
-means "recorded durably": the user disappears from this replica's answers once its visible
-log position reaches the returned one, and from every other replica's as it catches up.
+The user is first added to the erasure ledger (``erasure_ledger``), so a bootstrap after the log
+was trimmed still erases them. The record is then applied like events are: by every replica's
+tailer, at the record's place in the log (``erasure_codec``), never directly by the server that
+received the call. So the answer means "recorded durably": the user disappears from this
+replica's answers once its visible log position reaches the returned one, and from every other
+replica's as it catches up.
 
 Erasing a user this replica does not know is not an error (``found`` is False): it is still
 recorded, because events of that user may sit in the log unapplied, or belong to a replica
-that is behind; and erasing twice is harmless. Like ``RecordEvents``, a log that cannot append
-makes the call UNAVAILABLE (nothing recorded; retrying is safe), and a server without an event
-log answers FAILED_PRECONDITION.
+that is behind; and erasing twice is harmless. Like ``RecordEvents``, a log (or ledger) that
+cannot take it makes the call UNAVAILABLE (nothing appended; retrying is safe), and a server
+without an event log answers FAILED_PRECONDITION.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 from recserver.eventlog.base import EventLog
 from recserver.eventlog.erasure_codec import encode_erasure
+from recserver.eventlog.erasure_ledger import ErasureLedger
 from recserver.eventlog.recorder import EventRecorder
 from recserver.graph.live import LiveGraph
 from recserver.service.errors import FailedPrecondition, InvalidArgument, Unavailable
@@ -50,9 +53,11 @@ class UserEraser:
 
     def __init__(self, graph: LiveGraph, log_: EventLog | None, recorder: EventRecorder, *,
                  max_id_chars: int, origin: str, off_reason: str,
+                 ledger: ErasureLedger | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._graph = graph
         self._log = log_
+        self._ledger = ledger
         self._recorder = recorder  # shares its readiness and its append-error report
         self._max_id = max_id_chars
         self._origin = origin
@@ -66,8 +71,11 @@ class UserEraser:
         if not self._recorder.ready:
             raise Unavailable("the server is still loading its graph; retry shortly")
         found = self._graph.store.users.get(user_id) is not None
-        payload = encode_erasure([user_id], appended_at=self._clock(), origin=self._origin)
+        now = self._clock()
+        payload = encode_erasure([user_id], appended_at=now, origin=self._origin)
         try:
+            if self._ledger is not None:  # first: a bootstrap must never miss a logged erasure
+                self._ledger.add(user_id, now)
             position = self._log.append(payload)
         except Unavailable as exc:
             self._recorder.last_append_error = f"append failed: {exc}"

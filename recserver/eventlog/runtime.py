@@ -24,10 +24,12 @@ from recserver.eventlog.base import START, EventLog, LogUnavailable, Position
 from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.eventlog.config import IngestConfig
 from recserver.eventlog.eraser import Erasure, UserEraser
+from recserver.eventlog.erasure_ledger import open_ledger
 from recserver.eventlog.recorder import EventRecorder, EventRows, RecordOutcome
 from recserver.eventlog.registry import choose, describe, open_log
 from recserver.eventlog.tailer import LogTailer
-from recserver.graph.arrayops import unique_inverse
+from recserver.graph.arrayops import member_of_sorted, unique_inverse
+from recserver.graph.dedup import id_keys
 from recserver.graph.live import LiveGraph
 from recserver.graph.source import SnapshotSource
 from recserver.recovery import Checkpointer, Restored, restore_latest
@@ -95,10 +97,12 @@ class IngestRuntime:
             off_reason=f"RecordEvents is off on this server ({self.choice.why})",
             observer=metrics,
         )  # fmt: skip
+        self.ledger = open_ledger(self.choice, cfg)
         self.eraser = UserEraser(
             graph, self.log, self.recorder, max_id_chars=cfg.max_id_chars,
             origin=origin or f"{socket.gethostname()}:{os.getpid()}",
             off_reason=f"DeleteUser is off on this server ({self.choice.why})",
+            ledger=self.ledger,
         )  # fmt: skip
 
     @property
@@ -120,6 +124,25 @@ class IngestRuntime:
             return None
         self.restored = restore_latest(self.graph, self.checkpoints)
         return self.restored
+
+    def erase_ledgered(self) -> int:
+        """Erase the bootstrapped users the erasure ledger names (before ``catch_up``); returns
+        how many. Raises ``Unavailable`` when the ledger cannot be read: serving the bootstrap
+        data without it could bring erased users back."""
+        if self.ledger is None:
+            return 0
+        hashes = self.ledger.hashes()
+        n = len(self.graph.store.users)
+        if not hashes.shape[0] or not n:
+            return 0
+        names = self.graph.store.users.names(range(n))
+        hit = member_of_sorted(hashes, id_keys(names))
+        erased = [names[i] for i in np.flatnonzero(hit).tolist()]
+        if erased:
+            self.graph.erase_users(erased)
+            log.info("erased %d users of the bootstrap data named by the erasure ledger",
+                     len(erased))
+        return len(erased)
 
     def catch_up(self) -> int:
         """Replay the log from the graph's position; returns the events read (0 when off)."""

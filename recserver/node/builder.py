@@ -52,17 +52,19 @@ def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metri
               ) -> BuildReport:
     """Fill ``graph`` and publish it: the newest checkpoint (or ``source``), then the log."""
     restored = ingest.restore()
+    erased = 0
     if restored is None:
         report = load_into(graph, events=source.events, synthetic=source.synthetic,
                            strict=source.strict)
         metrics.record_ingest(report.events_accepted, report.duplicates, report.rejected)
+        erased = ingest.erase_ledgered()  # users erased before what is left of the log
     else:
         report = BuildReport(
             source=f"checkpoint {restored.folder}", events_read=0,
             events_accepted=restored.events_applied, duplicates=0, rejected=0,
             rejection_summary="", load_seconds=restored.seconds, build_seconds=0.0,
         )  # fmt: skip
-    if ingest.catch_up() or restored is not None:
+    if ingest.catch_up() or restored is not None or erased:
         graph.publish(compact=True)
     return report
 
