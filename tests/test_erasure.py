@@ -14,7 +14,7 @@ from recserver.eventlog.checkpoint import CheckpointStore
 from recserver.eventlog.codec import RecordFormatError
 from recserver.eventlog.erasure_codec import decode_erasure, encode_erasure, is_erasure
 from recserver.eventlog.file_log import FileEventLog
-from recserver.eventlog.runtime import IngestRuntime
+from recserver.eventlog.runtime import IngestRuntime, describe_user
 from recserver.eventlog.tailer import LogTailer
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.erasure import erased_name, is_erased_name
@@ -84,6 +84,7 @@ def test_erased_users_leave_both_sides_of_the_graph_and_their_name_goes() -> Non
     assert item_neighbours(graph, "i1") == {"u2"} and item_neighbours(graph, "i2") == set()
     assert snap.users.get("u1") is None and snap.n_users == 2  # the id slot stays, unnamed
     assert graph.erase_users(["u1"]) == 0  # again: nothing left to erase
+    assert not describe_user(graph, erased_name(0)).found  # the placeholder names nobody
     # The same user id sending events later starts a new profile under a new id.
     graph.ingest(cols_of(("u1", "i3", "view", 1.0, 20.0, "e")))
     graph.publish()

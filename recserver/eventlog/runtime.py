@@ -232,7 +232,8 @@ def describe_user(graph: SnapshotSource, user_id: str, limit: int = 0) -> UserEd
     if not graph.ready:
         raise Unavailable("the graph is still loading; retry shortly")
     snap = graph.current
-    user = snap.users.get(user_id)
+    # A blank id names no user: erased users' id slots carry blank placeholder names.
+    user = snap.users.get(user_id) if user_id.strip() else None
     if user is None or user >= snap.n_users:
         return UserEdges(False, [], [], snap.version)
     items, weights = snap.user_items(user)
