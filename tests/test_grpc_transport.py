@@ -187,7 +187,7 @@ def test_reflection_lists_the_service(running: Running) -> None:
     assert SERVICE_NAME in database.get_services()
     service = DescriptorPool(database).FindServiceByName(SERVICE_NAME)
     assert [m.name for m in service.methods] == [
-        "Recommend", "RecordEvents", "GetIngestStatus", "DescribeUser"
+        "Recommend", "RecordEvents", "GetIngestStatus", "DescribeUser", "DeleteUser"
     ]
 
 
