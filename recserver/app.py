@@ -78,6 +78,7 @@ class App:
         url, origin = resolve_redis_url(redis_url, config.ann.url())
         self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache)
         log.info("ann cache: %s (from %s)", self.ann.where, origin)  # password redacted
+        self.ann.follow_erasures(self.graph)
         self.tiers = build_tiers(self.graph, self.ann)
         # Online quality: sampled answers wait for their users' later events (every ingested
         # batch); answers whose window passed are counted as misses at each publish too.

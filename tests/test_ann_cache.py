@@ -61,6 +61,13 @@ def test_expire_namespace_shortens_only_that_version(cache: ResultCache) -> None
     assert cache.ttl(b"e:1*:u:x") > 3000  # type: ignore[operator]  (glob chars are escaped)
 
 
+def test_delete_removes_only_the_keys_named(cache: ResultCache) -> None:
+    cache.put_many([(b"d:1:u:a", b"1"), (b"d:1:u:b", b"2")], ttl_s=60)
+    assert cache.delete([b"d:1:u:a", b"d:1:u:never"]) == 1
+    assert cache.mget([b"d:1:u:a", b"d:1:u:b"], 0.5) == [None, b"2"]
+    assert cache.delete([]) == 0
+
+
 def test_memory_usage_is_reported(cache: ResultCache) -> None:
     cache.put_many([(b"m:1:u:a", b"x" * 600)], ttl_s=60)
     used = cache.memory_usage([b"m:1:u:a"])

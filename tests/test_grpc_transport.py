@@ -188,7 +188,8 @@ def test_reflection_lists_the_service(running: Running) -> None:
     assert SERVICE_NAME in database.get_services()
     service = DescriptorPool(database).FindServiceByName(SERVICE_NAME)
     assert [m.name for m in service.methods] == [
-        "Recommend", "RecordEvents", "GetIngestStatus", "DescribeUser", "UpdateItems"
+        "Recommend", "RecordEvents", "GetIngestStatus", "DescribeUser", "UpdateItems",
+        "DeleteUser"
     ]
 
 

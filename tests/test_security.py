@@ -197,13 +197,14 @@ def test_tls_recommend_is_open_without_a_token(tls_app: App, certs: Certs) -> No
 
 
 @pytest.mark.parametrize("method", ["RecordEvents", "GetIngestStatus", "DescribeUser",
-                                    "UpdateItems"])
+                                    "UpdateItems", "DeleteUser"])
 def test_writes_and_admin_rpcs_need_the_token(
     tls_app: App, certs: Certs, method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     requests = {
         "RecordEvents": an_event(f"tok-{method}"),
         "GetIngestStatus": pb.GetIngestStatusRequest(),
+        "DeleteUser": pb.DeleteUserRequest(user_id=f"tok-{method}"),
         "DescribeUser": pb.DescribeUserRequest(user_id=KNOWN_USER),
         "UpdateItems": pb.UpdateItemsRequest(items=[pb.ItemInfo(item_id="tok", hidden=True)]),
     }

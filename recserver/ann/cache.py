@@ -41,6 +41,10 @@ class ResultCache(Protocol):
         """Seconds left to live, or None when the key does not exist."""
         ...
 
+    def delete(self, keys: Sequence[bytes]) -> int:
+        """Remove ``keys`` now (erasure); returns how many were there. Raises ``CacheError``."""
+        ...
+
     def expire_namespace(self, namespace: bytes, ttl_s: int) -> int:
         """Shorten the TTL of every key starting with ``namespace`` to at most ``ttl_s``."""
         ...

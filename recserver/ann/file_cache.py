@@ -14,6 +14,10 @@ and a slice of the mapped blob, with the key compared so a hash collision is nev
 Their own write-backs (results computed on a miss) stay in a small private LRU. Sealed files
 hold one version: expiry is replacement, and the files of older versions are deleted a grace
 period after they stop being named (workers still mapping them keep their pages).
+
+Sealed files are immutable, so ``delete`` (an erased user's results) lists the deleted keys'
+hashes in ``ANN.json`` (``erased``); every process reads them as misses and drops them from its
+private LRU, until the next sealed version (built without the user) replaces the list.
 """
 
 from __future__ import annotations
@@ -98,6 +102,7 @@ class FileCache:
         self._lock = threading.Lock()
         self._seq = int(time.time() * 1000)
         self._names: dict[str, float] = {}  # sealed name -> when it stopped being current
+        self._erased: frozenset[int] = frozenset()  # hashes of deleted keys of this version
 
     def _current(self) -> _Sealed | None:
         now = time.monotonic()
@@ -109,15 +114,27 @@ class FileCache:
                 # Replaced meanwhile: the next check maps the newer one.
                 with contextlib.suppress(OSError, ValueError):
                     self._sealed, self._sealed_name = _Sealed(self.folder, name), name
+            if not self.writer and manifest is not None:
+                self._adopt_erased(manifest.get("erased"))
         return self._sealed
+
+    def _adopt_erased(self, listed: object) -> None:
+        erased = frozenset(int(h) for h in listed) if isinstance(listed, list) else frozenset()
+        if erased != self._erased:
+            self._local.delete_hashed(erased - self._erased, key_hash)
+            self._erased = erased
 
     def get(self, key: bytes, timeout_s: float = 0.0) -> bytes | None:
         return self.mget([key], timeout_s)[0]
 
     def mget(self, keys: Sequence[bytes], timeout_s: float = 0.0) -> list[bytes | None]:
         pending, sealed = self._pending, self._current()
+        erased = self._erased
         out: list[bytes | None] = []
         for key in keys:
+            if erased and key_hash(key) in erased:
+                out.append(None)
+                continue
             value = pending.get(key) if pending else None
             if value is None and sealed is not None:
                 value = sealed.get(key)
@@ -145,8 +162,8 @@ class FileCache:
         self._seq += 1
         name = f"ann-{self._seq}"
         seal(self.folder, name, self._pending)
-        write_json_atomic(self.folder / MANIFEST, {"name": name, "entries": len(self._pending),
-                                                   "sealed_at": time.time()})
+        self._erased = frozenset()  # the new version is built without the erased users
+        self._write_manifest(name, len(self._pending))
         previous = self._sealed_name
         self._sealed, self._sealed_name, self._pending = _Sealed(self.folder, name), name, {}
         self._checked = time.monotonic()
@@ -158,6 +175,28 @@ class FileCache:
                 for path in self.folder.glob(old + ".*"):
                     path.unlink(missing_ok=True)
                 del self._names[old]
+
+    def _write_manifest(self, name: str, entries: int) -> None:
+        write_json_atomic(self.folder / MANIFEST, {
+            "name": name, "entries": entries, "sealed_at": time.time(),
+            "erased": sorted(self._erased),
+        })
+
+    def delete(self, keys: Sequence[bytes]) -> int:
+        """Deleted keys read as misses everywhere (see the module docstring)."""
+        removed = self._local.delete(keys)
+        if not self.writer:
+            return removed
+        with self._lock:
+            present = self.mget(keys)
+            removed += sum(1 for value in present if value is not None)
+            for key in keys:
+                self._pending.pop(key, None)
+            self._erased = self._erased | {key_hash(key) for key in keys}
+            if self._sealed_name:
+                manifest = read_json(self.folder / MANIFEST) or {}
+                self._write_manifest(self._sealed_name, int(manifest.get("entries", 0)))
+        return removed
 
     def ttl(self, key: bytes) -> float | None:
         return float(KEEP_S) if self.get(key) is not None else None

@@ -77,6 +77,24 @@ class LruCache:
                 return None
             return self._data[key][1] - now
 
+    def delete(self, keys: Sequence[bytes]) -> int:
+        removed = 0
+        with self._lock:
+            for key in keys:
+                entry = self._data.pop(key, None)
+                if entry is not None:
+                    self._bytes -= self._size(key, entry[0])
+                    removed += 1
+        return removed
+
+    def delete_hashed(self, hashes: frozenset[int], hash_of: Callable[[bytes], int]) -> int:
+        """Remove the keys whose ``hash_of(key)`` is in ``hashes``; returns how many."""
+        if not hashes:
+            return 0
+        with self._lock:
+            doomed = [key for key in self._data if hash_of(key) in hashes]
+        return self.delete(doomed)
+
     def expire_namespace(self, namespace: bytes, ttl_s: int) -> int:
         with self._lock:
             limit = self._clock() + ttl_s

@@ -151,6 +151,14 @@ class RedisCache:
             return None
         return float("inf") if ms == -1 else ms / 1000.0
 
+    def delete(self, keys: Sequence[bytes]) -> int:
+        if not keys:
+            return 0
+        try:
+            return int(self.bulk.delete(*keys))
+        except RedisError as exc:
+            raise CacheError(f"redis DEL at {self.url}: {type(exc).__name__}") from None
+
     def expire_namespace(self, namespace: bytes, ttl_s: int) -> int:
         pattern = _GLOB.sub(rb"\\\1", namespace) + b"*"
         touched = 0

@@ -20,6 +20,7 @@ from recserver.ann.breaker import CircuitBreaker
 from recserver.ann.cache import CacheError, CacheMetrics, NullMetrics, ResultCache, open_cache
 from recserver.ann.codec import Keys, PayloadError, decode_items, parse_pointer
 from recserver.ann.config import AnnConfig
+from recserver.ann.forget import UserForgetter
 from recserver.ann.index import set_threads
 from recserver.ann.model import AnnModel, build_model, new_version
 from recserver.ann.precompute import PrecomputeReport, publish
@@ -27,6 +28,7 @@ from recserver.ann.tier import AnnTier, ServingState
 from recserver.ann.writeback import WriteBack
 from recserver.core.background import BackgroundWorker
 from recserver.core.redis_url import redact_url
+from recserver.graph.live import LiveGraph
 from recserver.graph.source import SnapshotSource
 from recserver.service.fallback import FallbackRequest
 
@@ -55,6 +57,9 @@ class AnnRuntime:
                             writer=self.writer)
         self.keys = Keys(cfg.key_prefix)
         self.model: AnnModel | None = None
+        #: deletes erased users' results (wired to a writer's graph by ``follow_erasures``)
+        self.forget = UserForgetter(self.cache, cfg.key_prefix, self._readable_versions,
+                                    self.metrics)
         self.last_report: PrecomputeReport | None = None
         self._build_lock = threading.Lock()
         self._worker = BackgroundWorker("ann-rebuild", self._run, join_timeout_s=30.0)
@@ -72,6 +77,7 @@ class AnnRuntime:
             self.model = model
             self.tier.install(ServingState.local(model, self.cfg.key_prefix))
             self.last_report = report
+            self.forget.built(snapshot.version, model.version)
             users = np.flatnonzero(np.diff(snapshot.base_users.indptr) > 0)[:1]
             if users.shape[0]:
                 self.tier.calibrate(FallbackRequest(
@@ -81,6 +87,23 @@ class AnnRuntime:
             log.info("ann build %d published to %s:\n%s", model.version, self.where,
                      report.summary())
             return report
+
+    def follow_erasures(self, graph: LiveGraph) -> None:
+        """Delete the cached results of every user ``graph`` erases (``ann.forget``)."""
+        graph.on_erase.append(self.forget.erased)
+        graph.on_publish.append(lambda snap: self.forget.published(snap.version))
+
+    def _readable_versions(self) -> set[int | None]:
+        """Versions whose user keys someone may read: the pointer's, served, built here."""
+        state = self.tier.state
+        versions = {state.version if state is not None else None,
+                    self.model.version if self.model is not None else None}
+        try:
+            versions.add(parse_pointer(self.cache.get(self.keys.pointer,
+                                                      self.cfg.build_timeout_s)))
+        except (CacheError, PayloadError):
+            self.metrics.error("get")
+        return versions
 
     def poll_pointer(self) -> int | None:
         """Adopt the version the pointer names when it is not ours; returns that version."""
@@ -144,6 +167,7 @@ class AnnRuntime:
 
     def stop(self) -> None:
         self._worker.stop()
+        self.forget.stop()
         if self.writer is not None:
             self.writer.close()
         self.cache.close()

@@ -16,7 +16,8 @@ from recserver import __version__
 
 #: The command modules, in the order ``recserver -h`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "serve", "recommend", "items", "check_config", "build", "build_ann", "builder", "worker",
+    "serve", "recommend", "record", "items", "delete_user", "describe_user", "ingest_status",
+    "check_config", "build", "build_ann", "builder", "worker",
     "evaluate", "tune", "compare", "replay",
 )
 

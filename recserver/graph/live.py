@@ -28,6 +28,7 @@ from recserver.graph.compact import (
 )
 from recserver.graph.config import GraphConfig
 from recserver.graph.dedup import U64
+from recserver.graph.erasure import drop_users
 from recserver.graph.events import EventColumns
 from recserver.graph.heap import release_free_heap
 from recserver.graph.prune import PruneReport
@@ -81,6 +82,15 @@ class LiveGraph:
         #: Events applied (accepted by the store) since the graph began, checkpoints included.
         self.events_applied = 0
         self._ingest_seq = 0  # ingest calls so far
+        #: Called with the user ids of every applied erasure (found or not), before any publish
+        #: shows it, holding the graph's locks: listeners only take note (the ANN runtime
+        #: queues the deletion of their cached results); exceptions are logged only.
+        self.on_erase: list[Callable[[list[str]], None]] = []
+        # Erased users whose edges the current base still holds: the next publish rebuilds it.
+        self._erase_pending = False
+        # Ids erased while a background compaction ran on the runs from before: filtered out of
+        # what it installs (or hands back when it fails).
+        self._erased_in_flight: list[np.ndarray] = []
         self._folded_seq = 0  # every ingest call up to this one is in the latest snapshot
         #: the item catalogue (hidden, expiry, categories), applied from the log like events
         self.catalog = CatalogState()
@@ -164,6 +174,43 @@ class LiveGraph:
         with self._ingest_lock:
             self.applied_position = log_position
 
+    def erase_users(self, user_ids: list[str], *, log_position: str | None = None) -> int:
+        """Erase ``user_ids`` (``EdgeStore.erase_users``); returns how many were in the graph.
+
+        Their edges leave the store at once and every snapshot from the next publish on, which
+        rebuilds the compact base (the old base still holds them); ``log_position``: the erasure
+        record's position, as for ``ingest``. Idempotent: unknown or erased users are skipped.
+        """
+        with self._publish_lock, self._ingest_lock:
+            ids = self.store.erase_users(user_ids)
+            if ids.shape[0]:
+                self._erase_pending = True
+                if self._compacting is not None:
+                    self._compacting = drop_users(self._compacting, ids)
+                if self._compaction is not None:
+                    self._erased_in_flight.append(ids)
+            if log_position is not None:
+                self.applied_position = log_position
+            self._ingest_seq += 1
+            # Told before any publish can show the erasure (listeners only take note).
+            for callback in self.on_erase:
+                try:
+                    callback(list(user_ids))
+                except Exception:  # a listener must never fail an erasure
+                    log.exception("on_erase listener failed")
+        # A publish makes the erasure (and its log position) visible even when nothing changed.
+        if self._oldest_unpublished is None:
+            self._oldest_unpublished = time.monotonic()
+        self._wake.set()
+        log.info("erased %d of %d users at log position %s", ids.shape[0], len(user_ids),
+                 log_position)
+        return int(ids.shape[0])
+
+    def _without_erased_in_flight(self, run: EdgeRun) -> EdgeRun:
+        for ids in self._erased_in_flight:
+            run = drop_users(run, ids)
+        return run
+
     def seen(self, cols: EventColumns, event_keys: U64 | None = None) -> np.ndarray:
         """Mask of events already applied (duplicates), assigning no ids."""
         with self._ingest_lock:
@@ -214,9 +261,11 @@ class LiveGraph:
             overlay = self._overlay_run()
             # A base far behind the newest event would give overlay weights past float32.
             stale = self.store.too_far_past(self.store.max_ts, self._t_ref)
-            if compact or self._base is None or stale or overlay_too_dense(overlay):
+            if (compact or self._base is None or stale or self._erase_pending
+                    or overlay_too_dense(overlay)):
                 self._join_compaction()
                 self._install(self._build_base())
+                self._erase_pending = False  # the build ran after every erasure so far
             elif self._compaction is None and len(overlay) > self._compact_threshold():
                 self._start_compaction()
             return self._publish_overlay()
@@ -244,7 +293,8 @@ class LiveGraph:
 
     def _install(self, built: BaseBuild) -> None:
         """Adopt a new base (publish lock held)."""
-        self.store.install_main(built.merged)
+        self.store.install_main(self._without_erased_in_flight(built.merged))
+        self._erased_in_flight = []
         self._base, self._t_ref = built.sides, built.t_ref
         self._base_scale = self.store.scale_at(built.t_ref)
         self._compacting = None
@@ -268,8 +318,10 @@ class LiveGraph:
             except Exception:  # the old base keeps serving; the edges stay in the overlay
                 log.exception("background compaction failed; the previous base keeps serving")
                 with self._publish_lock:
-                    self.store.pending = merge_runs(inputs[1], self.store.pending)
-                    self.store.install_main(inputs[0])
+                    self.store.pending = merge_runs(self._without_erased_in_flight(inputs[1]),
+                                                    self.store.pending)
+                    self.store.install_main(self._without_erased_in_flight(inputs[0]))
+                    self._erased_in_flight = []
                     self._compacting = None
                     self._compaction = None
                 return
@@ -277,7 +329,8 @@ class LiveGraph:
             with self._publish_lock:
                 self._install(built)
                 self._compaction = None
-                self._publish_overlay()
+                if not self._erase_pending:  # else this base still holds erased users' edges:
+                    self._publish_overlay()  # the next publish rebuilds it
             del built
             # The old base and edge run, and the build's temporaries, are garbage now: hand
             # the heap they leave back, or a long-running builder keeps its largest compaction.

@@ -28,7 +28,8 @@ from recserver.graph.raw_batch import ID_TYPE, NotUtf8Error, RawBatch
 from recserver.graph.validate import raise_first, validate_columns
 
 __all__ = [
-    "CSV_HEADER", "iter_events", "load_events", "rejection_summary", "summarise_rejections"
+    "CSV_HEADER", "iter_events", "iter_unvalidated", "load_events", "rejection_summary",
+    "summarise_rejections",
 ]
 
 
@@ -99,6 +100,13 @@ def iter_events(
         if strict:
             raise_first(cols.rejected, str(p))
         yield cols
+
+
+def iter_unvalidated(path: Path | str) -> Iterator[tuple[EventColumns, npt.NDArray[np.int64]]]:
+    """The file's rows as parsed, one batch per block, with each row's line; rows that do not
+    parse are in each batch's ``rejected``. Nothing is judged (a server sending them on does)."""
+    for raw in _raw_batches(Path(path)):
+        yield _columns([raw])
 
 
 def load_events(

@@ -28,6 +28,7 @@ from recserver.graph.config import GraphConfig
 from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
 from recserver.graph.dedup_window import WindowedDedup
 from recserver.graph.edge_runs import EdgeRun, merge_runs
+from recserver.graph.erasure import drop_users, known_ids, renamed
 from recserver.graph.events import EventColumns
 from recserver.graph.heap import release_free_heap
 from recserver.graph.idmap import IdMap
@@ -274,6 +275,25 @@ class EdgeStore:
     def install_main(self, merged: EdgeRun) -> None:
         """Adopt the result of a compaction (``merge_runs(main, pending)``, maybe windowed)."""
         self.main = merged
+
+    def erase_users(self, names: list[str]) -> I64:
+        """Drop every edge of the users ``names`` and rename their ids (``graph.erasure``);
+        returns the internal ids erased (unknown names are skipped).
+
+        The caller excludes ingest and publish meanwhile (``LiveGraph.erase_users``); a
+        compaction running in the background still holds the old runs and is filtered when
+        it is installed.
+        """
+        ids = known_ids(self.users, names)
+        if not ids.shape[0]:
+            return ids
+        self.main = drop_users(self.main, ids)
+        self.pending = drop_users(self.pending, ids)
+        with self._incoming_lock:
+            self._incoming = [drop_users(run, ids) for run in self._incoming]
+            self._incoming_count = sum(len(run) for run in self._incoming)
+        self.users = renamed(self.users, ids)
+        return ids
 
     def state_parts(self) -> tuple[EdgeRun, EdgeRun, tuple[EdgeRun, ...]]:
         """``main``, ``pending`` and the unfolded incoming runs, as they are now."""

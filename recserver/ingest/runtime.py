@@ -5,7 +5,8 @@ caller's bootstrap; :meth:`catch_up` (replay the log from the graph's position);
 publish; :meth:`start` (tailer and checkpointer threads; ``RecordEvents`` opens). Stop order:
 ``RecordEvents`` closes, the tailer stops, a final checkpoint, the log closes.
 
-The servicer calls :meth:`record_events`, :meth:`status` and :meth:`describe_user`.
+The servicer calls :meth:`record_events`, :meth:`delete_user`, :meth:`status` and
+:meth:`describe_user`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from recserver.catalog.items import ItemUpdate
 from recserver.catalog.recorder import ItemRecorder, ItemsOutcome
 from recserver.core.errors import Unavailable
 from recserver.eventlog.base import START, EventLog, LogUnavailable, Position
+from recserver.eventlog.erasure_ledger import open_ledger
 from recserver.eventlog.registry import choose, describe, open_log
-from recserver.graph.arrayops import unique_inverse
+from recserver.graph.arrayops import member_of_sorted, unique_inverse
+from recserver.graph.dedup import id_keys
 from recserver.graph.live import LiveGraph
 from recserver.graph.source import SnapshotSource
 from recserver.ingest.checkpoint import CheckpointStore
 from recserver.ingest.config import IngestConfig
+from recserver.ingest.eraser import Erasure, UserEraser
 from recserver.ingest.recorder import EventRecorder, EventRows, RecordOutcome
 from recserver.ingest.recovery import Checkpointer, Restored, restore_latest
 from recserver.ingest.tailer import LogTailer
@@ -99,6 +103,13 @@ class IngestRuntime:
             self.log, origin=self.recorder.origin, ready=lambda: self.recorder.ready,
             off_reason=self.recorder.off_reason, on_error=self._append_error,
         )
+        self.ledger = open_ledger(self.choice, cfg)
+        self.eraser = UserEraser(
+            graph, self.log, self.recorder, max_id_chars=cfg.max_id_chars,
+            origin=origin or f"{socket.gethostname()}:{os.getpid()}",
+            off_reason=f"DeleteUser is off on this server ({self.choice.why})",
+            ledger=self.ledger,
+        )  # fmt: skip
 
     @property
     def enabled(self) -> bool:
@@ -119,6 +130,25 @@ class IngestRuntime:
             return None
         self.restored = restore_latest(self.graph, self.checkpoints)
         return self.restored
+
+    def erase_ledgered(self) -> int:
+        """Erase the bootstrapped users the erasure ledger names (before ``catch_up``); returns
+        how many. Raises ``Unavailable`` when the ledger cannot be read: serving the bootstrap
+        data without it could bring erased users back."""
+        if self.ledger is None:
+            return 0
+        hashes = self.ledger.hashes()
+        n = len(self.graph.store.users)
+        if not hashes.shape[0] or not n:
+            return 0
+        names = self.graph.store.users.names(range(n))
+        hit = member_of_sorted(hashes, id_keys(names))
+        erased = [names[i] for i in np.flatnonzero(hit).tolist()]
+        if erased:
+            self.graph.erase_users(erased)
+            log.info("erased %d users of the bootstrap data named by the erasure ledger",
+                     len(erased))
+        return len(erased)
 
     def catch_up(self) -> int:
         """Replay the log from the graph's position; returns the events read (0 when off)."""
@@ -181,6 +211,9 @@ class IngestRuntime:
     def _append_error(self, error: str | None) -> None:
         self.recorder.last_append_error = error
 
+    def delete_user(self, user_id: str) -> Erasure:
+        return self.eraser.erase(user_id)
+
     def status(self) -> IngestStatus:
         snap = self.graph.current if self.graph.ready else None
         tailer, ckpt = self.tailer, self.checkpointer
@@ -211,7 +244,8 @@ def describe_user(graph: SnapshotSource, user_id: str, limit: int = 0) -> UserEd
     if not graph.ready:
         raise Unavailable("the graph is still loading; retry shortly")
     snap = graph.current
-    user = snap.users.get(user_id)
+    # A blank id names no user: erased users' id slots carry blank placeholder names.
+    user = snap.users.get(user_id) if user_id.strip() else None
     if user is None or user >= snap.n_users:
         return UserEdges(False, [], [], snap.version)
     items, weights = snap.user_items(user)

@@ -26,6 +26,7 @@ from recserver.catalog.codec import CatalogRecordError, decode_updates, is_catal
 from recserver.core.background import BackgroundWorker
 from recserver.eventlog.base import START, EventLog, LogRecord, LogUnavailable, Position
 from recserver.eventlog.codec import LogBatch, RecordFormatError, concat_batches, decode_batch
+from recserver.eventlog.erasure_codec import decode_erasure, is_erasure
 from recserver.graph.live import LiveGraph
 from recserver.graph.snapshot import GraphSnapshot
 
@@ -110,6 +111,11 @@ class LogTailer:
                 chunk, chunk_events = [], 0
                 self._apply_catalog(record)
                 continue
+            if is_erasure(record.payload):
+                self._flush(chunk)  # the events before it first: log order decides
+                chunk, chunk_events = [], 0
+                self._erase(record)
+                continue
             try:
                 batch = decode_batch(record.payload)
             except RecordFormatError as exc:
@@ -169,6 +175,23 @@ class LogTailer:
         with self._unpublished_lock:
             self._unpublished.append((self._graph.ingest_seq, record.position,
                                       [batch.appended_at]))
+
+    def _erase(self, record: LogRecord) -> None:
+        """Apply an erasure record (``erasure_codec``) at its place in the log."""
+        try:
+            erasure = decode_erasure(record.payload)
+        except RecordFormatError as exc:
+            self.records_skipped += 1
+            self._observer.log_error("decode")
+            log.error("event log record at %s skipped: %s", record.position, exc)
+            self._graph.mark_position(str(record.position))
+            self.position = record.position
+            return
+        self._graph.erase_users(erasure.user_ids, log_position=str(record.position))
+        self.position = record.position
+        with self._unpublished_lock:
+            self._unpublished.append((self._graph.ingest_seq, record.position,
+                                      [erasure.appended_at]))
 
     def _on_publish(self, snap: GraphSnapshot) -> None:
         """Records the new snapshot holds are now visible: report their append-to-visible time."""

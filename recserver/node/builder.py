@@ -54,6 +54,7 @@ def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metri
               ) -> BuildReport:
     """Fill ``graph`` and publish it: the newest checkpoint (or ``source``), then the log."""
     restored = ingest.restore()
+    erased = 0
     if restored is None:
         report = load_into(graph, events=source.events, synthetic=source.synthetic,
                            strict=source.strict)
@@ -64,13 +65,14 @@ def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metri
             graph.update_items(updates)
             log.info("catalogue: %d items from %s", len(updates), source.items)
         metrics.record_ingest(report.events_accepted, report.duplicates, report.rejected)
+        erased = ingest.erase_ledgered()  # users erased before what is left of the log
     else:
         report = BuildReport(
             source=f"checkpoint {restored.folder}", events_read=0,
             events_accepted=restored.events_applied, duplicates=0, rejected=0,
             rejection_summary="", load_seconds=restored.seconds, build_seconds=0.0,
         )  # fmt: skip
-    if ingest.catch_up() or restored is not None:
+    if ingest.catch_up() or restored is not None or erased:
         graph.publish(compact=True)
     return report
 
@@ -118,6 +120,7 @@ class Builder:
         self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache,
                               cache=cache, where=None if url else f"files in {self.run.ann}")
         log.info("ann results: %s (from %s)", self.ann.where, origin if url else "no Redis URL")
+        self.ann.follow_erasures(self.graph)
         self.ingest = open_ingest(lambda: IngestRuntime(
             config.ingest, self.graph, url_flag=event_log_url, data_dir=data_dir,
             metrics=self.metrics.eventlog))

@@ -1,9 +1,10 @@
 """A serving worker's ingest RPCs: writes go to the builder, reads come from the mapped graph.
 
 The builder is the node's single writer, so a worker forwards ``RecordEvents``, ``UpdateItems``
-(and ``GetIngestStatus``) to the builder's local endpoint over a Unix socket and relays the answer;
-acknowledgement keeps its meaning (an event is ACCEPTED once the builder appended it to the
-event log). ``DescribeUser`` reads the snapshot this worker serves, like ``Recommend`` does.
+and ``DeleteUser`` (and ``GetIngestStatus``) to the builder's local endpoint over a Unix socket
+and relays the answer; acknowledgement keeps its meaning (an event is ACCEPTED, an item update or
+an erasure recorded, once the builder appended it to the event log). ``DescribeUser`` reads the
+snapshot this worker serves, like ``Recommend`` does.
 A builder that cannot be reached (restarting) makes the call UNAVAILABLE: nothing was
 acknowledged, and a retry with the same event ids is safe.
 """
@@ -21,6 +22,7 @@ from recserver.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from recserver.ingest.eraser import Erasure
 from recserver.ingest.recorder import EventRows, RecordOutcome
 from recserver.ingest.runtime import IngestStatus, UserEdges, describe_user
 from recserver.node.mapped import MappedGraph
@@ -86,6 +88,11 @@ class ForwardingIngest:
         response = self._call("UpdateItems", pb.UpdateItemsRequest(items=items))
         assert isinstance(response, pb.UpdateItemsResponse)
         return ItemsOutcome(response.accepted, response.log_position)
+
+    def delete_user(self, user_id: str) -> Erasure:
+        response = self._call("DeleteUser", pb.DeleteUserRequest(user_id=user_id))
+        assert isinstance(response, pb.DeleteUserResponse)
+        return Erasure(found=response.found, position=response.log_position)
 
     def status(self) -> IngestStatus:
         s = self._call("GetIngestStatus", pb.GetIngestStatusRequest())

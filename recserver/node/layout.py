@@ -6,8 +6,8 @@ One builder and N serving workers share a run directory (an ``emptyDir`` in Kube
   maps, written at each compaction), ``over-<v>/`` (the small overlay, written at each publish)
   and ``MANIFEST.json``, replaced atomically, naming the newest pair. Workers map them read-only.
 * ``ann/`` — sealed ANN result files when no Redis is configured (see ``ann.file_cache``).
-* ``builder.sock`` — the builder's local gRPC endpoint: workers forward ``RecordEvents`` and
-  ``GetIngestStatus`` there, so the event log keeps a single writer.
+* ``builder.sock`` — the builder's local gRPC endpoint: workers forward ``RecordEvents``,
+  ``DeleteUser`` and ``GetIngestStatus`` there, so the event log keeps a single writer.
 * ``metrics/`` — prometheus_client's multi-process files (``PROMETHEUS_MULTIPROC_DIR``).
 """
 

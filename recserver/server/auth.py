@@ -1,8 +1,8 @@
 """Bearer-token access control: one interceptor, keyed by method name.
 
 Which methods need the token is a table (:func:`protected_methods`), not code in each handler:
-writes (``RecordEvents``, ``UpdateItems``) and the admin/introspection RPCs (``GetIngestStatus``,
-``DescribeUser``) always, when a token is configured; ``Recommend`` only with
+writes (``RecordEvents``, ``UpdateItems``, ``DeleteUser``) and the admin/introspection RPCs
+(``GetIngestStatus``, ``DescribeUser``) always, when a token is configured; ``Recommend`` only with
 ``auth.require_for_recommend``. Health and reflection stay open (probes carry no token).
 
 The client sends ``authorization: Bearer <token>`` metadata. The comparison is constant-time
@@ -25,7 +25,7 @@ from recserver.proto.recserver.v1 import recommender_pb2 as pb
 _SERVICE = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 #: Methods that need the token whenever one is configured.
 ALWAYS_PROTECTED: tuple[str, ...] = (
-    "RecordEvents", "GetIngestStatus", "DescribeUser", "UpdateItems",
+    "RecordEvents", "GetIngestStatus", "DescribeUser", "UpdateItems", "DeleteUser",
 )
 AUTH_HEADER = "authorization"
 _SCHEME = "bearer "

@@ -95,6 +95,13 @@ class RecommendClient:
             metadata=self._metadata)
         return response
 
+    def call(self, method: str, request: object, *, timeout_s: float | None = None) -> object:
+        """Any other RPC of the service by name (``"DeleteUser"``), with the token; raises
+        ``grpc.RpcError`` on a non-OK status."""
+        response: object = getattr(self._stub, method)(request, timeout=timeout_s,
+                                                       metadata=self._metadata)
+        return response
+
     def close(self) -> None:
         self._channel.close()
 

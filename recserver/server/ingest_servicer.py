@@ -17,6 +17,7 @@ import grpc
 from recserver.catalog.items import ItemUpdate
 from recserver.catalog.recorder import ItemsOutcome
 from recserver.core.errors import InvalidArgument, Unavailable
+from recserver.ingest.eraser import Erasure
 from recserver.ingest.recorder import ACCEPTED, DUPLICATE, REJECTED, EventRows, RecordOutcome
 from recserver.ingest.runtime import IngestStatus, UserEdges
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
@@ -31,6 +32,7 @@ class IngestHandler(Protocol):
     """The domain side of the ingest RPCs (``eventlog.runtime.IngestRuntime``)."""
 
     def record_events(self, rows: EventRows) -> RecordOutcome: ...
+    def delete_user(self, user_id: str) -> Erasure: ...
     def status(self) -> IngestStatus: ...
     def describe_user(self, user_id: str, limit: int = 0) -> UserEdges: ...
     def update_items(self, updates: list[ItemUpdate]) -> ItemsOutcome: ...
@@ -97,8 +99,8 @@ def encode_outcome(outcome: RecordOutcome, request_id: str) -> pb.RecordEventsRe
 
 
 class IngestEndpoints:
-    """``RecordEvents``, ``UpdateItems``, ``GetIngestStatus`` and ``DescribeUser``; mixed into
-    the servicer."""
+    """``RecordEvents``, ``UpdateItems``, ``DeleteUser``, ``GetIngestStatus`` and
+    ``DescribeUser``; mixed into the servicer."""
 
     _ingest: IngestHandler | None
 
@@ -118,6 +120,12 @@ class IngestEndpoints:
     ) -> pb.UpdateItemsResponse:
         outcome = self._ingest_handler().update_items(decode_items(request))
         return encode_items(outcome, request.request_id)
+
+    def DeleteUser(
+        self, request: pb.DeleteUserRequest, context: grpc.ServicerContext
+    ) -> pb.DeleteUserResponse:
+        erased = self._ingest_handler().delete_user(request.user_id)
+        return pb.DeleteUserResponse(found=erased.found, log_position=erased.position)
 
     def GetIngestStatus(
         self, request: pb.GetIngestStatusRequest, context: grpc.ServicerContext

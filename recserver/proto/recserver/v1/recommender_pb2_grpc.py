@@ -61,6 +61,11 @@ class RecommenderStub:
                 request_serializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsRequest.SerializeToString,
                 response_deserializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsResponse.FromString,
                 _registered_method=True)
+        self.DeleteUser = channel.unary_unary(
+                '/recserver.v1.Recommender/DeleteUser',
+                request_serializer=recserver_dot_v1_dot_recommender__pb2.DeleteUserRequest.SerializeToString,
+                response_deserializer=recserver_dot_v1_dot_recommender__pb2.DeleteUserResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -119,6 +124,20 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteUser(self, request, context):
+        """Erase a user: an erasure record is appended to the event log (acknowledged once durable,
+        like RecordEvents) and every replica, applying the log in order, drops the user's edges
+        (every event of theirs logged before the erasure), forgets the user id, and deletes the
+        user's precomputed results from the ANN cache. Checkpoints and log replays keep the user
+        erased. Events for the same user_id logged after the erasure start a new, empty profile.
+        Idempotent: erasing an unknown or already erased user is OK (found = false) and still
+        recorded, so events of that user appended elsewhere but not yet applied are erased too.
+        Needs the bearer token when auth is on. Empty or over-long user_id: INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +165,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.UpdateItems,
                     request_deserializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsRequest.FromString,
                     response_serializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsResponse.SerializeToString,
+            ),
+            'DeleteUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteUser,
+                    request_deserializer=recserver_dot_v1_dot_recommender__pb2.DeleteUserRequest.FromString,
+                    response_serializer=recserver_dot_v1_dot_recommender__pb2.DeleteUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -284,6 +308,33 @@ class Recommender:
             '/recserver.v1.Recommender/UpdateItems',
             recserver_dot_v1_dot_recommender__pb2.UpdateItemsRequest.SerializeToString,
             recserver_dot_v1_dot_recommender__pb2.UpdateItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserver.v1.Recommender/DeleteUser',
+            recserver_dot_v1_dot_recommender__pb2.DeleteUserRequest.SerializeToString,
+            recserver_dot_v1_dot_recommender__pb2.DeleteUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

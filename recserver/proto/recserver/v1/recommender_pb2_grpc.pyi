@@ -69,6 +69,16 @@ class RecommenderStub:
     all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
     naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
     """
+    DeleteUser: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.DeleteUserRequest, _recommender_pb2.DeleteUserResponse]
+    """Erase a user: an erasure record is appended to the event log (acknowledged once durable,
+    like RecordEvents) and every replica, applying the log in order, drops the user's edges
+    (every event of theirs logged before the erasure), forgets the user id, and deletes the
+    user's precomputed results from the ANN cache. Checkpoints and log replays keep the user
+    erased. Events for the same user_id logged after the erasure start a new, empty profile.
+    Idempotent: erasing an unknown or already erased user is OK (found = false) and still
+    recorded, so events of that user appended elsewhere but not yet applied are erased too.
+    Needs the bearer token when auth is on. Empty or over-long user_id: INVALID_ARGUMENT.
+    """
 
 @_typing.type_check_only
 class RecommenderAsyncStub(RecommenderStub):
@@ -105,6 +115,16 @@ class RecommenderAsyncStub(RecommenderStub):
     (visible in answers within the publish interval). Items need no events first. The batch is
     all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
     naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
+    """
+    DeleteUser: _aio.UnaryUnaryMultiCallable[_recommender_pb2.DeleteUserRequest, _recommender_pb2.DeleteUserResponse]  # type: ignore[assignment]
+    """Erase a user: an erasure record is appended to the event log (acknowledged once durable,
+    like RecordEvents) and every replica, applying the log in order, drops the user's edges
+    (every event of theirs logged before the erasure), forgets the user id, and deletes the
+    user's precomputed results from the ANN cache. Checkpoints and log replays keep the user
+    erased. Events for the same user_id logged after the erasure start a new, empty profile.
+    Idempotent: erasing an unknown or already erased user is OK (found = false) and still
+    recorded, so events of that user appended elsewhere but not yet applied are erased too.
+    Needs the bearer token when auth is on. Empty or over-long user_id: INVALID_ARGUMENT.
     """
 
 class RecommenderServicer(metaclass=_abc_1.ABCMeta):
@@ -169,6 +189,22 @@ class RecommenderServicer(metaclass=_abc_1.ABCMeta):
         (visible in answers within the publish interval). Items need no events first. The batch is
         all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
         naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteUser(
+        self,
+        request: _recommender_pb2.DeleteUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recommender_pb2.DeleteUserResponse, _abc.Awaitable[_recommender_pb2.DeleteUserResponse]]:
+        """Erase a user: an erasure record is appended to the event log (acknowledged once durable,
+        like RecordEvents) and every replica, applying the log in order, drops the user's edges
+        (every event of theirs logged before the erasure), forgets the user id, and deletes the
+        user's precomputed results from the ANN cache. Checkpoints and log replays keep the user
+        erased. Events for the same user_id logged after the erasure start a new, empty profile.
+        Idempotent: erasing an unknown or already erased user is OK (found = false) and still
+        recorded, so events of that user appended elsewhere but not yet applied are erased too.
+        Needs the bearer token when auth is on. Empty or over-long user_id: INVALID_ARGUMENT.
         """
 
 def add_RecommenderServicer_to_server(servicer: RecommenderServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
