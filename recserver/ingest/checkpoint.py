@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from recserver.catalog.files import has_view, load_view, save_view
+from recserver.core.durable import fsync_path, save_array
 from recserver.graph.idmap import IdMap
 from recserver.graph.store import EdgeRun, StoreState
 
@@ -35,21 +35,6 @@ PREFIX = "ckpt-"
 
 class CheckpointError(ValueError):
     """A checkpoint folder that cannot be loaded; the message names the folder or file."""
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _save_array(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _concat_runs(runs: tuple[EdgeRun, ...]) -> EdgeRun:
@@ -67,17 +52,17 @@ def write_checkpoint(state: StoreState, folder: Path, extra: dict[str, Any] | No
     folder.mkdir(parents=True)
     delta = _concat_runs(state.delta)
     for name, run in (("main", state.main), ("delta", delta)):
-        _save_array(folder / f"{name}.keys.npy", run.keys)
-        _save_array(folder / f"{name}.weight.npy", run.weight)
-        _save_array(folder / f"{name}.last_ts.npy", run.last_ts)
+        save_array(folder / f"{name}.keys.npy", run.keys)
+        save_array(folder / f"{name}.weight.npy", run.weight)
+        save_array(folder / f"{name}.last_ts.npy", run.last_ts)
     runs = [r for r in state.dedup_runs if r.shape[0]]
-    _save_array(folder / "dedup.npy", np.concatenate(runs) if runs else np.empty(0, np.uint64))
+    save_array(folder / "dedup.npy", np.concatenate(runs) if runs else np.empty(0, np.uint64))
     # The maps' own files, index included: a restore maps them and rebuilds nothing.
     state.users.save(folder / "users", n=state.n_users, fsync=True)
     state.items.save(folder / "items", n=state.n_items, fsync=True)
     if state.catalog is not None and state.catalog.n:
-        save_view(folder, state.catalog, _save_array)
-        _fsync_path(folder / "catalog.categories.json")
+        save_view(folder, state.catalog, save_array)
+        fsync_path(folder / "catalog.categories.json")
     meta = {
         "format": FORMAT_VERSION,
         "created_at": time.time(),
@@ -92,7 +77,7 @@ def write_checkpoint(state: StoreState, folder: Path, extra: dict[str, Any] | No
     }
     meta_path = folder / "meta.json"
     meta_path.write_text(json.dumps(meta, indent=2))
-    _fsync_path(meta_path)
+    fsync_path(meta_path)
 
 
 def _load_array(path: Path) -> np.ndarray:
@@ -173,7 +158,7 @@ class CheckpointStore:
             write_checkpoint(state, tmp, extra)
             final = self.directory / name
             tmp.rename(final)
-            _fsync_path(self.directory)
+            fsync_path(self.directory)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
