@@ -165,8 +165,11 @@ class AnnRuntime:
             if self.cache.backend != "memory":  # a store other processes publish to
                 self.poll_pointer()
 
-    def stop(self) -> None:
-        self._worker.stop()
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop rebuilding. A build in progress is waited for up to ``timeout_s`` (default 30 s);
+        past that it is left behind (a daemon thread: it dies with the process, and a version it
+        had not switched on yet is never read, its keys expire)."""
+        self._worker.stop(timeout_s)
         self.forget.stop()
         if self.writer is not None:
             self.writer.close()

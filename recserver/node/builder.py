@@ -178,6 +178,8 @@ class Builder:
         self.server.stop(2.0)
         self.ingest.stop()
         self.graph.stop()
-        self.ann.stop()
+        # The final checkpoint is written (ingest.stop): a half-done ANN build is not worth
+        # holding the shutdown for (it would take up to its whole build time).
+        self.ann.stop(timeout_s=2.0)
         self.holder.stop_watching()
         self.metrics_server.stop()
