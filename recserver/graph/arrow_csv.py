@@ -44,15 +44,16 @@ def _blocks(f: BinaryIO, first: bytes) -> Iterator[tuple[bytes, int]]:
         carry += block
         cut = carry.rfind(b"\n") + 1
         # An odd number of quotes before the cut means the cut is inside a quoted field.
-        if cut and carry.count(b'"', 0, cut) % 2 == 0:
-            yield carry[:cut], carry.count(b"\n", 0, cut)
+        if cut and (b'"' not in carry or carry.count(b'"', 0, cut) % 2 == 0):
+            yield carry[:cut], _newlines(carry, cut)
             carry = carry[cut:]
     if carry:
-        yield carry, carry.count(b"\n") + (not carry.endswith(b"\n"))
+        yield carry, _newlines(carry, len(carry)) + (not carry.endswith(b"\n"))
 
 
-def _has_blank_line(block: bytes) -> bool:
-    return block.startswith((b"\n", b"\r\n")) or b"\n\n" in block or b"\n\r\n" in block
+def _newlines(data: bytes, end: int) -> int:
+    """Newlines in ``data[:end]`` (numpy counts them ~2.5x faster than ``bytes.count``)."""
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8, count=end) == 10))
 
 
 def _record_lines(block: bytes, first: int) -> npt.NDArray[np.int64]:
@@ -83,6 +84,8 @@ def _read(block: bytes, names: list[str], typed: bool, invalid: list[pacsv.Inval
         invalid.append(row)
         return "skip"
 
+    # Ids are read as strings and dictionary-encoded after: measured faster on one core than
+    # the parser's own dictionary conversion (which also splits a block's dictionaries).
     types = {n: pa.float64() if typed and n in _NUMBERS else pa.string() for n in names}
     return pacsv.read_csv(
         io.BytesIO(block),
@@ -97,7 +100,7 @@ def _read(block: bytes, names: list[str], typed: bool, invalid: list[pacsv.Inval
     )
 
 
-def _block(block: bytes, first: int, names: list[str]) -> RawBatch:
+def _block(block: bytes, first: int, n_lines: int, names: list[str]) -> RawBatch:
     invalid: list[pacsv.InvalidRow] = []
     try:
         table, typed = _read(block, names, True, invalid), True
@@ -107,7 +110,8 @@ def _block(block: bytes, first: int, names: list[str]) -> RawBatch:
         table, typed = _read(block, names, False, invalid), False  # find the rows at fault
     n = table.num_rows
     # Arrow numbers rows by record (empty lines not counted); map records to physical lines.
-    if b'"' in block or _has_blank_line(block):
+    # Without quotes, as many records as lines means no line was empty: one record a line.
+    if b'"' in block or n + len(invalid) != n_lines:
         lines = _record_lines(block, first)
     else:
         lines = np.arange(first, first + n + len(invalid), dtype=np.int64)
@@ -154,5 +158,5 @@ def csv_batches(path: Path) -> Iterator[RawBatch]:
             )
         line = 2
         for block, n_lines in _blocks(f, b""):
-            yield _block(block, line, names)
+            yield _block(block, line, n_lines, names)
             line += n_lines

@@ -80,7 +80,7 @@ def _columns(raws: list[RawBatch]) -> tuple[EventColumns, npt.NDArray[np.int64]]
         users, items, types, cat[0], cat[1], user_names, item_names, type_names,
         event_ids=event_ids, rejected=[x for r in raws for x in r.rejected],
     )
-    return cols, cat[2].astype(np.int64)
+    return cols, cat[2].astype(np.int64, copy=False)
 
 
 def iter_events(
