@@ -205,8 +205,11 @@ def test_open_loop_keeps_sending_through_a_stall_and_charges_it(stalling) -> Non
     total = result["total"]
     # Every scheduled request was sent and answered, though the first answer took 300 ms.
     assert total["requests"] == 100 and total["ok"] == 100 and handler.calls == 100
-    # Sent on time (open loop) ...
-    assert result["send_lag_ms"]["p99"] < 100.0
+    # Sent on time (open loop): a closed loop would send the ~30 requests due during the
+    # 300 ms stall only after it, late by up to 300 ms. (p99 is bounded loosely: one pause of
+    # the shared interpreter, e.g. a collection, can delay a single send on a busy machine.)
+    assert result["send_lag_ms"]["p90"] < 50.0
+    assert result["send_lag_ms"]["p99"] < 250.0
     # ... and measured from the due time: the first request waited the stall, the ones due
     # during it waited for what was left of it.
     assert total["latency_ms"]["max"] >= 290.0
