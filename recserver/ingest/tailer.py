@@ -163,35 +163,35 @@ class LogTailer:
         try:
             batch = decode_updates(record.payload)
         except CatalogRecordError as exc:
-            self.records_skipped += 1
-            self._observer.log_error("decode")
-            log.error("event log record at %s skipped: %s", record.position, exc)
-            self._graph.mark_position(str(record.position))
-            self.position = record.position
+            self._skip(record, exc)
             return
         self._graph.update_items(batch.updates, log_position=str(record.position))
-        self.position = record.position
         self._observer.apply_delay(max(self._clock() - batch.appended_at, 0.0))
-        with self._unpublished_lock:
-            self._unpublished.append((self._graph.ingest_seq, record.position,
-                                      [batch.appended_at]))
+        self._applied(record, batch.appended_at)
 
     def _erase(self, record: LogRecord) -> None:
         """Apply an erasure record (``erasure_codec``) at its place in the log."""
         try:
             erasure = decode_erasure(record.payload)
         except RecordFormatError as exc:
-            self.records_skipped += 1
-            self._observer.log_error("decode")
-            log.error("event log record at %s skipped: %s", record.position, exc)
-            self._graph.mark_position(str(record.position))
-            self.position = record.position
+            self._skip(record, exc)
             return
         self._graph.erase_users(erasure.user_ids, log_position=str(record.position))
+        self._applied(record, erasure.appended_at)
+
+    def _skip(self, record: LogRecord, exc: Exception) -> None:
+        """Pass over a record that cannot be decoded (logged and counted; the log moves on)."""
+        self.records_skipped += 1
+        self._observer.log_error("decode")
+        log.error("event log record at %s skipped: %s", record.position, exc)
+        self._graph.mark_position(str(record.position))
+        self.position = record.position
+
+    def _applied(self, record: LogRecord, appended_at: float) -> None:
+        """A single-record step was applied: move on, and time it to visibility at publish."""
         self.position = record.position
         with self._unpublished_lock:
-            self._unpublished.append((self._graph.ingest_seq, record.position,
-                                      [erasure.appended_at]))
+            self._unpublished.append((self._graph.ingest_seq, record.position, [appended_at]))
 
     def _on_publish(self, snap: GraphSnapshot) -> None:
         """Records the new snapshot holds are now visible: report their append-to-visible time."""
