@@ -24,7 +24,7 @@ from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from recserver.server.servicer import SERVICE_NAME
+from recserver.server.methods import SERVICE_NAME
 from tests.server_fixtures import (
     KNOWN_ITEM,
     KNOWN_USER,

@@ -31,14 +31,6 @@ def save_array(path: Path, array: np.ndarray) -> None:
         os.fsync(fh.fileno())
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``, flushed to disk before returning."""
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Replace ``path`` with ``payload`` in one rename: readers see the old or the new file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -106,7 +106,7 @@ class IngestRuntime:
         self.ledger = open_ledger(self.choice, cfg)
         self.eraser = UserEraser(
             graph, self.log, self.recorder, max_id_chars=cfg.max_id_chars,
-            origin=origin or f"{socket.gethostname()}:{os.getpid()}",
+            origin=self.recorder.origin,
             off_reason=f"DeleteUser is off on this server ({self.choice.why})",
             ledger=self.ledger,
         )  # fmt: skip

@@ -119,13 +119,9 @@ class LogTailer:
             try:
                 batch = decode_batch(record.payload)
             except RecordFormatError as exc:
-                self.records_skipped += 1
-                self._observer.log_error("decode")
-                log.error("event log record at %s skipped: %s", record.position, exc)
-                self._flush(chunk)
+                self._flush(chunk)  # the events before it are applied; then it is passed over
                 chunk, chunk_events = [], 0
-                self._graph.mark_position(str(record.position))
-                self.position = record.position
+                self._skip(record, exc)
                 continue
             if self._behind_since is None:
                 self._behind_since = batch.appended_at

@@ -5,6 +5,7 @@ through :class:`~recserver.server.servicer.RecommendHandler`; policy lives in th
 """
 
 from recserver.server.grpc_server import BindError, GrpcServer
-from recserver.server.servicer import SERVICE_NAME, RecommenderServicer, RecommendHandler
+from recserver.server.methods import SERVICE_NAME
+from recserver.server.servicer import RecommenderServicer, RecommendHandler
 
 __all__ = ["SERVICE_NAME", "BindError", "GrpcServer", "RecommendHandler", "RecommenderServicer"]

@@ -31,7 +31,8 @@ from typing import Any, TypeVar
 
 from recserver.core.errors import REFUSAL_REASONS
 from recserver.server.arrival import _local
-from recserver.server.refusal import RECOMMEND_METHOD, call_method, fast_refuse
+from recserver.server.methods import RECOMMEND_METHOD
+from recserver.server.refusal import call_method, fast_refuse
 
 _T = TypeVar("_T")
 

@@ -31,8 +31,9 @@ from recserver.server.admission import AdmissionExecutor
 from recserver.server.auth import AuthInterceptor, protected_methods
 from recserver.server.ingest_servicer import IngestHandler
 from recserver.server.interceptor import ErrorInterceptor
+from recserver.server.methods import SERVICE_NAME
 from recserver.server.outcomes import RecommendOutcomes, TransportObserver
-from recserver.server.servicer import SERVICE_NAME, RecommenderServicer, RecommendHandler
+from recserver.server.servicer import RecommenderServicer, RecommendHandler
 from recserver.server.tls import server_credentials
 
 log = logging.getLogger(__name__)

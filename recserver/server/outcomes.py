@@ -11,9 +11,10 @@ from typing import Any, Protocol
 
 import grpc
 
-from recserver.server.servicer import SERVICE_NAME, SOURCE_TO_PROTO
+from recserver.server.methods import RECOMMEND_METHOD
+from recserver.server.servicer import SOURCE_TO_PROTO
 
-RECOMMEND_METHOD = f"/{SERVICE_NAME}/Recommend"
+__all__ = ["RECOMMEND_METHOD", "RecommendOutcomes", "TransportObserver"]
 _PROTO_TO_SOURCE: dict[int, str] = {int(v): s for s, v in SOURCE_TO_PROTO.items()}
 
 

@@ -14,11 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from recserver.proto.recserver.v1 import recommender_pb2 as pb
-
 log = logging.getLogger(__name__)
 
-RECOMMEND_METHOD = "/" + pb.DESCRIPTOR.services_by_name["Recommender"].full_name + "/Recommend"
 
 try:  # grpc internals; absent or renamed in another grpcio: the slow path refuses instead
     from grpc import _server as _grpc_server

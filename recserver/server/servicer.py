@@ -24,9 +24,6 @@ from recserver.server.arrival import current_arrival
 from recserver.server.ingest_servicer import IngestEndpoints, IngestHandler
 from recserver.service.types import SOURCES, Recommendation, RecommendQuery, Source
 
-#: Full name of the service, as health checks and reflection name it.
-SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
-
 #: Domain source names -> wire enum. The names match the enum's, upper-cased.
 SOURCE_TO_PROTO: dict[Source, pb.Source.ValueType] = {
     source: pb.Source.Value(source.upper()) for source in SOURCES
