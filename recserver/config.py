@@ -162,7 +162,11 @@ class ServerSection(StrictModel):
     port: int = Field(default=50051, ge=0, le=65_535, description="0 picks a free port")
     metrics_host: str = Field(default="127.0.0.1")
     metrics_port: int = Field(default=9100, ge=0, le=65_535)
-    max_workers: int = Field(default=8, ge=1, le=256, description="gRPC handler threads")
+    max_workers: int = Field(
+        default=4, ge=1, le=256, description="gRPC handler threads of one process (a serving "
+        "worker is one process per core: more threads only share its GIL and core with the "
+        "thread that accepts calls, which then falls behind under overload)"
+    )
     grace_period_s: float = Field(default=5.0, ge=0, le=300)
     deadline_margin_ms: float = Field(
         default=2.0, ge=0, json_schema_extra=RELOADS,
@@ -197,11 +201,11 @@ class ServerSection(StrictModel):
         "null: unbounded"
     )
     max_queued_calls: int | None = Field(
-        default=32, ge=1, description="calls waiting for a handler thread at once; one more is "
+        default=8, ge=1, description="calls waiting for a handler thread at once; one more is "
         "refused at once with RESOURCE_EXHAUSTED (reason queue_full). null: unbounded"
     )
     queue_target_ms: float | None = Field(
-        default=5.0, gt=0, description="CoDel-style target: while calls that start have waited "
+        default=2.0, gt=0, description="CoDel-style target: while calls that start have waited "
         "longer than this in the queue, newcomers are refused at once (reason queue_slow), so the "
         "queue drains instead of answering late. null: off"
     )

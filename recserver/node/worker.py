@@ -6,9 +6,10 @@ or the builder's sealed files, popular items from the snapshot) and answers on t
 which every worker binds with SO_REUSEPORT (the kernel spreads connections across them).
 
 Readiness means able to keep the promise: the snapshot is mapped and its pages touched and the
-walk kernels are compiled (on the mapped arrays) before the worker even listens; then health
-says SERVING. ANN results the builder has not published yet are stated in each answer
-that needed them (``fallback_unready:ann``) rather than waited for.
+walk kernels are compiled (on the mapped arrays) and the start-up heap is frozen out of garbage
+collection (``core.heap``) before the worker even listens; then health says SERVING. ANN
+results the builder has not published yet are stated in each answer that needed them
+(``fallback_unready:ann``) rather than waited for.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from recserver.ann.runtime import AnnRuntime
 from recserver.app import build_tiers, uses_ann
 from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
+from recserver.core.heap import freeze_startup_heap
 from recserver.core.redis_url import resolve_redis_url
 from recserver.graph.config import WalkConfig
 from recserver.graph.snapshot import GraphSnapshot
@@ -109,6 +111,11 @@ class Worker:
             self.ann.start()  # adopts what the builder published; never builds
         if self.holder.path is not None:
             self.holder.start_watching()
+        # Last before listening: no full collection may walk start-up's heap again (each one
+        # held the GIL for 80-150 ms in a worker), and the collection it runs must not delay
+        # calls the kernel already handed to this worker.
+        frozen = freeze_startup_heap()
+        log.info("start-up heap frozen out of garbage collection: %d objects", frozen)
         port = self.server.start()
         self.server.set_serving()
         snap = self.graph.current
