@@ -209,6 +209,11 @@ class ServerSection(StrictModel):
         "longer than this in the queue, newcomers are refused at once (reason queue_slow), so the "
         "queue drains instead of answering late. null: off"
     )
+    queue_interval_ms: float = Field(
+        default=5.0, ge=0, description="how long calls must keep starting later than "
+        "queue_target_ms before newcomers are refused: a standing queue, not one burst or one "
+        "pause of the interpreter (0: the first late start refuses)"
+    )
     tls: TlsConfig = Field(default_factory=TlsConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     reload_poll_s: float = Field(default=2.0, gt=0, description="config file change check")

@@ -151,3 +151,34 @@ def test_admission_off_queues_everything() -> None:
         future.result(5)
     assert pool.refused == {"queue_full": 0, "queue_slow": 0}
     pool.shutdown()
+
+
+def test_one_late_start_does_not_refuse_but_a_standing_queue_does() -> None:
+    pool = AdmissionExecutor(1, max_queued=None, target_wait_s=0.02, interval_s=0.3)
+    gate = threading.Event()
+    try:
+        pool.submit(gate.wait, 5)
+        late = pool.submit(time.sleep, 0.05)  # will start ~0.1 s late
+        behind = pool.submit(time.sleep, 0)  # still queued when the newcomer comes
+        time.sleep(0.1)
+        gate.set()
+        time.sleep(0.02)  # one start past the target (interval 0 would refuse now)
+        newcomer = pool.submit(time.sleep, 0)
+        assert pool.refused["queue_slow"] == 0
+        for future in (late, behind, newcomer):
+            future.result(5)
+
+        # Starts stay late for longer than the interval: newcomers are refused.
+        gate.clear()
+        pool.submit(gate.wait, 5)
+        queued = [pool.submit(time.sleep, 0.2) for _ in range(4)]
+        time.sleep(0.05)
+        gate.set()  # starts at +0, +0.2 and +0.4 s, all late; the fourth still waits
+        time.sleep(0.5)
+        pool.submit(time.sleep, 0).result(5)
+        assert pool.refused["queue_slow"] == 1
+        for future in queued:
+            future.result(5)
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)

@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
+from recserver.core.durable import save_array
 from recserver.graph.config import GraphConfig
 from recserver.graph.events import Event, EventColumns
+from recserver.graph.idmap import IdMap
 from recserver.graph.live import LiveGraph
 from recserver.ingest.checkpoint import CheckpointStore
 from recserver.ingest.recovery import Checkpointer
@@ -120,3 +123,17 @@ def test_a_checkpoint_that_does_not_fit_is_logged_once_without_a_traceback(
     monkeypatch.undo()
     assert checkpointer.save_now(force=True) is not None
     assert checkpointer.last_error is None
+
+
+def test_an_array_that_does_not_fit_fails_with_the_disk_full_errno(small_disk: Path) -> None:
+    # numpy's own writer reports a short write as "N requested and M written" with no errno,
+    # which would leave the operator without the reason; ours raises ENOSPC.
+    fill(small_disk)
+    with pytest.raises(OSError) as failed:
+        save_array(small_disk / "big.npy", np.zeros(1 << 20))
+    assert failed.value.errno == errno.ENOSPC
+    ids = IdMap()
+    ids.add_many([f"user-{i}" for i in range(100_000)])
+    with pytest.raises(OSError) as failed:
+        ids.save(small_disk / "ids", n=len(ids), fsync=True)
+    assert failed.value.errno == errno.ENOSPC

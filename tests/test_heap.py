@@ -18,7 +18,8 @@ def test_frozen_objects_leave_every_generation_and_new_ones_are_collected() -> N
     try:
         frozen = freeze_startup_heap()
         assert frozen >= len(kept)
-        assert gc.get_freeze_count() == frozen
+        # Other threads of the test process may free a frozen object meanwhile: never more.
+        assert len(kept) <= gc.get_freeze_count() <= frozen
         # A full collection no longer walks them: they are in no generation.
         tracked = {id(obj) for gen in range(3) for obj in gc.get_objects(generation=gen)}
         assert not any(id(node) in tracked for node in kept)

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from recserver.ann.lru_cache import LruCache
-from recserver.core.durable import read_json, write_json_atomic
+from recserver.core.durable import read_json, save_array, write_json_atomic
 
 MANIFEST = "ANN.json"
 POINTER_SUFFIX = b":ptr"
@@ -77,10 +77,10 @@ def seal(folder: Path, name: str, entries: dict[bytes, bytes]) -> None:
     np.cumsum([len(r) for r in records], out=offsets[1:])
     prefix = folder / name
     prefix.with_suffix(".blob").write_bytes(b"".join(records))
-    np.save(prefix.with_suffix(".hash.npy"), hashes[order])
-    np.save(prefix.with_suffix(".off.npy"), offsets)
-    np.save(prefix.with_suffix(".klen.npy"),
-            np.array([len(keys[i]) for i in order.tolist()], dtype=np.uint32))
+    save_array(prefix.with_suffix(".hash.npy"), hashes[order], fsync=False)
+    save_array(prefix.with_suffix(".off.npy"), offsets, fsync=False)
+    save_array(prefix.with_suffix(".klen.npy"),
+               np.array([len(keys[i]) for i in order.tolist()], dtype=np.uint32))
 
 
 class FileCache:

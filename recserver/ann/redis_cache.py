@@ -80,17 +80,23 @@ class RedisCache:
         conn = self._connection()
         budget = max(timeout_s, 1e-4)
         deadline = time.perf_counter() + budget
+        keep = True
         try:
             if not conn.is_connected:
-                conn.socket_connect_timeout = min(budget, self._connect_timeout)
-                conn.socket_timeout = min(budget, self._socket_timeout)  # the AUTH handshake
+                # The configured timeouts are sized for the request path (a millisecond); a
+                # long call (a build's publish, with seconds) may spend a tenth of its budget
+                # connecting, so one busy moment of a shared core does not fail it. Such a
+                # connection keeps its long socket timeout, so it is not pooled for requests.
+                conn.socket_connect_timeout = min(budget, max(self._connect_timeout, budget / 10))
+                conn.socket_timeout = min(budget, max(self._socket_timeout, budget / 10))
+                keep = conn.socket_timeout <= self._socket_timeout
                 conn.connect()
             conn.send_command(*args)
             reply = conn.read_response(timeout=max(deadline - time.perf_counter(), 1e-4))
         except (RedisError, OSError) as exc:
             conn.disconnect()
             raise CacheError(f"redis {args[0]} at {self.url}: {type(exc).__name__}") from None
-        if len(self._idle) < self._max_idle:
+        if keep and len(self._idle) < self._max_idle:
             self._idle.append(conn)
         else:
             conn.disconnect()

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from recserver.catalog.view import CatalogView
+from recserver.core.durable import save_array
 
 ARRAYS = ("hidden", "expires_at", "cat_indptr", "cat_ids")
 DERIVED = ("cat_bits", "by_cat_indptr", "by_cat_items")
@@ -20,7 +21,7 @@ NAMES_FILE = "catalog.categories.json"
 
 
 def _default_save(path: Path, array: np.ndarray) -> None:
-    np.save(path, np.ascontiguousarray(array), allow_pickle=False)
+    save_array(path, array, fsync=False)
 
 
 def save_view(folder: Path, view: CatalogView,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -23,12 +23,27 @@ def fsync_path(path: Path | str) -> None:
         os.close(fd)
 
 
-def save_array(path: Path, array: np.ndarray) -> None:
-    """``np.save`` (no pickles), flushed to disk before returning."""
+def save_array(path: Path, array: np.ndarray, *, fsync: bool = True) -> None:
+    """Write ``array`` as a ``.npy`` file (no pickles); ``fsync``: on disk before returning.
+
+    The bytes go through Python's own file write rather than ``np.save``: numpy writes real
+    files with ``tofile``, which reports a full disk as a bare "N requested and M written"
+    with no errno, so callers could not tell the operator the disk is full.
+    """
     with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
+        write_array(fh, array)
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def write_array(fh: BinaryIO, array: np.ndarray) -> None:
+    """``.npy`` bytes of ``array`` into an open file; a short write raises with its errno."""
+    data = np.asarray(array, order="C")  # keeps 0-d arrays 0-d, unlike ascontiguousarray
+    if data.dtype.hasobject:
+        raise ValueError("object arrays are not saved (they would need pickles)")
+    np.lib.format.write_array_header_2_0(fh, np.lib.format.header_data_from_array_1_0(data))
+    fh.write(data.reshape(-1).data.cast("B"))
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from recserver.core.durable import write_array
 from recserver.graph import idmap_kernels as k
 
 INT32_MAX = 2**31 - 1
@@ -253,7 +254,7 @@ class IdMap:
 def _write(path: Path, data: memoryview | np.ndarray, fsync: bool) -> None:
     with open(path, "wb") as fh:
         if isinstance(data, np.ndarray):
-            np.save(fh, data, allow_pickle=False)
+            write_array(fh, data)
         else:
             fh.write(data)
         if fsync:

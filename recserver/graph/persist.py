@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from recserver.core.durable import fsync_path
+from recserver.core.durable import fsync_path, save_array
 from recserver.graph.idmap import IdMap
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
 
@@ -38,8 +38,8 @@ def save_snapshot(snap: GraphSnapshot, path: Path | str) -> Path:
         for array_name in _ARRAYS:
             array = getattr(side, array_name)
             if array is not None:
-                np.save(tmp / f"{side_name}.{array_name}.npy", array)
-    np.save(tmp / "item_degree.npy", snap.item_degree)
+                save_array(tmp / f"{side_name}.{array_name}.npy", array, fsync=False)
+    save_array(tmp / "item_degree.npy", snap.item_degree, fsync=False)
     snap.users.save(tmp / "users")
     snap.items.save(tmp / "items")
     meta: dict[str, Any] = {

@@ -25,7 +25,7 @@ import numpy as np
 
 from recserver.catalog.files import save_view
 from recserver.catalog.view import CatalogView
-from recserver.core.durable import read_json, write_json_atomic
+from recserver.core.durable import read_json, save_array, write_json_atomic
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
 from recserver.node.layout import RunDir
 
@@ -39,7 +39,7 @@ def save_side(folder: Path, name: str, side: CsrSide) -> None:
     for array_name in ARRAYS:
         array = getattr(side, array_name)
         if array is not None:
-            np.save(folder / f"{name}.{array_name}.npy", np.ascontiguousarray(array))
+            save_array(folder / f"{name}.{array_name}.npy", array, fsync=False)
 
 
 def load_array(path: Path) -> np.ndarray:
@@ -70,7 +70,7 @@ def save_names(path_prefix: Path, names: list[str]) -> None:
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum([len(b) for b in encoded], out=offsets[1:])
     path_prefix.with_suffix(".blob").write_bytes(b"".join(encoded))
-    np.save(path_prefix.with_suffix(".offsets.npy"), offsets)
+    save_array(path_prefix.with_suffix(".offsets.npy"), offsets, fsync=False)
 
 
 def load_names(path_prefix: Path) -> list[str]:
@@ -111,7 +111,7 @@ class SnapshotWriter:
         folder = self._fresh(over_name)
         save_side(folder, "over_users", snap.over_users)
         save_side(folder, "over_items", snap.over_items)
-        np.save(folder / "item_degree.npy", snap.item_degree)
+        save_array(folder / "item_degree.npy", snap.item_degree, fsync=False)
         n_base_users, n_base_items = self._base_counts
         save_names(folder / "users_tail", snap.users.names(range(n_base_users, snap.n_users)))
         save_names(folder / "items_tail", snap.items.names(range(n_base_items, snap.n_items)))

@@ -6,9 +6,10 @@ budget (measured before this existed: p99 1.9 s and DEADLINE_EXCEEDED at twice c
 ``submit`` decides, in microseconds, before any work is spent:
 
 * **queue full** — more than ``max_queued`` calls wait for a handler thread;
-* **queue slow** — CoDel-style: the calls that recently started had waited longer than
-  ``target_wait_s`` in the queue; while that lasts, newcomers are refused (the queue drains
-  instead of growing), and the first call that starts within the target reopens the door.
+* **queue slow** — CoDel-style: every call that started for at least ``interval_s`` had
+  waited longer than ``target_wait_s`` in the queue (a standing queue, not one burst or one
+  interpreter pause); while that lasts, newcomers are refused (the queue drains instead of
+  growing), and the first call that starts within the target reopens the door.
 
 A refused ``Recommend`` is answered RESOURCE_EXHAUSTED right there, on the server's polling
 thread (``fast_refuse``): its request is never read, decoded or handed to a thread, so a
@@ -55,17 +56,20 @@ class AdmissionExecutor(ThreadPoolExecutor):
 
     def __init__(
         self, max_workers: int, *, max_queued: int | None, target_wait_s: float | None,
-        on_refused: Callable[[str], None] | None = None, thread_name_prefix: str = "",
+        interval_s: float = 0.0, on_refused: Callable[[str], None] | None = None,
+        thread_name_prefix: str = "",
     ) -> None:
         super().__init__(max_workers=max_workers, thread_name_prefix=thread_name_prefix)
         self._refuser = ThreadPoolExecutor(max_workers=1,
                                            thread_name_prefix=f"{thread_name_prefix}-refuse")
         self.max_queued = max_queued
         self.target_wait_s = target_wait_s
+        self.interval_s = interval_s
         self._on_refused = on_refused
         self._lock = threading.Lock()
         self._queued = 0  # submitted, not started
-        self._slow = False  # CoDel state: recent starts waited past the target
+        self._slow = False  # CoDel state: starts waited past the target for the interval
+        self._above_since: float | None = None  # first start of the current run past it
         self.refused: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
         self.fast_refused = 0  # refusals sent from the polling thread (the rest: refuser thread)
 
@@ -82,11 +86,17 @@ class AdmissionExecutor(ThreadPoolExecutor):
             self._queued += 1
             return None
 
-    def _started(self, waited_s: float) -> None:
+    def _started(self, waited_s: float, now: float) -> None:
         with self._lock:
             self._queued -= 1
-            if self.target_wait_s is not None:
-                self._slow = waited_s > self.target_wait_s
+            if self.target_wait_s is None:
+                return
+            if waited_s <= self.target_wait_s:
+                self._above_since, self._slow = None, False
+                return
+            if self._above_since is None:
+                self._above_since = now
+            self._slow = now - self._above_since >= self.interval_s
 
     def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
         submitted = time.perf_counter()
@@ -117,7 +127,8 @@ class AdmissionExecutor(ThreadPoolExecutor):
             return self._refuser.submit(refuse)
 
         def run() -> _T:
-            self._started(time.perf_counter() - submitted)
+            now = time.perf_counter()
+            self._started(now - submitted, now)
             _local.arrival = submitted
             try:
                 return fn(*args, **kwargs)

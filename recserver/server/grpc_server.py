@@ -80,6 +80,7 @@ class GrpcServer:
             self._settings.max_workers, max_queued=self._settings.max_queued_calls,
             target_wait_s=(None if self._settings.queue_target_ms is None
                            else self._settings.queue_target_ms / 1000.0),
+            interval_s=self._settings.queue_interval_ms / 1000.0,
             on_refused=on_refused, thread_name_prefix="recserver-grpc",
         )
         max_bytes = self._settings.max_message_bytes
