@@ -6,8 +6,9 @@ or the builder's sealed files, popular items from the snapshot) and answers on t
 which every worker binds with SO_REUSEPORT (the kernel spreads connections across them).
 
 Readiness means able to keep the promise: the snapshot is mapped and its pages touched and the
-walk kernels are compiled (on the mapped arrays) and the start-up heap is frozen out of garbage
-collection (``core.heap``) before the worker even listens; then health says SERVING. ANN
+walk kernels are compiled (on the mapped arrays), every surface has answered a user and an item
+context once (``warm_requests``, not counted in metrics) and the start-up heap is frozen out of
+garbage collection (``core.heap``) before the worker even listens; then health says SERVING. ANN
 results the builder has not published yet are stated in each answer that needed them
 (``fallback_unready:ann``) rather than waited for.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -35,8 +38,10 @@ from recserver.node.forward import ForwardingIngest
 from recserver.node.layout import RunDir
 from recserver.node.mapped import MappedGraph
 from recserver.server.grpc_server import GrpcServer
+from recserver.server.servicer import encode_response
 from recserver.service.fallback import FallbackChain
 from recserver.service.recommender import Recommender, WalkHook
+from recserver.service.types import RecommendQuery
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,29 @@ def warm_on(snap: GraphSnapshot) -> None:
     weights = np.ones(items.shape[0], np.float32)
     for boost in ("multi_hit", "sum"):
         run_walk(snap, items, weights, WalkConfig(steps=64, boost=boost), k=1)
+
+
+def warm_requests(recommender: Recommender, snap: GraphSnapshot, surfaces: list[str]) -> int:
+    """Answer a user and an item context on every surface, and encode the answers, before
+    SERVING: the first request of each code path (seeds, exclusions, filters, fallback tiers,
+    ranking, the wire encoding) otherwise pays its first-call costs inside a client's budget.
+    ``recommender`` should be one without metrics, so these calls are not counted as traffic.
+    Returns the calls made."""
+    queries = []
+    if snap.n_users:
+        queries.append(RecommendQuery(user_id=snap.users.names([0])[0], surface=""))
+    items = np.flatnonzero(np.asarray(snap.item_degree) > 0)[:1]
+    if items.shape[0]:
+        queries.append(RecommendQuery(user_id="", surface="",
+                                      context_item_ids=tuple(snap.items.names(items))))
+    made = 0
+    for surface in surfaces:
+        for query in queries:
+            asked = replace(query, surface=surface)
+            encode_response(recommender.recommend(asked, arrival=time.perf_counter(),
+                                                  client_remaining_s=None), asked)
+            made += 1
+    return made
 
 
 class NotReady(RuntimeError):
@@ -76,9 +104,10 @@ class Worker:
         self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache,
                               cache=cache, builds=False,
                               where=None if url else f"files in {run.ann}")
+        self._fallback = FallbackChain(build_tiers(self.graph, self.ann))
         self.recommender = Recommender(
-            self.graph, lambda: holder.current, FallbackChain(build_tiers(self.graph, self.ann)),
-            walk_hook=walk_hook, observer=self.metrics,
+            self.graph, lambda: holder.current, self._fallback, walk_hook=walk_hook,
+            observer=self.metrics,
         )
         holder.add_listener(self._on_config)
         self.ingest = ForwardingIngest(run.builder_target, self.graph)
@@ -111,6 +140,11 @@ class Worker:
             self.ann.start()  # adopts what the builder published; never builds
         if self.holder.path is not None:
             self.holder.start_watching()
+        started = time.perf_counter()
+        silent = Recommender(self.graph, lambda: self.holder.current, self._fallback)
+        made = warm_requests(silent, self.graph.current, list(self.holder.current.surfaces))
+        log.info("request path warmed: %d answers in %.0f ms", made,
+                 (time.perf_counter() - started) * 1000.0)
         # Last before listening: no full collection may walk start-up's heap again (each one
         # held the GIL for 80-150 ms in a worker), and the collection it runs must not delay
         # calls the kernel already handed to this worker.
