@@ -9,8 +9,9 @@
 * **overload** — server on core 1, this client on core 0: capacity (closed loop; the node's CPU
   share then shows the node was the limit), then open loop at 2x and 4x it from a grpc.aio
   client: answered p99, DEADLINE_EXCEEDED, goodput, refusal latency, and the client's own lag and
-  CPU a call (so a client that fell behind shows); with admission control and without (the
-  baseline).
+  CPU a call (so a client that fell behind shows), and where ``dumpcap`` may capture, the same
+  calls timed on the loopback wire (request HEADERS to end of stream: the node's own latency);
+  with admission control and without (the baseline).
 * **multicore** — closed-loop capacity and node CPU per answer with 1 and 2 workers.
 * **memory** — proportional set size (PSS) of all the node's processes per edge, 1 and 2
   workers, against the single-process server.
@@ -35,6 +36,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from load import wire_latency
 from load.node_harness import cpu_seconds, free_port, pss_bytes, start_node, write_config
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
@@ -240,8 +242,13 @@ def part_overload(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             # not this client, was the limit.
             runs: dict[str, Any] = {"capacity_per_s": capacity,
                                     "capacity_node_cpu": (cpu_seconds(node.pids) - cpu0) / secs}
+            port = int(node.address.rsplit(":", 1)[1])
             for factor in (2, 4):
-                runs[f"{factor}x"] = open_loop(node.address, capacity * factor, 8.0)
+                with wire_latency.capture(port, tmp / f"{name}-{factor}x.pcap", core=0) as pcap:
+                    run = open_loop(node.address, capacity * factor, 8.0)
+                # The same calls on the loopback wire: the node's latency without the client's.
+                run["wire"] = wire_latency.summary(pcap, port)
+                runs[f"{factor}x"] = run
                 time.sleep(2.0)
         finally:
             node.stop()
