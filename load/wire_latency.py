@@ -47,7 +47,7 @@ def capture(port: int, pcap: Path, core: int | None = None) -> Iterator[Path | N
     while not pcap.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)  # dumpcap creates the file before its filter is in place
-    if proc.poll() is not None:  # no right to capture: say so once, measure without it
+    if proc.poll() is not None:  # no right to capture: say why, measure without it
         why = proc.stderr.read().decode().strip() if proc.stderr else ""
         print(f"wire capture unavailable: {why[:200]}")
         yield None
