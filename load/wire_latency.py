@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from load.common import pct
 
 HEADERS, DATA, END_STREAM = 1, 0, 0x1
 
@@ -113,11 +113,10 @@ def summary(pcap: Path | None, port: int) -> dict[str, Any] | None:
         return None
     answered, refused = stream_latencies(pcap, port)
 
-    def pct(values: list[float]) -> dict[str, float] | None:
+    def figures(values: list[float]) -> dict[str, float] | None:
         if not values:
             return None
-        arr = np.asarray(values)
-        return {"n": float(arr.size), "p50_ms": float(np.percentile(arr, 50)),
-                "p99_ms": float(np.percentile(arr, 99)), "max_ms": float(arr.max())}
+        return {"n": len(values), "p50_ms": pct(values, 50), "p99_ms": pct(values, 99),
+                "max_ms": max(values)}
 
-    return {"answered": pct(answered), "refused": pct(refused)}
+    return {"answered": figures(answered), "refused": figures(refused)}
