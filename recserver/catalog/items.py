@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from recserver.core.echo import shown
 from recserver.core.errors import InvalidArgument
 
 #: Items in one ``UpdateItems`` call at most (a larger catalogue goes in several calls).
@@ -38,7 +39,8 @@ class ItemUpdate:
 def category_problem(name: str) -> str | None:
     """Why ``name`` is not a valid category (None when it is)."""
     if _CATEGORY.fullmatch(name) is None:
-        return f"category {name!r} is not {CATEGORY_SYNTAX}"
+        # A bad name may be any length (that is often why it is bad): shown cut, with its length.
+        return f"category {shown(name)} is not {CATEGORY_SYNTAX}"
     return None
 
 
@@ -54,7 +56,7 @@ def _problem(update: ItemUpdate) -> str | None:
     if not update.item_id:
         return "item_id is empty; send the item's id"
     if len(update.item_id) > MAX_ITEM_ID_CHARS:
-        return (f"item_id is {len(update.item_id)} characters; ids are at most "
+        return (f"item_id is {len(update.item_id):,} characters; ids are at most "
                 f"{MAX_ITEM_ID_CHARS}")
     if update.expires_at is not None:
         at = update.expires_at
@@ -85,7 +87,7 @@ def validate_updates(updates: Sequence[ItemUpdate], *,
     for pos, update in enumerate(updates):
         problem = _problem(update)
         if problem is not None:
-            bad.append(f"items[{pos}] ({update.item_id[:40]!r}): {problem}")
+            bad.append(f"items[{pos}] ({shown(update.item_id)}): {problem}")
     if bad:
         more = f" (and {len(bad) - 3} more)" if len(bad) > 3 else ""
         raise InvalidArgument("; ".join(bad[:3]) + more + "; nothing was applied")

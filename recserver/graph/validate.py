@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
+from recserver.core.echo import shown
 from recserver.graph.config import EventWeightsConfig
 from recserver.graph.events import EventColumns, RejectedEvent
 
@@ -66,6 +67,11 @@ def _one_float(v: object, iso: bool) -> float | None:
     return None
 
 
+def _cut_repr(value: object, limit: int) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def number_column(
     values: Sequence[object], what: str, bad: dict[int, str], *, iso: bool = False
 ) -> npt.NDArray[np.float64]:
@@ -82,9 +88,11 @@ def number_column(
     for i, v in enumerate(values):
         x = _one_float(v, iso)
         if x is None:
-            shown = repr(v) if len(repr(v)) <= 40 else repr(v)[:37] + "..."
+            # A text value is shown cut, with its length (reasons reach clients and logs); other
+            # JSON values (lists, objects) as a cut repr.
+            text = shown(v, 40) if isinstance(v, str) else _cut_repr(v, 40)
             want = "unix seconds or an ISO-8601 date" if iso else "a number"
-            bad.setdefault(i, f"{what} is not {want}: {shown}")
+            bad.setdefault(i, f"{what} is not {want}: {text}")
             x = np.nan
         out[i] = x
     return out
@@ -179,8 +187,10 @@ def validate_columns(
             reason = "empty item_id"
         elif code == 3:
             name = cols.type_names[cols.type_codes[i]]
+            # The type name is the client's (or the file's): shown cut, with its length.
             reason = (
-                f"unknown event type {name!r}; known: {known_list} (or set event_weights.default)"
+                f"unknown event type {shown(name)}; known: {known_list} "
+                "(or set event_weights.default)"
             )
         elif code == 4:
             reason = f"weight is not finite ({w[i]}); weights must be finite numbers >= 0"

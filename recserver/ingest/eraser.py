@@ -44,7 +44,7 @@ def check_user_id(user_id: str, max_chars: int) -> None:
         raise InvalidArgument("user_id is blank (only whitespace): give the id of the user to "
                               "erase")
     if len(user_id) > max_chars:
-        raise InvalidArgument(f"user_id is {len(user_id)} characters long; the limit is "
+        raise InvalidArgument(f"user_id is {len(user_id):,} characters long; the limit is "
                               f"ingest.max_id_chars = {max_chars}")
 
 

@@ -202,7 +202,8 @@ class EventRecorder:
             for i, value in enumerate(values):
                 if len(value) > limit and status[i] == 0:
                     status[i] = REJECTED
-                    reasons[i] = (f"{what} is {len(value)} characters long; the limit is "
+                    # The length, never the value: an over-long field is any size at all.
+                    reasons[i] = (f"{what} is {len(value):,} characters long; the limit is "
                                   f"ingest.max_id_chars = {limit}")
 
     @staticmethod

@@ -16,6 +16,7 @@ import grpc
 
 from recserver.catalog.items import ItemUpdate
 from recserver.catalog.recorder import ItemsOutcome
+from recserver.core.echo import shown
 from recserver.core.errors import InvalidArgument, Unavailable
 from recserver.ingest.eraser import Erasure
 from recserver.ingest.recorder import ACCEPTED, DUPLICATE, REJECTED, EventRows, RecordOutcome
@@ -58,7 +59,7 @@ def decode_items(request: pb.UpdateItemsRequest) -> list[ItemUpdate]:
         categories: tuple[str, ...] | None = tuple(info.categories) or None
         if info.clear_categories:
             if categories:
-                raise InvalidArgument(f"items[{pos}] ({info.item_id!r}) sets clear_categories "
+                raise InvalidArgument(f"items[{pos}] ({shown(info.item_id)}) sets clear_categories "
                                       "and lists categories; send one or the other")
             categories = ()
         updates.append(ItemUpdate(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from recserver.catalog.items import MAX_CATEGORIES_PER_ITEM, check_categories
 from recserver.config import RecServerConfig, SurfaceConfig
+from recserver.core.echo import shown
 from recserver.core.errors import InvalidArgument
 from recserver.service.types import RecommendQuery
 
@@ -20,7 +21,7 @@ def _check_ids(field: str, ids: tuple[str, ...], limit: int, surface: str) -> No
             raise InvalidArgument(f"{field}[{pos}] is empty; send non-empty item ids")
         if len(item_id) > MAX_ID_LENGTH:
             raise InvalidArgument(
-                f"{field}[{pos}] is {len(item_id)} characters; ids are at most {MAX_ID_LENGTH}"
+                f"{field}[{pos}] is {len(item_id):,} characters; ids are at most {MAX_ID_LENGTH}"
             )
 
 
@@ -28,9 +29,11 @@ def validate_query(query: RecommendQuery, config: RecServerConfig) -> tuple[Surf
     """The surface config and the effective ``k``; raises ``InvalidArgument`` otherwise."""
     surface = config.surface(query.surface)
     if surface is None:
-        known = ", ".join(sorted(config.surfaces))
-        name = query.surface or "(empty)"
-        raise InvalidArgument(f"unknown surface '{name}'; known surfaces: {known}")
+        known = ", ".join(sorted(config.surfaces))  # the config's names: bounded by the operator
+        # The name is the client's, of any length: shown cut, or the message could pass gRPC's
+        # metadata limit and arrive as RESOURCE_EXHAUSTED instead of this.
+        name = shown(query.surface) if query.surface else "'(empty)'"
+        raise InvalidArgument(f"unknown surface {name}; known surfaces: {known}")
     if not query.user_id and not query.context_item_ids:
         raise InvalidArgument(
             "user_id is empty and no context_item_ids were given; send a user_id, "
@@ -38,7 +41,7 @@ def validate_query(query: RecommendQuery, config: RecServerConfig) -> tuple[Surf
         )
     if len(query.user_id) > MAX_ID_LENGTH:
         raise InvalidArgument(
-            f"user_id is {len(query.user_id)} characters; ids are at most {MAX_ID_LENGTH}"
+            f"user_id is {len(query.user_id):,} characters; ids are at most {MAX_ID_LENGTH}"
         )
     k = query.k or surface.k_default
     if k < 0:
