@@ -18,17 +18,26 @@ period after they stop being named (workers still mapping them keep their pages)
 Sealed files are immutable, so ``delete`` (an erased user's results) lists the deleted keys'
 hashes in ``ANN.json`` (``erased``); every process reads them as misses and drops them from its
 private LRU, until the next sealed version (built without the user) replaces the list.
+
+Two processes write here: the ANN build child seals versions, the builder records erasures. Every
+change of ``ANN.json`` is a read-modify-write under an exclusive ``flock`` of ``ANN.lock``, so
+neither undoes the other: an erasure keeps the name the manifest has now, and a seal leaves out
+the keys erased while its version was staged (their hashes stay listed after it seals). Names
+replaced are kept in the manifest (``retired``) with when, so whichever process seals next deletes
+their files once ``KEEP_S`` has passed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +45,7 @@ from recserver.ann.lru_cache import LruCache
 from recserver.core.durable import read_json, save_array, write_json_atomic
 
 MANIFEST = "ANN.json"
+LOCK = "ANN.lock"
 POINTER_SUFFIX = b":ptr"
 KEEP_S = 60.0
 
@@ -56,6 +66,10 @@ class _Sealed:
         self.blob = (np.memmap(prefix.with_suffix(".blob"), dtype=np.uint8, mode="r")
                      if size else np.empty(0, np.uint8))
 
+    def has_hash(self, h: int) -> bool:
+        i = int(np.searchsorted(self.hashes, np.uint64(h)))
+        return i < self.hashes.shape[0] and int(self.hashes[i]) == h
+
     def get(self, key: bytes) -> bytes | None:
         h = np.uint64(key_hash(key))
         i = int(np.searchsorted(self.hashes, h))
@@ -65,6 +79,17 @@ class _Sealed:
                 return self.blob[start + klen : end].tobytes()
             i += 1
         return None
+
+
+@contextlib.contextmanager
+def manifest_lock(folder: Path) -> Iterator[None]:
+    """Exclusive across processes: one read-modify-write of ``ANN.json`` at a time."""
+    with open(folder / LOCK, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def seal(folder: Path, name: str, entries: dict[bytes, bytes]) -> None:
@@ -100,8 +125,6 @@ class FileCache:
         self._checked = 0.0
         self._recheck_s = recheck_s
         self._lock = threading.Lock()
-        self._seq = int(time.time() * 1000)
-        self._names: dict[str, float] = {}  # sealed name -> when it stopped being current
         self._erased: frozenset[int] = frozenset()  # hashes of deleted keys of this version
 
     def _current(self) -> _Sealed | None:
@@ -114,12 +137,12 @@ class FileCache:
                 # Replaced meanwhile: the next check maps the newer one.
                 with contextlib.suppress(OSError, ValueError):
                     self._sealed, self._sealed_name = _Sealed(self.folder, name), name
-            if not self.writer and manifest is not None:
+            if manifest is not None:  # a writer too: another process may have erased
                 self._adopt_erased(manifest.get("erased"))
         return self._sealed
 
     def _adopt_erased(self, listed: object) -> None:
-        erased = frozenset(int(h) for h in listed) if isinstance(listed, list) else frozenset()
+        erased = _hashes(listed)
         if erased != self._erased:
             self._local.delete_hashed(erased - self._erased, key_hash)
             self._erased = erased
@@ -159,28 +182,41 @@ class FileCache:
 
     def _seal(self) -> None:
         """Write what is pending (one version and the pointer) and name it in the manifest."""
-        self._seq += 1
-        name = f"ann-{self._seq}"
+        name = f"ann-{int(time.time() * 1000)}-{os.getpid()}"
         seal(self.folder, name, self._pending)
-        self._erased = frozenset()  # the new version is built without the erased users
-        self._write_manifest(name, len(self._pending))
-        previous = self._sealed_name
-        self._sealed, self._sealed_name, self._pending = _Sealed(self.folder, name), name, {}
+        sealed = _Sealed(self.folder, name)
+        with manifest_lock(self.folder):
+            manifest = read_json(self.folder / MANIFEST) or {}
+            # Keys of this version erased while it was staged (listed by another process, the
+            # builder): they stay erased. Older versions' hashes name keys nobody reads now.
+            listed = _hashes(manifest.get("erased"))
+            erased = sorted(h for h in listed if sealed.has_hash(h)) if listed else []
+            retired = _retired(manifest)
+            previous = str(manifest.get("name", ""))
+            if previous:
+                retired[previous] = time.time()
+            retired = self._collect(retired, keep={name})
+            write_json_atomic(self.folder / MANIFEST, {
+                "name": name, "entries": len(self._pending), "sealed_at": time.time(),
+                "erased": erased, "retired": retired,
+            })  # fmt: skip
+        self._erased = frozenset(erased)
+        self._sealed, self._sealed_name, self._pending = sealed, name, {}
         self._checked = time.monotonic()
-        now = time.monotonic()
-        if previous:
-            self._names[previous] = now
-        for old, since in list(self._names.items()):
-            if now - since > KEEP_S:
-                for path in self.folder.glob(old + ".*"):
-                    path.unlink(missing_ok=True)
-                del self._names[old]
 
-    def _write_manifest(self, name: str, entries: int) -> None:
-        write_json_atomic(self.folder / MANIFEST, {
-            "name": name, "entries": entries, "sealed_at": time.time(),
-            "erased": sorted(self._erased),
-        })
+    def _collect(self, retired: dict[str, float], keep: set[str]) -> dict[str, float]:
+        """Delete the files of names retired over ``KEEP_S`` ago, and of names nobody lists
+        that old (a child killed mid-seal); returns the names still kept."""
+        now = time.time()
+        kept = {n: t for n, t in retired.items() if now - t <= KEEP_S}
+        for path in self.folder.glob("ann-*"):
+            name = path.name.split(".", 1)[0]
+            if name in keep or name in kept:
+                continue
+            with contextlib.suppress(OSError):
+                if name in retired or now - path.stat().st_mtime > KEEP_S:
+                    path.unlink()
+        return kept
 
     def delete(self, keys: Sequence[bytes]) -> int:
         """Deleted keys read as misses everywhere (see the module docstring)."""
@@ -192,10 +228,14 @@ class FileCache:
             removed += sum(1 for value in present if value is not None)
             for key in keys:
                 self._pending.pop(key, None)
-            self._erased = self._erased | {key_hash(key) for key in keys}
-            if self._sealed_name:
-                manifest = read_json(self.folder / MANIFEST) or {}
-                self._write_manifest(self._sealed_name, int(manifest.get("entries", 0)))
+            hashes = {key_hash(key) for key in keys}
+            with manifest_lock(self.folder):
+                # Whoever sealed last: keep its name (none before the first seal, whose
+                # staged keys this list must reach too), add to its list.
+                manifest = read_json(self.folder / MANIFEST) or {"name": "", "entries": 0}
+                listed = _hashes(manifest.get("erased")) | hashes
+                write_json_atomic(self.folder / MANIFEST, {**manifest, "erased": sorted(listed)})
+                self._erased = frozenset(listed)
         return removed
 
     def ttl(self, key: bytes) -> float | None:
@@ -209,3 +249,12 @@ class FileCache:
 
     def close(self) -> None:
         self._sealed = None
+
+
+def _hashes(listed: object) -> frozenset[int]:
+    return frozenset(int(h) for h in listed) if isinstance(listed, list) else frozenset()
+
+
+def _retired(manifest: dict[str, Any]) -> dict[str, float]:
+    listed = manifest.get("retired")
+    return {str(k): float(v) for k, v in listed.items()} if isinstance(listed, dict) else {}

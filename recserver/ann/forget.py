@@ -70,14 +70,19 @@ class UserForgetter:
         if users:
             self._schedule(self._repeat_after_s, users)
 
-    def built(self, snapshot_version: int, ann_version: int) -> None:
+    def built(self, snapshot_version: int, ann_version: int, *, now: bool = False) -> int:
         """An ANN build from ``snapshot_version`` published ``ann_version``: purge there the
-        users that snapshot still held."""
+        users that snapshot still held. ``now``: in this thread, before returning (a build
+        staged by a child process, purged before its pointer flips); returns the keys deleted
+        (0 when queued)."""
         with self._lock:
             stale = [u for u, v in self._unbuilt if v is None or v > snapshot_version]
             self._unbuilt = [(u, v) for u, v in self._unbuilt if v is None or v > snapshot_version]
+        if stale and now:
+            return self.purge(stale, ann_version)
         if stale:
             self._schedule(0.0, stale, version=ann_version)
+        return 0
 
     def _schedule(self, delay_s: float, users: list[str], version: int | None = None) -> None:
         with self._lock:

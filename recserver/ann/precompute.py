@@ -189,6 +189,24 @@ def publish(
     progress: bool = False,
 ) -> PrecomputeReport:
     """Write ``model``'s results for ``snapshot`` under its version and flip the pointer."""
+    return switch_on(stage(model, snapshot, cache, cfg, progress=progress), cache, cfg)
+
+
+def switch_on(report: PrecomputeReport, cache: ResultCache, cfg: AnnConfig) -> PrecomputeReport:
+    """Flip the pointer to the staged version of ``report`` (readers move to it)."""
+    flipped = time.perf_counter()
+    keys = Keys(cfg.key_prefix, report.version)
+    report.previous_version = flip(cache, keys, report.version, cfg)
+    report.seconds["flip"] = time.perf_counter() - flipped
+    return report
+
+
+def stage(
+    model: AnnModel, snapshot: GraphSnapshot, cache: ResultCache, cfg: AnnConfig, *,
+    progress: bool = False,
+) -> PrecomputeReport:
+    """Write ``model``'s results for ``snapshot`` under its version; nobody reads them until
+    ``switch_on`` (an ANN build child stages, then waits for the builder's go)."""
     keys = Keys(cfg.key_prefix, model.version)
     report = PrecomputeReport(version=model.version, index_kind=model.index.kind,
                               items_indexed=model.index.size, top_k=cfg.top_k,
@@ -225,7 +243,4 @@ def publish(
                     break
         report.users_over_cap = report.users_eligible - report.users_written
         report.seconds["users"] = time.perf_counter() - items_done
-    flipped = time.perf_counter()
-    report.previous_version = flip(cache, keys, model.version, cfg)
-    report.seconds["flip"] = time.perf_counter() - flipped
     return report

@@ -1,10 +1,15 @@
 """The ANN tier's moving parts in one place: cache, breaker, write-back, builds, pointer poll.
 
 ``build_now`` learns a model from the current snapshot, publishes it (precompute + pointer flip)
-and installs it for readers. ``start`` runs that in a background thread once the graph is
+and installs it for readers. ``start`` runs builds in a background thread once the graph is
 loaded and again every ``rebuild_interval_s``; between builds it polls the pointer key, so a
 version published by another process (``recserver build-ann``) is adopted: its item table is
 mapped onto this process's ids, and the local model still computes misses.
+
+A node's builder passes ``child``: each build then runs in a short-lived child process at
+SCHED_IDLE (``build_in_child``, see ``ann.child_runner``) and the builder adopts the version it
+published through the same pointer poll as the workers. ``build_now`` in this thread stays for
+the single-process server, ``recserver build-ann`` and the evaluation tools.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 from recserver.ann.blas import limit_blas_threads
 from recserver.ann.breaker import CircuitBreaker
 from recserver.ann.cache import CacheError, CacheMetrics, NullMetrics, ResultCache, open_cache
+from recserver.ann.child_runner import ChildBuilder, ChildBuildFailed, ChildJob, ChildOutcome
 from recserver.ann.codec import Keys, PayloadError, decode_items, parse_pointer
 from recserver.ann.config import AnnConfig
 from recserver.ann.forget import UserForgetter
@@ -39,12 +45,17 @@ class AnnRuntime:
     def __init__(
         self, cfg: AnnConfig, graph: SnapshotSource, *, redis_url: str | None = None,
         metrics: CacheMetrics | None = None, cache: ResultCache | None = None,
-        builds: bool = True, where: str | None = None,
+        builds: bool = True, where: str | None = None, child: ChildJob | None = None,
     ) -> None:
         """``builds=False`` (serving workers): never build, only adopt the versions the pointer
-        names (a builder publishes them)."""
+        names (a builder publishes them). ``child``: build in child processes (a node's
+        builder; ``cache`` must be one that other processes share)."""
         self.cfg = cfg
         self.builds = builds
+        self.child = ChildBuilder(child) if child is not None else None
+        #: a version a child has staged and not switched on yet: erasures purge it too
+        self._staged: int | None = None
+        self.last_child: ChildOutcome | None = None
         self.graph = graph
         self.metrics: CacheMetrics = metrics or NullMetrics()
         self.cache = cache if cache is not None else open_cache(cfg, redis_url)
@@ -68,6 +79,7 @@ class AnnRuntime:
     def build_now(self, *, progress: bool = False) -> PrecomputeReport:
         """Build from the current snapshot, publish, and serve the new version."""
         with self._build_lock:
+            log.info("ann build started in this process's thread")
             set_threads(self.cfg.build_threads)
             limit_blas_threads(self.cfg.build_threads)
             snapshot = self.graph.current
@@ -88,6 +100,40 @@ class AnnRuntime:
                      report.summary())
             return report
 
+    def build(self) -> None:
+        """One build, the way this runtime builds: in a child process, or in this thread."""
+        if self.child is None:
+            self.build_now()
+        else:
+            self.build_in_child()
+
+    def build_in_child(self) -> ChildOutcome:
+        """Build in a child process at SCHED_IDLE, then adopt its version (pointer poll).
+
+        The child stages every result first; before its pointer flips, the users erased since
+        the snapshot it maps are deleted at the new version (here, synchronously), and from then
+        on every erasure purges that version too, so no reader ever sees an erased user's
+        results there.
+        """
+        assert self.child is not None, "build_in_child needs a ChildJob"
+        with self._build_lock:
+            state = self.tier.state
+            try:
+                outcome = self.child.run(self.cfg, state.version if state else None,
+                                         self._staged_in_child)
+            finally:
+                self._staged = None  # flipped (the pointer names it) or abandoned
+            self.last_child = outcome
+            self.poll_pointer()
+            log.info("ann build %d (snapshot %d) published to %s by child process %d in "
+                     "%.1f s:\n%s", outcome.version, outcome.snapshot_version, self.where,
+                     outcome.pid, outcome.seconds, outcome.summary)
+            return outcome
+
+    def _staged_in_child(self, snapshot_version: int, version: int) -> None:
+        self._staged = version  # first: an erasure from now on purges this version too
+        self.forget.built(snapshot_version, version, now=True)
+
     def follow_erasures(self, graph: LiveGraph) -> None:
         """Delete the cached results of every user ``graph`` erases (``ann.forget``)."""
         graph.on_erase.append(self.forget.erased)
@@ -97,7 +143,7 @@ class AnnRuntime:
         """Versions whose user keys someone may read: the pointer's, served, built here."""
         state = self.tier.state
         versions = {state.version if state is not None else None,
-                    self.model.version if self.model is not None else None}
+                    self.model.version if self.model is not None else None, self._staged}
         try:
             versions.add(parse_pointer(self.cache.get(self.keys.pointer,
                                                       self.cfg.build_timeout_s)))
@@ -148,10 +194,15 @@ class AnnRuntime:
             if time.monotonic() >= next_build:
                 interval = self.cfg.rebuild_interval_s
                 try:
-                    self.build_now()
-                except Exception:  # the previous version (if any) keeps serving
+                    self.build()
+                except Exception as exc:  # the previous version (if any) keeps serving
+                    if self._stop.is_set():
+                        return  # a child killed by stop(): nothing failed
                     self.metrics.error("other")
-                    log.exception("ann build failed; retrying in %.0f s", retry_s)
+                    if isinstance(exc, ChildBuildFailed):  # its stderr says it all
+                        log.error("ann build failed; retrying in %.0f s: %s", retry_s, exc)
+                    else:
+                        log.exception("ann build failed; retrying in %.0f s", retry_s)
                     # Retry soon, backing off: waiting a whole rebuild interval would leave a
                     # server whose first build failed without an ANN tier for that long.
                     next_build = time.monotonic() + min(retry_s, interval or retry_s)
@@ -168,7 +219,10 @@ class AnnRuntime:
     def stop(self, timeout_s: float | None = None) -> None:
         """Stop rebuilding. A build in progress is waited for up to ``timeout_s`` (default 30 s);
         past that it is left behind (a daemon thread: it dies with the process, and a version it
-        had not switched on yet is never read, its keys expire)."""
+        had not switched on yet is never read, its keys expire). A build child is killed at
+        once."""
+        if self.child is not None:
+            self.child.kill()
         self._worker.stop(timeout_s)
         self.forget.stop()
         if self.writer is not None:

@@ -15,6 +15,12 @@ from recserver.node.serve_args import add_items_arg, add_source_args
 
 log = logging.getLogger(__name__)
 
+#: ``recserver serve`` starts the builder with its own flags; these reach it through the
+#: environment the supervisor passes on (benchmarks compare both ways in one run)
+NICE_ENV = "RECSERVER_BUILDER_NICE"
+ANN_BUILD_ENV = "RECSERVER_ANN_BUILD"
+DEFAULT_NICE = 10
+
 NAME = "builder"
 HELP = "run a node's builder role (writes, publishes)"
 
@@ -30,9 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_items_arg(parser)
     parser.add_argument("--redis-url", help="ANN result cache (default: files in the run dir)")
     parser.add_argument("--metrics-port", type=int, help="the node's /metrics port (0: any)")
-    parser.add_argument("--nice", type=int, default=10,
-                         help="CPU niceness of the builder, so workers come first "
-                         "(default: %(default)s; 0: same as the workers)")
+    parser.add_argument("--nice", type=int, default=_env_int(NICE_ENV, DEFAULT_NICE),
+                         help="CPU niceness of the builder process (publishing, tailing, "
+                         "compactions, checkpoints); ANN builds run at SCHED_IDLE in a child "
+                         f"whatever this is (default: ${NICE_ENV} or %(default)s)")
+    parser.add_argument("--ann-build", choices=("child", "thread"),
+                         default=os.environ.get(ANN_BUILD_ENV) or "child",
+                         help="child: each ANN build in a short-lived SCHED_IDLE process; "
+                         "thread: in the builder (the older way, a benchmark baseline) "
+                         f"(default: ${ANN_BUILD_ENV} or %(default)s)")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,15 +57,15 @@ def run(args: argparse.Namespace) -> int:
     from recserver.node.builder import Builder, DataSource
 
     if args.nice:
-        # Workers win the CPU whenever both want it: compaction, ANN builds and checkpoints
-        # wait a few ms; answers do not.
+        # Workers win the CPU whenever both want it: compactions and checkpoints wait a few
+        # ms; answers do not. ANN builds need no niceness: their child runs at SCHED_IDLE.
         os.nice(args.nice)
     holder = ConfigHolder(args.config)
     holder.install_sighup()
     run_dir = RunDir(args.run_dir)
     builder = Builder(holder, run_dir, redis_url=args.redis_url,
                       event_log_url=args.event_log_url, data_dir=args.data_dir,
-                      metrics_port=args.metrics_port)
+                      metrics_port=args.metrics_port, ann_builds=args.ann_build)
     stop = stop_event()
     builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict,
                              items=args.items))

@@ -3,10 +3,12 @@
 It owns every write: event-log tailing and apply, the edge store, dedup, compaction with
 pruning, ANN builds, checkpoints. Each publish is written as files (``SnapshotWriter``) that
 serving workers map; ANN results go to Redis when configured, else to sealed files in the run
-directory. Workers reach it on a local Unix socket for ``RecordEvents`` and
-``GetIngestStatus``; it also serves the node's one ``/metrics`` endpoint (every process's
-multi-process files summed, plus its own graph and ingest gauges), so rendering never runs in a
-process that answers requests.
+directory. ANN builds run in a short-lived child process at SCHED_IDLE (``ann_builds="child"``,
+the default), so they take only CPU no worker wants and their heap leaves with the child;
+``"thread"`` keeps the older in-process build (a benchmark baseline). Workers reach it on a
+local Unix socket for ``RecordEvents`` and ``GetIngestStatus``; it also serves the node's one
+``/metrics`` endpoint (every process's multi-process files summed, plus its own graph and ingest
+gauges), so rendering never runs in a process that answers requests.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from recserver.ann.child_runner import ChildJob
 from recserver.ann.file_cache import FileCache
 from recserver.ann.runtime import AnnRuntime
 from recserver.catalog.items_file import read_items
@@ -38,6 +41,10 @@ from recserver.server.grpc_server import GrpcServer
 from recserver.service.types import Recommendation, RecommendQuery
 
 log = logging.getLogger(__name__)
+
+
+#: where the builder runs ANN builds (``recserver builder --ann-build``)
+ANN_BUILDS = ("child", "thread")
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,12 @@ class Builder:
     def __init__(
         self, holder: ConfigHolder, run: RunDir, *, redis_url: str | None = None,
         event_log_url: str | None = None, data_dir: str | None = None,
-        metrics_port: int | None = None,
+        metrics_port: int | None = None, ann_builds: str = "child",
     ) -> None:
+        """``ann_builds``: ``child`` (a SCHED_IDLE process per build) or ``thread`` (here)."""
+        if ann_builds not in ANN_BUILDS:
+            raise ValueError(f"ann_builds must be one of {', '.join(ANN_BUILDS)}, "
+                             f"not {ann_builds!r}")
         config = holder.current
         self.holder = holder
         self.run = run.create()
@@ -116,10 +127,16 @@ class Builder:
         self.metrics.watch_graph(self.graph)
         self.metrics.watch_config(holder)
         url, origin = resolve_redis_url(redis_url, config.ann.url())
-        cache = None if url else FileCache(self.run.ann, writer=True)
+        # recheck_s=0: a version a build child sealed is adopted at once (the builder reads
+        # its cache seldom: pointer polls and erasures, never requests).
+        cache = None if url else FileCache(self.run.ann, writer=True, recheck_s=0.0)
+        child = ChildJob(self.run.root, redis_url=url) if ann_builds == "child" else None
         self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache,
-                              cache=cache, where=None if url else f"files in {self.run.ann}")
-        log.info("ann results: %s (from %s)", self.ann.where, origin if url else "no Redis URL")
+                              cache=cache, where=None if url else f"files in {self.run.ann}",
+                              child=child)
+        log.info("ann results: %s (from %s); builds %s", self.ann.where,
+                 origin if url else "no Redis URL",
+                 "in a SCHED_IDLE child process" if child else "in the builder's own thread")
         self.ann.follow_erasures(self.graph)
         self.ingest = open_ingest(lambda: IngestRuntime(
             config.ingest, self.graph, url_flag=event_log_url, data_dir=data_dir,
@@ -179,7 +196,8 @@ class Builder:
         self.ingest.stop()
         self.graph.stop()
         # The final checkpoint is written (ingest.stop): a half-done ANN build is not worth
-        # holding the shutdown for (it would take up to its whole build time).
+        # holding the shutdown for (it would take up to its whole build time); a build child
+        # is killed at once.
         self.ann.stop(timeout_s=2.0)
         self.holder.stop_watching()
         self.metrics_server.stop()
