@@ -25,14 +25,23 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def write_config(path: Path, *, budget_ms: float, ann_rebuild_s: float = 3600.0,
                  checkpoint_s: float = 60.0, compact_fraction: float = 0.05,
-                 shedding: bool = True) -> Path:
-    """A config with one ``home`` surface of ``budget_ms`` and the background cadences given."""
+                 shedding: bool = True, walk_steps: int | None = None,
+                 tiers: list[str] | None = None, server: dict[str, Any] | None = None) -> Path:
+    """A config with one ``home`` surface of ``budget_ms`` and the background cadences given;
+    ``walk_steps`` overrides the walk's planned steps, ``tiers`` the fallback chain (default:
+    popular only), ``server`` adds server keys (``door``)."""
+    home: dict[str, Any] = {"budget_ms": budget_ms, "sla_p99_ms": budget_ms + 5}
+    if walk_steps is not None:
+        home["walk"] = {"steps": walk_steps}
+    if tiers is not None:
+        home["fallback"] = {"tiers": tiers}
     doc: dict[str, Any] = {
-        "surfaces": {"home": {"budget_ms": budget_ms, "sla_p99_ms": budget_ms + 5}},
+        "surfaces": {"home": home},
         "graph": {"compact_overlay_fraction": compact_fraction},
         "ann": {"rebuild_interval_s": ann_rebuild_s},
         "ingest": {"checkpoint": {"interval_s": checkpoint_s}},
-        "server": {} if shedding else {"max_queued_calls": None, "queue_target_ms": None},
+        "server": ({} if shedding else {"max_queued_calls": None, "queue_target_ms": None})
+        | (server or {}),
     }
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -130,11 +139,14 @@ class Node:
                 self.proc.wait(30)
 
 
-def start_node(tmp: Path, config: Path, port: int, *, synthetic: str, workers: int,
-               single: bool, cores: str | None = None) -> Node:
+def start_node(tmp: Path, config: Path, port: int, *, synthetic: str | None = None,
+               events: Path | None = None, workers: int, single: bool,
+               cores: str | None = None) -> Node:
+    """``recserver serve`` on ``synthetic`` events (a size) or an ``events`` file."""
     data = tmp / "data"
+    source = ["--events", str(events)] if events is not None else ["--synthetic", str(synthetic)]
     cmd = [sys.executable, "-m", "recserver", "serve", "--port", str(port), "--metrics-port",
-           "0", "--synthetic", synthetic, "--data-dir", str(data), "--config", str(config)]
+           "0", *source, "--data-dir", str(data), "--config", str(config)]
     cmd += ["--single-process"] if single else ["--workers", str(workers)]
     if cores is not None:
         cmd = ["taskset", "-c", cores, *cmd]

@@ -62,19 +62,35 @@ def capture(port: int, pcap: Path, core: int | None = None) -> Iterator[Path | N
 
 def stream_latencies(pcap: Path, port: int) -> tuple[list[float], list[float]]:
     """(answered, refused) milliseconds from request HEADERS to the stream's last frame."""
+    return split(streams(pcap, port))
+
+
+def streams(pcap: Path, port: int) -> list[tuple[float, float, bool]]:
+    """Every stream as (epoch of its request HEADERS, milliseconds to its last frame,
+    answered: whether the server sent DATA)."""
     fields = ["frame.time_epoch", "tcp.srcport", "tcp.dstport", "http2.streamid", "http2.type",
               "http2.flags"]
     cmd = ["tshark", "-r", str(pcap), "-d", f"tcp.port=={port},http2", "-Y", "http2",
            "-T", "fields"]
     for field in fields:
         cmd += ["-e", field]
-    return parse_frames(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout,
+    return timed_frames(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout,
                         port)
 
 
+def split(timed: list[tuple[float, float, bool]]) -> tuple[list[float], list[float]]:
+    """(answered, refused) milliseconds of ``streams``."""
+    return ([ms for _, ms, ok in timed if ok], [ms for _, ms, ok in timed if not ok])
+
+
 def parse_frames(out: str, port: int) -> tuple[list[float], list[float]]:
-    """(answered, refused) milliseconds from tshark's fields: epoch, source and destination
-    port, then stream ids, frame types and flags, comma-separated per frame of a segment."""
+    """(answered, refused) milliseconds from tshark's fields (see ``timed_frames``)."""
+    return split(timed_frames(out, port))
+
+
+def timed_frames(out: str, port: int) -> list[tuple[float, float, bool]]:
+    """Streams from tshark's fields: epoch, source and destination port, then stream ids,
+    frame types and flags, comma-separated per frame of a segment."""
     first_in: dict[tuple[int, int], float] = {}
     ended: dict[tuple[int, int], float] = {}
     with_data: set[tuple[int, int]] = set()
@@ -99,19 +115,21 @@ def parse_frames(out: str, port: int) -> tuple[list[float], list[float]]:
                 with_data.add(key)
             elif kind_n == HEADERS and flags_n & END_STREAM:
                 ended[key] = at
-    answered: list[float] = []
-    refused: list[float] = []
-    for key, end in ended.items():
-        if key in first_in:
-            (answered if key in with_data else refused).append(1000.0 * (end - first_in[key]))
-    return answered, refused
+    return [(first_in[key], 1000.0 * (end - first_in[key]), key in with_data)
+            for key, end in ended.items() if key in first_in]
 
 
-def summary(pcap: Path | None, port: int) -> dict[str, Any] | None:
-    """p50 / p99 / max of answered and refused calls on the wire, or ``None`` without a pcap."""
+def summary(pcap: Path | None, port: int | list[tuple[float, float, bool]],
+            window: tuple[float, float] | None = None) -> dict[str, Any] | None:
+    """p50 / p99 / max of answered and refused calls on the wire, or ``None`` without a pcap;
+    ``port`` may be the streams already read (``streams``), ``window`` (epochs) keeps the
+    streams that started in it."""
     if pcap is None or not pcap.exists():
         return None
-    answered, refused = stream_latencies(pcap, port)
+    timed = streams(pcap, port) if isinstance(port, int) else port
+    if window is not None:
+        timed = [t for t in timed if window[0] <= t[0] < window[1]]
+    answered, refused = split(timed)
 
     def figures(values: list[float]) -> dict[str, float] | None:
         if not values:

@@ -162,8 +162,36 @@ class ServerSection(StrictModel):
     port: int = Field(default=50051, ge=0, le=65_535, description="0 picks a free port")
     metrics_host: str = Field(default="127.0.0.1")
     metrics_port: int = Field(default=9100, ge=0, le=65_535)
+    door: Literal["aio", "sync"] = Field(
+        default="aio", description="the serving workers' gRPC door. aio: one event loop "
+        "accepts, refuses, decides and answers from the fallback, walks run on their own "
+        "threads (the loop never waits behind a walk). sync: grpcio's thread-pool server with "
+        "admission at submission (max_workers, max_queued_calls), the older door, kept as the "
+        "baseline the benchmarks compare against"
+    )
+    worker_ports: bool = Field(
+        default=True, description="each serving worker also listens on a port of its own: the "
+        "node's port + 1 + its index (free ports when port is 0), so one client channel that "
+        "balances calls with round_robin over those ports is answered by every worker (the "
+        "shared port spreads connections, not calls)"
+    )
+    walk_nice: int = Field(
+        default=10, ge=0, le=19, description="aio door: CPU niceness of the walk threads "
+        "against the loop thread, so the kernel runs the door first whenever it has a call to "
+        "handle"
+    )
+    loop_lag_target_ms: float | None = Field(
+        default=5.0, gt=0, description="aio door: while the event loop keeps running later "
+        "than this for loop_lag_interval_ms (a standing backlog, not a burst), Recommend calls "
+        "are refused at once (reason queue_slow) so the loop catches up. null: never refuse"
+    )
+    loop_lag_interval_ms: float = Field(
+        default=20.0, ge=0, description="aio door: how long the loop must stay later than "
+        "loop_lag_target_ms before calls are refused"
+    )
     max_workers: int = Field(
-        default=4, ge=1, le=256, description="gRPC handler threads of one process (a serving "
+        default=4, ge=1, le=256, description="sync door: gRPC handler threads of one process "
+        "(a serving "
         "worker is one process per core: more threads only share its GIL and core with the "
         "thread that accepts calls, which then falls behind under overload)"
     )
@@ -173,17 +201,18 @@ class ServerSection(StrictModel):
         description="kept back from the client's gRPC deadline (network)",
     )
     max_concurrent_walks: int | None = Field(
-        default=None, ge=1, description="walks running at once; more requests wait or degrade. "
-        "null: one less than the CPUs this process may use (at least 1), so walks (which run "
-        "outside the GIL) always leave a core to accept and answer requests"
+        default=None, ge=1, description="walks running at once (aio door: its walk threads); "
+        "more requests wait or degrade. null: one less than the CPUs this process may use (at "
+        "least 1), so walks (which run outside the GIL) always leave a core to accept and "
+        "answer requests"
     )
     max_walk_waiters: int = Field(
-        default=2, ge=0, description="requests that may wait for a walk slot at once; more are "
-        "answered from the fallback at once ('overloaded')"
+        default=2, ge=0, description="sync door: requests that may wait for a walk slot at "
+        "once; more are answered from the fallback at once ('overloaded')"
     )
     walk_slot_wait_ms: float = Field(
         default=10.0, ge=0, json_schema_extra=RELOADS,
-        description="longest wait for a walk slot (never past the walk "
+        description="sync door: longest wait for a walk slot (never past the walk "
         "deadline); then the fallback answers ('overloaded')"
     )
     enforce_budgets: bool = Field(
@@ -201,16 +230,17 @@ class ServerSection(StrictModel):
         "null: unbounded"
     )
     max_queued_calls: int | None = Field(
-        default=8, ge=1, description="calls waiting for a handler thread at once; one more is "
+        default=8, ge=1, description="sync door: calls waiting for a handler thread at once; "
+        "one more is "
         "refused at once with RESOURCE_EXHAUSTED (reason queue_full). null: unbounded"
     )
     queue_target_ms: float | None = Field(
-        default=2.0, gt=0, description="CoDel-style target: while calls that start have waited "
-        "longer than this in the queue, newcomers are refused at once (reason queue_slow), so the "
-        "queue drains instead of answering late. null: off"
+        default=2.0, gt=0, description="sync door, CoDel-style target: while calls that start "
+        "have waited longer than this in the queue, newcomers are refused at once (reason "
+        "queue_slow), so the queue drains instead of answering late. null: off"
     )
     queue_interval_ms: float = Field(
-        default=5.0, ge=0, description="how long calls must keep starting later than "
+        default=5.0, ge=0, description="sync door: how long calls must keep starting later than "
         "queue_target_ms before newcomers are refused: a standing queue, not one burst or one "
         "pause of the interpreter (0: the first late start refuses)"
     )

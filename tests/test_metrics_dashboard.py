@@ -55,6 +55,7 @@ def exported_labels() -> dict[str, set[str]]:
     """Sample name -> label names, from a registry where every metric has been exercised."""
     config = load_config(None)
     metrics = Metrics(config, CollectorRegistry())
+    metrics.serve_as("worker-0")
     metrics.watch_graph(clustered_graph())
 
     class Holder:

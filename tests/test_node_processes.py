@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,6 +115,9 @@ def test_workers_answer_and_a_killed_worker_is_replaced(node: Node) -> None:
         assert len(recommend(node.address).items) == 10
     assert wait_until(lambda: node.worker_pids().get("worker-0") not in (None, pids["worker-0"]))
     assert "worker-0" in node.output and "restarting" in node.output
+    # The new worker-0 took its own port back: the node's round_robin target stays valid.
+    own = json.loads((node.run / "ports.json").read_text())["workers"][0]
+    assert len(recommend(f"127.0.0.1:{own}").items) == 10
     assert node.stop() == 0
     assert "Traceback" not in node.output
 
@@ -132,16 +137,47 @@ def test_an_event_recorded_on_any_worker_is_visible_on_every_worker(node: Node) 
                                       timeout=RPC_TIMEOUT_S)
         assert again.duplicates == 1  # one log, one dedup, whichever worker took it
 
+        # Every worker, each asked on its own port.
+        own = json.loads((node.run / "ports.json").read_text())["workers"]
+        channels += [grpc.insecure_channel(f"127.0.0.1:{port}") for port in own]
+        workers = [pb_grpc.RecommenderStub(c) for c in channels[-len(own):]]
+
         def everywhere() -> bool:
             return all(s.DescribeUser(pb.DescribeUserRequest(user_id="fresh-user"),
-                                      timeout=RPC_TIMEOUT_S).found for s in stubs)
+                                      timeout=RPC_TIMEOUT_S).found for s in workers)
 
-        assert wait_until(everywhere, 10.0)
+        assert len(workers) == 2 and wait_until(everywhere, 10.0)
         status = stubs[2].GetIngestStatus(pb.GetIngestStatusRequest(), timeout=RPC_TIMEOUT_S)
         assert status.backend == "file" and status.events_applied >= 5000
     finally:
         for channel in channels:
             channel.close()
+
+
+def worker_answers(node: Node) -> dict[str, float]:
+    """Answers per worker, as the node's ``/metrics`` counts them."""
+    url = json.loads((node.run / "builder.json").read_text())["metrics_url"]
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    found = re.findall(r'recserver_worker_answers_total\{worker="([^"]+)"\} (\S+)', text)
+    return {name: float(value) for name, value in found}
+
+
+def test_one_channel_over_the_worker_ports_is_answered_by_every_worker(node: Node) -> None:
+    ports = json.loads((node.run / "ports.json").read_text())
+    assert len(ports["workers"]) == 2 and ports["node"] not in ports["workers"]
+    assert f"one channel to {ports['round_robin_target']}" in node.output
+    before = worker_answers(node)
+    options = [("grpc.lb_policy_name", "round_robin")]
+    with grpc.insecure_channel(ports["round_robin_target"], options=options) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        for _ in range(40):
+            stub.Recommend(pb.RecommendRequest(user_id=KNOWN_USER, surface="home"),
+                           timeout=RPC_TIMEOUT_S, wait_for_ready=True)
+    after = worker_answers(node)
+    got = {name: after[name] - before.get(name, 0.0) for name in after}
+    # round_robin: one channel, calls taken in turn by every worker.
+    assert set(got) == {"worker-0", "worker-1"}
+    assert min(got.values()) >= 15 and sum(got.values()) == 40
 
 
 def test_workers_serve_through_a_builder_crash_and_versions_keep_growing(node: Node) -> None:

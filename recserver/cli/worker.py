@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the directory the builder publishes into")
     parser.add_argument("--config", type=Path, help="YAML config (default: the embedded one)")
     parser.add_argument("--port", type=int, help="gRPC port, shared with the other workers")
+    parser.add_argument("--own-port", type=int,
+                        help="a gRPC port of this worker alone (for clients that balance calls "
+                        "over the workers with round_robin)")
     parser.add_argument("--redis-url", help="ANN result cache (default: the builder's files)")
     parser.add_argument("--name", default="worker",
                         help="name for logs and the ready marker (default: %(default)s)")
@@ -34,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     holder.install_sighup()
     run_dir = RunDir(args.run_dir)
     worker = Worker(holder, run_dir, port=args.port, redis_url=args.redis_url,
-                    walk_hook=fault_walk_hook())
+                    walk_hook=fault_walk_hook(), own_port=args.own_port,
+                    name=args.name)
     stop = stop_event()
     worker.start()
     ready = run_dir.root / "ready"

@@ -165,6 +165,8 @@ class IdMap:
 
     def lookup_many(self, names: Sequence[str] | pa.Array) -> npt.NDArray[np.int64]:
         """Ids of ``names`` as int64, -1 for unknown names (never assigns)."""
+        if len(names) == 0:  # the common request (no context items): no Arrow round trip
+            return np.empty(0, np.int64)
         data, starts = _utf8(names)
         a = self._a
         return k.lookup(a.index, a.bits, a.blob, a.offsets, data, starts, k.CRC_TABLE)

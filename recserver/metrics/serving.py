@@ -107,6 +107,11 @@ class Metrics:
             "(RESOURCE_EXHAUSTED), by reason", ["reason"], registry=reg)
         for reason in REFUSAL_REASONS:
             self.refused.labels(reason)
+        self.worker_answers = Counter(
+            "recserver_worker_answers", "Recommend answers by serving worker of the node (a "
+            "fixed set: worker-0 .. worker-N-1), to see that every worker gets its share",
+            ["worker"], registry=reg)
+        self._worker_answers: Any = None
         build = Gauge(
             "recserver_build_info", "Version of recserver and its runtime (always 1)",
             ["version", "python", "prometheus_client"], registry=reg, multiprocess_mode="max")
@@ -133,6 +138,8 @@ class Metrics:
         """``RequestObserver``: one answered request (called by the Recommender)."""
         m = self._surfaces.get(surface) or self._unknown_surface()
         m.duration[rec.source].observe(rec.server_elapsed_ms * 0.001)
+        if self._worker_answers is not None:
+            self._worker_answers.inc()
         stages = m.stage
         for stage, ms in rec.stage_ms.items():
             child = stages.get(stage)
@@ -211,6 +218,10 @@ class Metrics:
 
     def _on_publish(self, snapshot: GraphSnapshot) -> None:
         self.publishes.inc()
+
+    def serve_as(self, worker: str) -> None:
+        """Count this process's answers under ``worker`` (a serving worker's name)."""
+        self._worker_answers = self.worker_answers.labels(worker)
 
     def call_refused(self, reason: str) -> None:
         """A call refused at the door (``server.admission``), by reason."""

@@ -12,13 +12,14 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 from types import FrameType
 
 from recserver.config_reload import ConfigHolder
-from recserver.core.durable import read_json
+from recserver.core.durable import read_json, write_json_atomic
 from recserver.node.layout import RunDir
 from recserver.node.supervisor import Supervisor, recserver_argv, reserve_port
 
@@ -65,6 +66,39 @@ def _passthrough(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
     return out
 
 
+def reserve_worker_ports(host: str, port: int, workers: int, *, enabled: bool
+                         ) -> list[tuple[socket.socket, int]]:
+    """Each worker's own port (the node's port + 1 + index; free ports when the node's was
+    free), held open (SO_REUSEPORT) while the node runs, so a restarted worker gets its port
+    back. Empty when ``server.worker_ports`` is off."""
+    if not enabled:
+        return []
+    out: list[tuple[socket.socket, int]] = []
+    for i in range(workers):
+        wanted = port + 1 + i if port else 0
+        try:
+            out.append(reserve_port(host, wanted))
+        except OSError as exc:
+            for sock, _ in out:
+                sock.close()
+            raise SystemExit(
+                f"recserver: worker-{i}'s own port {host}:{wanted} (the node's port + {1 + i}) "
+                f"cannot be bound ({exc.strerror}); choose another --port, or set "
+                "server.worker_ports: false in the config") from None
+    return out
+
+
+def round_robin_target(host: str, ports: list[int]) -> str:
+    """A gRPC target naming every worker's own port (dial it with the round_robin policy)."""
+    if not ports:
+        return ""
+    if host in ("0.0.0.0", "::", ""):  # a wildcard bind: dial it on this machine
+        host = "127.0.0.1"
+    scheme = "ipv6" if ":" in host else "ipv4"
+    name = f"[{host}]" if ":" in host else host
+    return f"{scheme}:" + ",".join(f"{name}:{p}" for p in ports)
+
+
 def cmd_serve_node(args: argparse.Namespace) -> int:
     """Supervise one builder and ``--workers`` serving workers until SIGTERM/SIGINT."""
     holder = ConfigHolder(args.config)  # a bad config stops here, before any process starts
@@ -76,6 +110,8 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
     stop = stop_event()
     reservation, port = reserve_port(config.server.host,
                                      config.server.port if args.port is None else args.port)
+    own = reserve_worker_ports(config.server.host, port, workers,
+                               enabled=config.server.worker_ports)
     common = _passthrough(args, ("config", "redis_url"))
     builder_argv = recserver_argv(
         "builder", "--run-dir", str(run.root), "--data-dir", str(data_dir),
@@ -83,8 +119,9 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
                                       "event_log_url", "metrics_port")))  # fmt: skip
 
     def worker_argv(i: int) -> list[str]:
+        mine = ["--own-port", str(own[i][1])] if own else []
         return recserver_argv("worker", "--run-dir", str(run.root), "--port", str(port),
-                              "--name", f"worker-{i}", *common)
+                              *mine, "--name", f"worker-{i}", *common)
 
     supervisor = Supervisor(run, builder_argv, worker_argv, workers,
                             grace_s=config.server.grace_period_s)
@@ -92,6 +129,13 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
     address = f"{host}:{port}"
     print(f"recserver listening on {address} (port {port}); loading the graph "
           f"(1 builder + {workers} workers; data in {data_dir})", flush=True)
+    spread = round_robin_target(config.server.host, [p for _, p in own])
+    write_json_atomic(run.root / "ports.json", {"node": port, "workers": [p for _, p in own],
+                                                "round_robin_target": spread})
+    if spread:
+        print(f"recserver workers on ports {', '.join(str(p) for _, p in own)}: one channel to "
+              f"{spread} with the round_robin policy spreads its calls over every worker",
+              flush=True)
     try:
         supervisor.start_builder()
         info = read_json(run.root / "builder.json") or {}
@@ -115,4 +159,6 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
         print("recserver: draining in-flight requests ...", file=sys.stderr, flush=True)
         supervisor.stop()
         reservation.close()
+        for sock, _ in own:
+            sock.close()
     return 0

@@ -37,6 +37,7 @@ from recserver.metrics import Metrics
 from recserver.node.forward import ForwardingIngest
 from recserver.node.layout import RunDir
 from recserver.node.mapped import MappedGraph
+from recserver.server.aio_server import AioGrpcServer
 from recserver.server.grpc_server import GrpcServer
 from recserver.server.servicer import encode_response
 from recserver.service.fallback import FallbackChain
@@ -91,12 +92,16 @@ class Worker:
     def __init__(
         self, holder: ConfigHolder, run: RunDir, *, port: int | None = None,
         redis_url: str | None = None, walk_hook: WalkHook | None = None,
-        reuse_port: bool = True,
+        reuse_port: bool = True, own_port: int | None = None, name: str = "worker",
     ) -> None:
+        """``port`` is the node's, shared with its other workers; ``own_port`` this worker's
+        alone (one client channel with round_robin over every worker's own port spreads its
+        calls over all of them, where the shared port spreads connections)."""
         config = holder.current
         self.holder = holder
         self.run = run
         self.metrics = Metrics(config)
+        self.metrics.serve_as(name)
         self.graph = MappedGraph(run)
         self.metrics.watch_graph(self.graph)
         url, _ = resolve_redis_url(redis_url, config.ann.url())
@@ -111,9 +116,17 @@ class Worker:
         )
         holder.add_listener(self._on_config)
         self.ingest = ForwardingIngest(run.builder_target, self.graph)
-        self.server = GrpcServer(self.recommender, config.server, port=port,
-                                 observer=self.metrics, ingest=self.ingest,
-                                 reuse_port=reuse_port, on_refused=self.metrics.call_refused)
+        self.server: GrpcServer | AioGrpcServer
+        if config.server.door == "aio":
+            self.server = AioGrpcServer(self.recommender, config.server, port=port,
+                                        observer=self.metrics, ingest=self.ingest,
+                                        reuse_port=reuse_port, own_port=own_port,
+                                        on_refused=self.metrics.call_refused)
+        else:
+            self.server = GrpcServer(self.recommender, config.server, port=port,
+                                     observer=self.metrics, ingest=self.ingest,
+                                     reuse_port=reuse_port, own_port=own_port,
+                                     on_refused=self.metrics.call_refused)
         self._stopped = threading.Event()
 
     def _on_config(self, config: RecServerConfig) -> None:

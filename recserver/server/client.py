@@ -44,14 +44,17 @@ class RecommendClient:
         trusting ``ca_file`` (else the system roots). ``token`` is sent as a bearer token on
         every call; ``server_name`` overrides the name the server's certificate is checked for."""
         self.target = target
+        # A target naming several addresses (a node's worker ports) gets every call spread
+        # over them; one address is one address either way.
+        options = [("grpc.lb_policy_name", "round_robin")]
         if tls or ca_file is not None or cert_file is not None:
-            options = [] if server_name is None else [
-                ("grpc.ssl_target_name_override", server_name)]
+            if server_name is not None:
+                options.append(("grpc.ssl_target_name_override", server_name))
             self._channel = grpc.secure_channel(
                 target, channel_credentials(ca_file, cert_file, key_file), options=options
             )
         else:
-            self._channel = grpc.insecure_channel(target)
+            self._channel = grpc.insecure_channel(target, options=options)
         self._metadata = None if token is None else bearer_metadata(token)
         self._stub = pb_grpc.RecommenderStub(self._channel)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -46,7 +47,83 @@ class BindError(OSError):
     """The gRPC port could not be bound (in use, or a bad address)."""
 
 
-class GrpcServer:
+class Endpoint:
+    """Where a gRPC server listens and how it is protected (shared by both doors)."""
+
+    _unix_socket: Path | None = None
+
+    def __init__(self, settings: ServerSection, host: str | None, port: int | None,
+                 own_port: int | None = None) -> None:
+        """``own_port``: a second port this server alone listens on (a node's worker: the
+        node's port is shared, this one lets a client's round_robin reach this worker)."""
+        self._settings = settings
+        self._host = settings.host if host is None else host
+        self._requested_port = settings.port if port is None else port
+        self._own_port = own_port
+        self._port: int | None = None
+        self._credentials = server_credentials(settings.tls)
+
+    def bind(self, server: Any) -> int:
+        """Add this endpoint's ports to ``server`` (a sync or aio gRPC server); returns the
+        main one's bound port. Raises ``BindError`` naming the address."""
+        main = (f"unix:{self._unix_socket}" if self._unix_socket is not None
+                else f"{self._host}:{self._requested_port}")
+        addresses = [main] + ([] if self._own_port is None
+                              else [f"{self._host}:{self._own_port}"])
+        bound = []
+        for address in addresses:
+            try:
+                port = (server.add_insecure_port(address) if self._credentials is None
+                        else server.add_secure_port(address, self._credentials))
+            except RuntimeError as exc:  # newer grpcio raises; older ones returned 0
+                raise BindError(f"cannot bind the gRPC port {address}: {exc}") from None
+            if port == 0:
+                raise BindError(f"cannot bind the gRPC port {address} (in use?)")
+            bound.append(int(port))
+        return bound[0]
+
+    @property
+    def own_address(self) -> str | None:
+        """``host:port`` of this server's own port, when it has one."""
+        if self._own_port is None:
+            return None
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{host}:{self._own_port}"
+
+    @property
+    def address(self) -> str:
+        """``host:port`` a client can dial (the bound port once started)."""
+        if self._unix_socket is not None:
+            return f"unix:{self._unix_socket}"
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"{host}:{self.port}"
+
+    @property
+    def security_summary(self) -> str:
+        """How the port is protected, in words (no secrets)."""
+        tls = self._settings.tls
+        parts = ["plaintext" if self._credentials is None else
+                 "TLS + client certificates" if tls.client_ca_file else "TLS"]
+        auth = self._settings.auth
+        if auth.configured:
+            parts.append("token for writes/admin" + (" and Recommend"
+                                                     if auth.require_for_recommend else ""))
+        return ", ".join(parts)
+
+    @property
+    def port(self) -> int:
+        """The bound port; only valid after ``start()``."""
+        if self._port is None:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    def warn_if_plaintext(self) -> None:
+        if self._credentials is None and self._host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("gRPC port %s is plaintext on a non-loopback address; set server.tls "
+                        "(cert_file, key_file) to encrypt it", self.address)
+
+
+class GrpcServer(Endpoint):
     """One gRPC server around a :class:`RecommendHandler`.
 
     ``start()`` binds and returns the port (``port=0`` picks a free one); ``set_serving()`` flips
@@ -65,16 +142,14 @@ class GrpcServer:
         ingest: IngestHandler | None = None,
         unix_socket: Path | None = None,
         reuse_port: bool = False,
+        own_port: int | None = None,
         on_refused: Callable[[str], None] | None = None,
     ) -> None:
         """``unix_socket``: listen there instead of host:port (the builder's local endpoint).
         ``reuse_port``: several worker processes share the port on purpose (SO_REUSEPORT; the
         kernel spreads connections across them). ``on_refused(reason)``: a call was refused at
         the door (see ``admission``)."""
-        self._settings = settings or ServerSection()
-        self._host = self._settings.host if host is None else host
-        self._requested_port = self._settings.port if port is None else port
-        self._port: int | None = None
+        super().__init__(settings or ServerSection(), host, port, own_port)
         self._unix_socket = unix_socket
         self._executor = AdmissionExecutor(
             self._settings.max_workers, max_queued=self._settings.max_queued_calls,
@@ -95,7 +170,6 @@ class GrpcServer:
             interceptors.append(
                 AuthInterceptor(token, protected_methods(auth.require_for_recommend))
             )
-        self._credentials = server_credentials(self._settings.tls)
         self._server = grpc.server(
             self._executor,
             interceptors=interceptors,
@@ -126,54 +200,16 @@ class GrpcServer:
     def executor(self) -> AdmissionExecutor:
         return self._executor
 
-    @property
-    def address(self) -> str:
-        """``host:port`` a client can dial (the bound port once started)."""
-        if self._unix_socket is not None:
-            return f"unix:{self._unix_socket}"
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"{host}:{self.port}"
-
-    @property
-    def security_summary(self) -> str:
-        """How the port is protected, in words (no secrets)."""
-        tls = self._settings.tls
-        parts = ["plaintext" if self._credentials is None else
-                 "TLS + client certificates" if tls.client_ca_file else "TLS"]
-        auth = self._settings.auth
-        if auth.configured:
-            parts.append("token for writes/admin" + (" and Recommend"
-                                                     if auth.require_for_recommend else ""))
-        return ", ".join(parts)
-
-    @property
-    def port(self) -> int:
-        """The bound port; only valid after :meth:`start`."""
-        if self._port is None:
-            raise RuntimeError("the server is not started")
-        return self._port
-
     def start(self) -> int:
         """Bind and start serving RPCs (health still NOT_SERVING); returns the bound port."""
-        address = f"{self._host}:{self._requested_port}"
         if self._unix_socket is not None:
             self._unix_socket.unlink(missing_ok=True)  # left by a process that died
-            address = f"unix:{self._unix_socket}"
-        try:
-            if self._credentials is None:
-                port = self._server.add_insecure_port(address)
-            else:
-                port = self._server.add_secure_port(address, self._credentials)
-        except RuntimeError as exc:  # newer grpcio raises; older ones returned 0
-            raise BindError(f"cannot bind the gRPC port {address}: {exc}") from None
-        if port == 0:
-            raise BindError(f"cannot bind the gRPC port {address} (in use?)")
+        port = self.bind(self._server)
         self._server.start()
         self._port = port
-        log.info("gRPC server listening on %s (%s)", self.address, self.security_summary)
-        if self._credentials is None and self._host not in ("127.0.0.1", "localhost", "::1"):
-            log.warning("gRPC port %s is plaintext on a non-loopback address; set server.tls "
-                        "(cert_file, key_file) to encrypt it", self.address)
+        log.info("gRPC server listening on %s%s (%s)", self.address,
+                 f" and {self.own_address}" if self.own_address else "", self.security_summary)
+        self.warn_if_plaintext()
         return port
 
     def set_serving(self) -> None:

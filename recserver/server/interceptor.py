@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import grpc
 
+from recserver.core.echo import bounded_message
 from recserver.core.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -53,6 +54,14 @@ class MalformedRequest:
         self.method = method
         self.error = error
 
+    def invalid(self) -> InvalidArgument:
+        """The error the client gets: what was wrong, and how to send it right."""
+        name = self.method.rsplit("/", 1)[-1]
+        return InvalidArgument(
+            f"the {name} request is not a valid protobuf message ({type(self.error).__name__}); "
+            "encode it with the recserver.v1 protos (string fields must be valid UTF-8)"
+        )
+
 
 def tolerant_deserializer(
     method: str, deserialize: Callable[[bytes], Any] | None
@@ -75,10 +84,11 @@ def tolerant_deserializer(
     return parse
 
 
-def _request_id(request: Any) -> str:
+def request_id_of(request: Any) -> str:
     # The client's id when it sent one (so its own logs line up), else a fresh one.
+    # A client's id longer than any sane one is not echoed (it would be another unbounded echo).
     rid = getattr(request, "request_id", "")
-    return rid if isinstance(rid, str) and rid else uuid.uuid4().hex[:16]
+    return rid if isinstance(rid, str) and 0 < len(rid) <= 64 else uuid.uuid4().hex[:16]
 
 
 class RpcObserver(Protocol):
@@ -112,24 +122,19 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             code, response = grpc.StatusCode.OK, None
             try:
                 if isinstance(request, MalformedRequest):
-                    name = method.rsplit("/", 1)[-1]
-                    raise InvalidArgument(
-                        f"the {name} request is not a valid protobuf message "
-                        f"({type(request.error).__name__}); encode it with the recserver.v1 "
-                        "protos (string fields must be valid UTF-8)"
-                    )
+                    raise request.invalid()
                 response = behaviour(request, context)
                 return response
             except RecServerError as exc:
                 code = status_for(exc)
                 log.debug("%s -> %s: %s", method, code.name, exc)
-                context.abort(code, str(exc))
+                context.abort(code, bounded_message(str(exc)))
             except Exception:
                 if _already_aborted(context):
                     code = context.code()  # type: ignore[attr-defined]  # grpc-stubs lack it
                     raise  # the handler chose its status with context.abort: keep it
                 code = grpc.StatusCode.INTERNAL
-                rid = _request_id(request)
+                rid = request_id_of(request)
                 log.exception("%s failed (request_id %s)", method, rid)
                 context.abort(grpc.StatusCode.INTERNAL, f"internal error (request_id {rid})")
             finally:

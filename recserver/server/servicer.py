@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
@@ -92,7 +92,8 @@ def encode_response(rec: Recommendation, query: RecommendQuery) -> pb.RecommendR
     return response
 
 
-def client_remaining_s(context: grpc.ServicerContext) -> float | None:
+def client_remaining_s(context: grpc.ServicerContext | grpc.aio.ServicerContext[Any, Any]
+                       ) -> float | None:
     """Seconds left before the client's deadline, or ``None`` when it set no deadline."""
     remaining = context.time_remaining()
     if remaining is None or not math.isfinite(remaining) or remaining > _NO_DEADLINE_S:

@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +25,7 @@ from recserver.graph.seeds import context_seeds, user_seeds
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.source import SnapshotSource
 from recserver.graph.walk import WalkResult, run_walk, seed_from_id
-from recserver.service.budget import ReserveEstimator, compute_deadline
+from recserver.service.budget import Deadline, ReserveEstimator, compute_deadline
 from recserver.service.fallback import FallbackChain, FallbackRequest
 from recserver.service.merge import graph_slots, merge_answer, pooled_walk
 from recserver.service.observer import NullObserver, RequestObserver
@@ -33,6 +34,42 @@ from recserver.service.types import Recommendation, RecommendQuery
 from recserver.service.validation import validate_query
 
 WalkHook = Callable[[int], None]
+_NO_ITEMS: npt.NDArray[np.int32] = np.empty(0, np.int32)
+_NO_ITEMS.flags.writeable = False  # shared by every request without context items
+
+
+@dataclass
+class Ask:
+    """A validated request and what its answer is held to (``Recommender.begin``)."""
+
+    query: RecommendQuery
+    config: RecServerConfig
+    surface: SurfaceConfig
+    k: int
+    arrival: float  # perf_counter seconds when the call reached the server
+    deadline: Deadline
+    walk_deadline: float  # the walk stops by then, leaving the fallback reserve
+    snap: GraphSnapshot
+    stages: StageClock
+    user: int | None  # the user's row in ``snap``, None when unknown there
+    known_context: npt.NDArray[np.int32]
+    reserve: ReserveEstimator
+
+    @property
+    def walkable(self) -> bool:
+        """Whether there is anything to walk from (a known user or a known context item)."""
+        return self.user is not None or self.known_context.shape[0] > 0
+
+
+@dataclass
+class Walked:
+    """What ``walk_step`` leaves for ``finish``: the walk (None when none ran), why the answer
+    is degraded so far, the items never to return, the request's catalogue filter."""
+
+    walk: WalkResult | None
+    reasons: list[str]
+    exclude: npt.NDArray[np.int32]
+    item_filter: ItemFilter | None
 
 
 class Recommender:
@@ -80,7 +117,21 @@ class Recommender:
     def recommend(
         self, query: RecommendQuery, *, arrival: float, client_remaining_s: float | None
     ) -> Recommendation:
-        """Answer ``query`` by its deadline; raises ``InvalidArgument`` for a bad request."""
+        """Answer ``query`` by its deadline; raises ``InvalidArgument`` for a bad request.
+
+        The whole pipeline on the calling thread: ``begin``, then ``answer``, which waits for
+        a walk slot (``server.max_concurrent_walks``) for a bounded time or degrades."""
+        return self.answer(self.begin(query, arrival=arrival,
+                                      client_remaining_s=client_remaining_s))
+
+    def begin(
+        self, query: RecommendQuery, *, arrival: float, client_remaining_s: float | None
+    ) -> Ask:
+        """Validate ``query`` and fix what the answer is held to: config, snapshot, deadline,
+        the walk's deadline, and whether there is anything to walk from. Cheap (no seeds, no
+        walk): the asyncio door runs it on its event loop to decide where the answer is made.
+        Raises ``InvalidArgument`` for a bad request, ``Unavailable`` before the first
+        snapshot."""
         clock = self._clock
         started = clock()
         config = self._config()
@@ -99,47 +150,67 @@ class Recommender:
             raise Unavailable("the graph is still loading; retry shortly")
         snap = self._graph.current
         reserve = self.reserve_for(query.surface, surface)
-        reasons: list[str] = []
-
+        cap_ms = surface.fallback.max_reserve_share * deadline.budget_ms
+        walk_deadline = deadline.at - min(reserve.reserve_ms, cap_ms) / 1000.0
         user = snap.users.get(query.user_id) if query.user_id else None
         if user is not None and user >= snap.n_users:
             user = None  # first seen after this snapshot was published
-        context = snap.items.lookup_many(list(query.context_item_ids))
-        known_context = context[(context >= 0) & (context < snap.n_items)].astype(np.int32)
+        known_context = _NO_ITEMS
+        if query.context_item_ids:
+            context = snap.items.lookup_many(list(query.context_item_ids))
+            known_context = context[(context >= 0) & (context < snap.n_items)].astype(np.int32)
+        return Ask(query=query, config=config, surface=surface, k=k, arrival=arrival,
+                   deadline=deadline, walk_deadline=walk_deadline, snap=snap, stages=stages,
+                   user=user, known_context=known_context, reserve=reserve)
+
+    def answer(self, ask: Ask, *, walk: bool | None = None) -> Recommendation:
+        """Seeds, walk, fallback or top-up, rank: the answer to a ``begin``-ed ask
+        (``walk_step`` then ``finish``, on the calling thread)."""
+        return self.finish(ask, self.walk_step(ask, walk=walk))
+
+    def walk_step(self, ask: Ask, *, walk: bool | None = None) -> Walked:
+        """Exclusions, filter, seeds and the walk: the CPU-heavy half of an answer.
+
+        ``walk=None``: walk when a slot is free in time (``_acquire_walk_slot``); ``True``: the
+        caller admitted this walk (the door's walk thread runs it), walk unless the walk's
+        deadline has passed; ``False``: the door judged that no walk can finish in time, so
+        the fallback answers at once, flagged ``overloaded``."""
+        clock = self._clock
+        query, snap, surface, k = ask.query, ask.snap, ask.surface, ask.k
+        config, user, known_context = ask.config, ask.user, ask.known_context
+        stages = ask.stages
+        stages.mark("queue")  # waiting for the walk thread is queueing too
+        reasons: list[str] = []
         if known_context.shape[0] < len(query.context_item_ids):
             reasons.append("context_unknown")
-        seeds, seed_weights = context_seeds(snap, known_context)
-        if user is not None:
-            user_items, user_weights = user_seeds(snap, user, surface.walk.max_seeds)
-            if seeds.shape[0]:
-                # The context leads; the user's history personalises at half its weight.
-                user_weights = user_weights / max(float(user_weights.sum()), 1e-30)
-                user_weights *= 0.5 * float(seed_weights.sum())
-            seeds = np.concatenate([seeds, user_items]).astype(np.int32)
-            seed_weights = np.concatenate([seed_weights, user_weights]).astype(np.float32)
         exclude = self._exclusions(snap, query, user, known_context, surface)
         # Hidden, expired and out-of-category items never pass (every tier applies it).
         item_filter = ItemFilter.for_request(
             snap.catalog, time.time(), query.categories or tuple(surface.filters.categories))
+        seeds, seed_weights = np.empty(0, np.int32), np.empty(0, np.float32)
+        if walk is not False:
+            seeds, seed_weights = self._seeds(ask)
         stages.mark("seeds")
 
-        walk: WalkResult | None = None
-        cap_ms = surface.fallback.max_reserve_share * deadline.budget_ms
-        reserve_ms = min(reserve.reserve_ms, cap_ms)
-        walk_deadline = deadline.at - reserve_ms / 1000.0
+        result: WalkResult | None = None
+        walk_deadline = ask.walk_deadline
         # server.enforce_budgets=false is the baseline the load scenarios compare against: no
         # budget_spent skip, no shedding (wait for a walk slot however long), no deadline in the
         # walk or the fallback chain. The answer still reports the budget it should have met.
         enforce = config.server.enforce_budgets
-        if seeds.shape[0] == 0:
+        if not ask.walkable:
             reasons.append("cold_start" if user is None else "no_history")
+        elif walk is False:
+            reasons.append("overloaded")
+        elif seeds.shape[0] == 0:
+            reasons.append("no_history")
         elif enforce and clock() >= walk_deadline:
             reasons.append("budget_spent")
-        elif not self._acquire_walk_slot(config, walk_deadline, enforce):
+        elif walk is None and not self._acquire_walk_slot(config, walk_deadline, enforce):
             reasons.append("overloaded")
         else:
             try:
-                walk = run_walk(
+                result = run_walk(
                     snap, seeds, seed_weights, surface.walk, k=k,
                     deadline=walk_deadline if enforce else None,
                     exclude=exclude, rng_seed=seed_from_id(query.request_id),
@@ -147,11 +218,37 @@ class Recommender:
                     keep=item_filter.keep if item_filter is not None else None,
                 )
             finally:
-                self._walk_slots.release()
-            if walk.stopped_by == "deadline":
+                if walk is None:
+                    self._walk_slots.release()
+            if result.stopped_by == "deadline":
                 reasons.append("deadline")
         stages.mark("walk")
+        return Walked(result, reasons, exclude, item_filter)
 
+    def _seeds(self, ask: Ask) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+        """The walk's start items and weights: the context leads, the user's history adds."""
+        snap = ask.snap
+        seeds, seed_weights = context_seeds(snap, ask.known_context)
+        if ask.user is not None:
+            user_items, user_weights = user_seeds(snap, ask.user, ask.surface.walk.max_seeds)
+            if seeds.shape[0]:
+                # The context leads; the user's history personalises at half its weight.
+                user_weights = user_weights / max(float(user_weights.sum()), 1e-30)
+                user_weights *= 0.5 * float(seed_weights.sum())
+            seeds = np.concatenate([seeds, user_items]).astype(np.int32)
+            seed_weights = np.concatenate([seed_weights, user_weights]).astype(np.float32)
+        return seeds, seed_weights
+
+    def finish(self, ask: Ask, walked: Walked) -> Recommendation:
+        """Top up or blend from the fallback chain, rank, and report: the light half of an
+        answer (the asyncio door runs it on its loop, at the door's priority, so an answer
+        whose walk ran on a busy core is not also late to finish)."""
+        walk, reasons, exclude = walked.walk, walked.reasons, walked.exclude
+        item_filter = walked.item_filter
+        clock = self._clock
+        query, snap, surface, k, deadline = ask.query, ask.snap, ask.surface, ask.k, ask.deadline
+        user, stages = ask.user, ask.stages
+        enforce = ask.config.server.enforce_budgets
         walk_items = walk.items.shape[0] if walk is not None else 0
         coverage = walk.coverage if walk is not None else 0.0
         needs_fallback = walk_items < k or coverage < surface.fallback.topup_below_coverage
@@ -171,12 +268,12 @@ class Recommender:
                 surface.fallback.tiers,
                 FallbackRequest(
                     snapshot=snap, surface=query.surface, user=-1 if user is None else user,
-                    context=known_context, exclude=fb_exclude.astype(np.int32),
+                    context=ask.known_context, exclude=fb_exclude.astype(np.int32),
                     k=k, deadline=deadline.at if enforce else math.inf, keep=item_filter,
                 ),
                 clock,
             )
-            reserve.observe((clock() - fb_started) * 1000.0)
+            ask.reserve.observe((clock() - fb_started) * 1000.0)
             # A complete walk pooled with a tier the filter left short still answers in full.
             reasons.extend(r for r in chain.errors if r not in reasons
                            and (needs_fallback or r != "filtered"))
@@ -193,7 +290,7 @@ class Recommender:
             coverage=coverage,
             budget_ms=deadline.budget_ms,
             budget_limited_by=deadline.limited_by,
-            server_elapsed_ms=(finished - arrival) * 1000.0,
+            server_elapsed_ms=(finished - ask.arrival) * 1000.0,
             snapshot_version=snap.version,
             stage_ms=stages.as_ms(),
             steps_done=walk.steps_done if walk is not None else 0,
