@@ -80,6 +80,13 @@ def worker_counts(node: Node) -> dict[str, float]:
     return {name: float(value) for name, value in found}
 
 
+def keep_log(node: Node, name: str) -> None:
+    """Keep the node's log beside the figures (``var/perf/door-logs``) for a second look."""
+    out = Path("var/perf/door-logs")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.log").write_bytes((node.data.parent / "server.log").read_bytes())
+
+
 def round_robin(node: Node) -> str:
     return str(json.loads((node.data / "run" / "ports.json").read_text())["round_robin_target"])
 
@@ -151,6 +158,7 @@ def part_callers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             counts = worker_counts(node)
         finally:
             node.stop()
+            keep_log(node, "callers-" + door)
         row = door_load.summary(calls, BUDGET_MS, seconds)
         row.update(serving_after_s=serving_s, seconds=seconds, ann_built=ann_built(node),
                    worker_answers=counts, freshness=fresh)
@@ -198,6 +206,7 @@ def part_overload(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 (calls, began), cpu = door_load.run(door_load.scheduled(target, dues, reqs))
         finally:
             node.stop()
+            keep_log(node, "overload-" + door)
         wire = wire_latency.streams(pcap, port) if pcap is not None else None
         row: dict[str, Any] = {"capacity_per_s": capacity, "client_cpu_ms_per_call":
                                1000.0 * cpu / max(len(calls), 1)}

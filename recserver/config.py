@@ -202,9 +202,10 @@ class ServerSection(StrictModel):
     )
     max_concurrent_walks: int | None = Field(
         default=None, ge=1, description="walks running at once (aio door: its walk threads); "
-        "more requests wait or degrade. null: one less than the CPUs this process may use (at "
-        "least 1), so walks (which run outside the GIL) always leave a core to accept and "
-        "answer requests"
+        "more requests wait or degrade. null: a node's worker takes its share of the usable "
+        "cores (at least 1); otherwise one less than the CPUs this process may use (at least "
+        "1), so walks (which run outside the GIL) always leave a core to accept and answer "
+        "requests"
     )
     max_walk_waiters: int = Field(
         default=2, ge=0, description="sync door: requests that may wait for a walk slot at "

@@ -34,7 +34,7 @@ def test_no_doc_or_docstring_cites_an_issue_number_or_the_design_notes() -> None
 
 def test_the_limits_table_gives_the_real_walk_slot_defaults() -> None:
     row = next(line for line in (REPO / "docs" / "reliability.md").read_text().splitlines()
-               if line.startswith("| concurrent walks / waiters / wait |"))
+               if line.startswith("| concurrent walks / waiters / wait "))
     fields = ServerSection.model_fields
     assert fields["max_concurrent_walks"].default is None  # one less than the usable CPUs
     expected = (f"CPUs available - 1 (at least 1) / {fields['max_walk_waiters'].default} / "

@@ -48,11 +48,11 @@ def test_the_probe_sees_a_loop_kept_busy() -> None:
     lag = LoopLag(target_s=0.002, interval_s=0.005)
 
     async def main() -> tuple[bool, bool]:
+        lag.saw_call(time.perf_counter())  # calls are coming: the probe runs at its busy period
         probe = asyncio.get_running_loop().create_task(lag.run())
-        lag.saw_call(time.perf_counter())
         await asyncio.sleep(0.05)
         idle_shut = lag.shut
-        for _ in range(5):  # callbacks that hold the loop 20 ms each: calls would wait
+        for _ in range(8):  # callbacks that hold the loop 20 ms each: calls would wait
             time.sleep(0.02)
             await asyncio.sleep(0)
         busy_shut = lag.shut

@@ -88,6 +88,27 @@ def test_an_idle_door_admits_and_a_busy_one_degrades_by_time_not_count() -> None
     threads.stop()
 
 
+def test_the_first_walk_to_wait_is_queued_even_behind_a_long_one() -> None:
+    now = [0.0]
+    threads = JobThreads("t", 1, clock=lambda: now[0])
+    release = threading.Event()
+    started = threading.Event()
+    admission = WalkAdmission(Answering(), threads, clock=lambda: now[0])
+    admission.observe("home", 0.030)  # walks have been taking longer than the whole budget
+    threads.start()
+    try:
+        threads.submit(lambda: (started.set(), release.wait(5)), 0.030, lambda r, e: None)
+        assert started.wait(5)
+        # Nothing waits: this walk is queued (it runs when the other ends, cut at its own
+        # deadline), so a caller who asks again at once does not spin on fallback answers.
+        assert admission.admit(ask_at(0.0))
+        threads.submit(lambda: None, 0.030, lambda r, e: None)
+        assert not admission.admit(ask_at(0.0))  # one waits already: time decides
+    finally:
+        release.set()
+        threads.stop()
+
+
 def test_the_walk_runs_on_the_walk_thread_and_the_answer_is_finished_on_the_loop() -> None:
     handler = Answering()
     threads = JobThreads("t", 1)

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--own-port", type=int,
                         help="a gRPC port of this worker alone (for clients that balance calls "
                         "over the workers with round_robin)")
+    parser.add_argument("--walk-threads", type=int,
+                        help="walks at once (default: server.max_concurrent_walks, else the "
+                        "usable cores less one)")
     parser.add_argument("--redis-url", help="ANN result cache (default: the builder's files)")
     parser.add_argument("--name", default="worker",
                         help="name for logs and the ready marker (default: %(default)s)")
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = RunDir(args.run_dir)
     worker = Worker(holder, run_dir, port=args.port, redis_url=args.redis_url,
                     walk_hook=fault_walk_hook(), own_port=args.own_port,
-                    name=args.name)
+                    name=args.name, walk_threads=args.walk_threads)
     stop = stop_event()
     worker.start()
     ready = run_dir.root / "ready"

@@ -73,6 +73,7 @@ class JobThreads:
 
     @property
     def queued(self) -> int:
+        """Jobs waiting for a thread (not the running ones)."""
         return len(self._jobs)
 
     def start(self) -> None:

@@ -118,10 +118,15 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
         *common, *_passthrough(args, ("events", "synthetic", "strict", "items",
                                       "event_log_url", "metrics_port")))  # fmt: skip
 
+    # Each worker walks on its share of the cores: N workers on N cores each walk one at a
+    # time (one walk thread per worker process sharing a core would only time-slice walks).
+    walk_threads = str(max(1, usable_cores() // workers))
+
     def worker_argv(i: int) -> list[str]:
         mine = ["--own-port", str(own[i][1])] if own else []
         return recserver_argv("worker", "--run-dir", str(run.root), "--port", str(port),
-                              *mine, "--name", f"worker-{i}", *common)
+                              *mine, "--name", f"worker-{i}", "--walk-threads", walk_threads,
+                              *common)
 
     supervisor = Supervisor(run, builder_argv, worker_argv, workers,
                             grace_s=config.server.grace_period_s)

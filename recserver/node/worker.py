@@ -93,10 +93,12 @@ class Worker:
         self, holder: ConfigHolder, run: RunDir, *, port: int | None = None,
         redis_url: str | None = None, walk_hook: WalkHook | None = None,
         reuse_port: bool = True, own_port: int | None = None, name: str = "worker",
+        walk_threads: int | None = None,
     ) -> None:
         """``port`` is the node's, shared with its other workers; ``own_port`` this worker's
         alone (one client channel with round_robin over every worker's own port spreads its
-        calls over all of them, where the shared port spreads connections)."""
+        calls over all of them, where the shared port spreads connections). ``walk_threads``:
+        this worker's share of the node's cores (``server.max_concurrent_walks`` wins)."""
         config = holder.current
         self.holder = holder
         self.run = run
@@ -121,7 +123,8 @@ class Worker:
             self.server = AioGrpcServer(self.recommender, config.server, port=port,
                                         observer=self.metrics, ingest=self.ingest,
                                         reuse_port=reuse_port, own_port=own_port,
-                                        on_refused=self.metrics.call_refused)
+                                        on_refused=self.metrics.call_refused,
+                                        walk_threads=walk_threads)
         else:
             self.server = GrpcServer(self.recommender, config.server, port=port,
                                      observer=self.metrics, ingest=self.ingest,

@@ -66,16 +66,20 @@ class AioGrpcServer(Endpoint):
         reuse_port: bool = False,
         on_refused: Callable[[str], None] | None = None,
         own_port: int | None = None,
+        walk_threads: int | None = None,
     ) -> None:
         """As ``GrpcServer``: ``reuse_port`` shares the port with the node's other workers;
-        ``on_refused(reason)`` counts a call refused at the door."""
+        ``on_refused(reason)`` counts a call refused at the door. ``walk_threads``: how many
+        walks run at once when ``server.max_concurrent_walks`` does not say (a node's worker
+        gets its share of the cores)."""
         settings = settings or ServerSection()
         super().__init__(settings, host, port, own_port)
         self._reuse_port = reuse_port
         self._observer = observer
         self._ingest = ingest
         self._recommender = recommender
-        self.walk_threads = JobThreads("walk", settings.walk_slots, nice=settings.walk_nice)
+        threads = (settings.max_concurrent_walks or walk_threads or settings.walk_slots)
+        self.walk_threads = JobThreads("walk", threads, nice=settings.walk_nice)
         self._blocking = JobThreads("door-blocking", 1)
         self.walks = WalkAdmission(recommender, self.walk_threads)
         self.lag = LoopLag(None if settings.loop_lag_target_ms is None

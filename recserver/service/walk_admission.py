@@ -105,8 +105,15 @@ class WalkAdmission:
         ``MIN_WALK_SHARE`` of its usual time before the walk's deadline."""
         if not ask.walkable:
             return False
-        start = self._threads.expected_start()
-        fits = start + MIN_WALK_SHARE * self.predicted_s(ask) <= ask.walk_deadline
+        # The first walk to wait is always queued: it starts when a running walk ends, and a
+        # walk is anytime, so it gets whatever its deadline leaves. Without that, a caller
+        # that asks again as soon as it is answered (a closed loop) spun on fallback answers
+        # beside every running walk, its CPU made the walks slower, the predicted time grew,
+        # and no second walk was ever queued again (measured: 4 callers on 2 workers, 100%
+        # fallback answers).
+        fits = self._threads.queued == 0 or (
+            self._threads.expected_start() + MIN_WALK_SHARE * self.predicted_s(ask)
+            <= ask.walk_deadline)
         if fits:
             self.admitted += 1
         else:
