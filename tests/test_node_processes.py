@@ -29,9 +29,11 @@ RPC_TIMEOUT_S = 10.0
 
 
 class Node(CollectedProcess):
-    def __init__(self, tmp: Path, workers: int = 2) -> None:
+    def __init__(self, tmp: Path, workers: int = 2, **server: object) -> None:
         self.data = tmp / "data"
-        config = write_config(tmp / "config.yaml", config_document())
+        document = config_document()
+        document["server"].update(server)
+        config = write_config(tmp / "config.yaml", document)
         super().__init__([sys.executable, "-m", "recserver", "serve", "--port", "0",
                           "--metrics-port", "0", "--synthetic", "5000", "--workers",
                           str(workers), "--data-dir", str(self.data), "--config", str(config)])
@@ -178,6 +180,21 @@ def test_one_channel_over_the_worker_ports_is_answered_by_every_worker(node: Nod
     # round_robin: one channel, calls taken in turn by every worker.
     assert set(got) == {"worker-0", "worker-1"}
     assert min(got.values()) >= 15 and sum(got.values()) == 40
+
+
+def test_the_sync_door_still_serves_a_node(tmp_path: Path) -> None:
+    """``server.door: sync`` (the baseline the door benchmark measures) runs the same node."""
+    node = Node(tmp_path, workers=1, door="sync")
+    try:
+        assert "asyncio door" not in node.output
+        own = json.loads((node.run / "ports.json").read_text())["workers"][0]
+        assert len(recommend(node.address).items) == 10
+        assert len(recommend(f"127.0.0.1:{own}").items) == 10
+        assert node.stop() == 0
+    finally:
+        if node.proc.poll() is None:
+            node.proc.kill()
+            node.proc.wait(30)
 
 
 def test_workers_serve_through_a_builder_crash_and_versions_keep_growing(node: Node) -> None:
