@@ -86,6 +86,10 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def nice_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -131,7 +135,8 @@ def test_builds_run_in_an_idle_child_and_workers_answer_from_its_version(
         kids = children_of(builder)
         classes = policies(kids[0]) if kids else set()
         time.sleep(0.01)
-    assert "SCHED_IDLE" not in policies(builder)  # the builder itself stays a normal process
+    # The builder itself stays a normal process, at nice 0: publishing must keep its interval.
+    assert "SCHED_IDLE" not in policies(builder) and nice_of(builder) == os.nice(0)
     published = node.wait_for(r"ann build (\d+) \(snapshot \d+\) published .* by child "
                               r"process (\d+)", STARTUP_S)
     assert int(published.group(2)) != builder

@@ -19,7 +19,11 @@ log = logging.getLogger(__name__)
 #: environment the supervisor passes on (benchmarks compare both ways in one run)
 NICE_ENV = "RECSERVER_BUILDER_NICE"
 ANN_BUILD_ENV = "RECSERVER_ANN_BUILD"
-DEFAULT_NICE = 10
+#: What is left in the builder once ANN builds run in their SCHED_IDLE child is mostly
+#: real-time work (tail, fold, publish every second), which needs little CPU but needs it on
+#: time: on 2 saturated cores at 15k events/s, nice 10 fell behind (freshness p99 2.2 s)
+#: where nice 0 kept it under 1 s taking about the same CPU (load/bench_bulk.py).
+DEFAULT_NICE = 0
 
 NAME = "builder"
 HELP = "run a node's builder role (writes, publishes)"
@@ -57,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from recserver.node.builder import Builder, DataSource
 
     if args.nice:
-        # Workers win the CPU whenever both want it: compactions and checkpoints wait a few
-        # ms; answers do not. ANN builds need no niceness: their child runs at SCHED_IDLE.
+        # A positive niceness lets workers win the CPU whenever both want it, at the price of
+        # late publishes under load (see DEFAULT_NICE). ANN builds need none: their child
+        # runs at SCHED_IDLE whatever this is.
         os.nice(args.nice)
     holder = ConfigHolder(args.config)
     holder.install_sighup()
