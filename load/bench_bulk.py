@@ -12,7 +12,8 @@ A node (``recserver serve``, 2 workers) on ``--synthetic`` events (1M). Each mod
 
 1. The builder's proportional set size (PSS) before, during (peak; with the build child's beside
    it) and after the first ANN build, which runs while the node starts, cores otherwise idle.
-2. Two busy loops at nice 0, pinned one per core, stand in for workers at full load, while a
+2. Two busy loops at nice 0 (``--busy-nice``), pinned one per core, stand in for workers at
+   full load (their event loops run at nice 0, their walk threads at 10), while a
    client records ``--ingest`` events/s (batches every 0.1 s) plus one timed event every 50 ms,
    all through the workers, and polls ``DescribeUser`` on a worker every 10 ms until each timed
    event is there: freshness is accepted -> visible in that worker's mapped snapshot. A
@@ -55,11 +56,12 @@ BUSY = "while True: pass"
 STARTED = re.compile(r"^(\S+ \S+),(\d+) INFO \S+: ann build started in", re.M)
 
 
-def start_busy() -> list[subprocess.Popen[bytes]]:
-    """One busy loop at nice 0 pinned to each core (workers at full load)."""
+def start_busy(nice: int = 0) -> list[subprocess.Popen[bytes]]:
+    """One busy loop at ``nice`` pinned to each core (workers at full load: their event loops
+    run at nice 0, their walk threads at ``server.walk_nice``)."""
     cores = sorted(os.sched_getaffinity(0))
-    return [subprocess.Popen(["taskset", "-c", str(c), sys.executable, "-c", BUSY])
-            for c in cores]
+    return [subprocess.Popen(["nice", "-n", str(nice), "taskset", "-c", str(c), sys.executable,
+                              "-c", BUSY]) for c in cores]
 
 
 def note(mode: str, what: str) -> None:
@@ -139,7 +141,7 @@ def run_mode(args: argparse.Namespace, mode: str, tmp: Path) -> dict[str, Any]:
         time.sleep(max(0.0, first_done + 3.0 - time.time()))
         first_started = build_starts(tmp)[0]
         memory = sampler.memory(first_started, first_done)
-        busy = start_busy()
+        busy = start_busy(args.busy_nice)
         note(mode, "busy loops and the freshness client started")
         client = Freshness(node.address, mode.replace(":", "-"), ingest_per_s=args.ingest)
         groups = {"busy": lambda: cpu_seconds([p.pid for p in busy]),
@@ -219,6 +221,8 @@ def main() -> None:
                         help="seconds measured from the start of the second build")
     parser.add_argument("--ingest", type=int, default=5000,
                         help="events/s recorded beside the timed ones (batches every 0.1 s)")
+    parser.add_argument("--busy-nice", type=int, default=0,
+                        help="niceness of the busy loops (0: worker event loops; 10: walks)")
     parser.add_argument("--parts", default="ann", help="ann, inversion or both (comma)")
     parser.add_argument("--out", type=Path, default=Path("var/perf/bulk.json"))
     args = parser.parse_args()
