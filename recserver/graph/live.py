@@ -408,8 +408,9 @@ class LiveGraph:
                 continue
             if oldest is not None:
                 # Start early by the publish time, plus 5% of the interval for the way from
-                # the event log to this graph (tail read, ingest call) the clock did not see.
-                lead = min(self._publish_s * 1.2 + 0.05 * interval + 0.005, interval / 2)
+                # the event log to this graph (tail read, ingest call) the clock did not see,
+                # plus a serving worker's poll of the published manifest (MappedGraph, 20 ms).
+                lead = min(self._publish_s * 1.2 + 0.05 * interval + 0.025, interval / 2)
                 delay = oldest + interval - lead - time.monotonic()
                 if delay > 0 and self._stop.wait(delay):
                     break
