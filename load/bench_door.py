@@ -28,6 +28,7 @@ had ports of their own).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -143,15 +144,11 @@ def part_callers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                                             ports["workers"]],
                                               args.callers_s, queue))
             prober.start()
-            calls: list[door_load.Call] = []
             began = time.monotonic()
             reqs = door_load.requests(users(args.events))
-            # Rounds of 10 s until the first ANN build is published (and at least one round).
-            while True:
-                got, _ = door_load.run(door_load.closed(target, 10.0, 4, reqs))
-                calls += got
-                if ann_built(node) or time.monotonic() - began > args.callers_s:
-                    break
+            # One channel throughout, until the first ANN build is published (or the limit).
+            calls, _ = door_load.run(door_load.closed(target, args.callers_s, 4, reqs,
+                                                      until=functools.partial(ann_built, node)))
             seconds = time.monotonic() - began
             fresh = queue.get(timeout=args.callers_s + 60)
             prober.join(30)

@@ -103,22 +103,31 @@ def poisson_dues(rate: float, seconds: float, start_s: float = 0.0, *, burst: in
 
 
 async def closed(target: str, seconds: float, callers: int, reqs: list[pb.RecommendRequest],
-                 on_tick: Callable[[], Any] | None = None) -> list[Call]:
-    """``callers`` sequential callers sharing one channel, each sending again at once."""
+                 until: Callable[[], bool] | None = None) -> list[Call]:
+    """``callers`` sequential callers sharing one channel, each sending again at once, for
+    ``seconds`` or until ``until()`` says so (asked once a second)."""
     out: list[Call] = []
     async with channel(target) as ch:
         await ch.channel_ready()
         stub = pb_grpc.RecommenderStub(ch)
         began = time.monotonic()
         stop_at = began + seconds
+        done = asyncio.Event()
+
+        async def watch() -> None:
+            while not done.is_set() and time.monotonic() < stop_at:
+                await asyncio.sleep(1.0)
+                if until is not None and until():
+                    break
+            done.set()
 
         async def caller(slot: int) -> None:
             i = slot
-            while time.monotonic() < stop_at:
+            while not done.is_set() and time.monotonic() < stop_at:
                 await _one(stub, reqs[i % len(reqs)], time.monotonic(), began, out, 5.0)
                 i += callers
 
-        await asyncio.gather(*(caller(s) for s in range(callers)))
+        await asyncio.gather(watch(), *(caller(s) for s in range(callers)))
     return out
 
 

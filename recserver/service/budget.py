@@ -3,7 +3,9 @@
 The deadline of a request is its arrival plus the smallest of the surface budget, the request's
 own ``budget_ms`` (which may only lower it) and the client's gRPC deadline minus a safety margin.
 The walk stops ``reserve`` before that deadline, where ``reserve`` follows a high percentile of how
-long the fallback path recently took, so topping up never pushes an answer past its deadline.
+long everything after a walk's stop recently took (handing the answer back, the fallback, the
+blend, the ranking, and a walk's overrun of its stop), so finishing never pushes an answer past
+its deadline.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class ReserveEstimator:
         self._recompute()
 
     def observe(self, fallback_ms: float) -> None:
-        """Record how long one fallback path took."""
+        """Record how long one answer took from its walk's stop to the answer built."""
         with self._lock:
             self._ring[self._count % self._ring.shape[0]] = fallback_ms
             self._count += 1

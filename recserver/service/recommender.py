@@ -70,6 +70,7 @@ class Walked:
     reasons: list[str]
     exclude: npt.NDArray[np.int32]
     item_filter: ItemFilter | None
+    ended: float  # clock when the walk step ended (the walk stopped, or none ran)
 
 
 class Recommender:
@@ -222,8 +223,9 @@ class Recommender:
                     self._walk_slots.release()
             if result.stopped_by == "deadline":
                 reasons.append("deadline")
-        stages.mark("walk")
-        return Walked(result, reasons, exclude, item_filter)
+        ended = clock()
+        stages.mark("walk", ended)
+        return Walked(result, reasons, exclude, item_filter, ended)
 
     def _seeds(self, ask: Ask) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
         """The walk's start items and weights: the context leads, the user's history adds."""
@@ -259,7 +261,6 @@ class Recommender:
                 reasons.append("few_candidates")
                 if item_filter is not None and item_filter.removed:
                     reasons.append("filtered")  # the filter took some: topped up under it
-            fb_started = clock()
             # The walk's own top items are not asked for again.
             fb_exclude = exclude if walk is None or pooled else union_sorted(
                 exclude, walk.items[: graph_slots(k, walk, surface.fallback.topup_below_coverage)]
@@ -273,7 +274,6 @@ class Recommender:
                 ),
                 clock,
             )
-            ask.reserve.observe((clock() - fb_started) * 1000.0)
             # A complete walk pooled with a tier the filter left short still answers in full.
             reasons.extend(r for r in chain.errors if r not in reasons
                            and (needs_fallback or r != "filtered"))
@@ -282,6 +282,13 @@ class Recommender:
                               policy=surface.fallback.blend, exclude=exclude)
         stages.mark("rank")
         finished = clock()
+        # The reserve must cover all that follows the walk's stop: a handoff to another thread
+        # (the asyncio door finishes on its loop), the fallback, the blend and the ranking, and
+        # a walk that overran its deadline by a batch; so it learns from the walk's planned
+        # stop (or its end, when it ended sooner) to the answer.
+        stop = walked.ended if walk is None or walk.stopped_by != "deadline" else min(
+            walked.ended, ask.walk_deadline)
+        ask.reserve.observe((finished - stop) * 1000.0)
         result = Recommendation(
             items=answer.items,
             source=answer.source,
