@@ -130,6 +130,8 @@ def part_callers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, door, spread in (("sync door, shared port", "sync", False),
                                ("aio door, worker ports", "aio", True)):
+        if door not in args.doors:
+            continue
         run_dir = tmp / name.replace(" ", "_").replace(",", "")
         run_dir.mkdir()
         node = start_node(run_dir, config(run_dir, door), free_port(), events=args.log,
@@ -171,7 +173,7 @@ def part_overload(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     os.sched_setaffinity(0, {0})  # this client on core 0, the node on core 1
     results: dict[str, Any] = {}
     reqs = door_load.requests(users(args.events))
-    for door in ("sync", "aio"):
+    for door in args.doors:
         run_dir = tmp / door
         run_dir.mkdir()
         node = start_node(run_dir, config(run_dir, door), free_port(), events=args.log,
@@ -224,7 +226,7 @@ def part_overload(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def part_empty(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     os.sched_setaffinity(0, {0})
     results: dict[str, Any] = {}
-    for door in ("sync", "aio"):
+    for door in args.doors:
         port = free_port()
         proc = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "load.empty_server",
                                  "--port", str(port), "--door", door],
@@ -309,6 +311,8 @@ def main() -> None:
     parser.add_argument("--callers-s", type=float, default=240.0,
                         help="callers part: at most this long (it ends once the first ANN build "
                         "is published)")
+    parser.add_argument("--doors", default="sync,aio", type=lambda v: v.split(","),
+                        help="doors to measure (default: %(default)s; sync is the baseline)")
     parser.add_argument("--out", type=Path, default=Path("var/perf/door.json"))
     args = parser.parse_args()
     args.log = ensure_hub_log(Path("var/perf") / f"hub-{args.events}.parquet", args.events)
