@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from recserver.server.loop_lag import LoopLag
+from recserver.server.loop_lag import HIDDEN_WAIT_CAP_S, LoopLag, WakeClock
 
 
 def test_one_late_probe_does_not_shut_the_door() -> None:
@@ -62,3 +62,39 @@ def test_the_probe_sees_a_loop_kept_busy() -> None:
     idle_shut, busy_shut = asyncio.run(main())
     assert not idle_shut
     assert busy_shut
+
+
+def test_a_call_stamped_in_a_busy_stretch_arrived_no_earlier_than_the_loops_wake_up() -> None:
+    clock = WakeClock()
+    loop = asyncio.SelectorEventLoop(clock)
+    stamps: list[tuple[float, float]] = []
+
+    def burst() -> None:
+        # The loop woke for this burst; three calls are handled one after the other.
+        for _ in range(3):
+            time.sleep(0.001)
+            stamp = time.perf_counter()
+            stamps.append((stamp, clock.arrival(stamp)))
+        loop.stop()
+
+    try:
+        loop.call_later(0.01, burst)  # the loop waits 10 ms with nothing to do first
+        loop.run_forever()
+    finally:
+        loop.close()
+    woke = clock.woke
+    # Each call counts from the wake-up (its wait behind the ones ahead), never more than
+    # the cap before its own stamp.
+    assert woke < stamps[0][0]
+    assert [arrival for _, arrival in stamps] == [max(woke, stamp - HIDDEN_WAIT_CAP_S)
+                                                  for stamp, _ in stamps]
+    assert stamps[-1][0] - stamps[-1][1] >= 0.003  # the third waited for two
+
+
+def test_a_long_busy_stretch_costs_a_call_at_most_the_cap() -> None:
+    clock = WakeClock()
+    clock.woke = 100.0
+    assert clock.arrival(100.001) == 100.0
+    assert clock.arrival(100.050) == 100.050 - HIDDEN_WAIT_CAP_S
+    clock.woke = 200.0  # a wake-up after the stamp (another thread's clock read): the stamp
+    assert clock.arrival(150.0) == 150.0

@@ -3,7 +3,9 @@
 The same policy as the sync server's interceptors (``interceptor``, ``auth``), on grpc.aio:
 
 * the call is stamped (``arrival.ARRIVAL``) before its request is read: the earliest moment
-  Python sees it, so its budget counts everything after;
+  Python sees it, moved back to the loop's last wake-up when the loop has been busy since
+  (``loop_lag.WakeClock``: calls of a burst waited for the ones ahead), so its budget counts
+  that wait too;
 * while the door is shut (``loop_lag``: a standing backlog on the event loop), a Recommend
   call is refused RESOURCE_EXHAUSTED at once, its request bytes never parsed; health and
   ingest calls are never refused here;
@@ -53,11 +55,15 @@ class AioErrorInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, observer: RpcObserver | None = None, *,
                  auth: AuthInterceptor | None = None, refusal: Refusal | None = None,
-                 on_refused: Callable[[str], None] | None = None) -> None:
+                 on_refused: Callable[[str], None] | None = None,
+                 arrival: Callable[[float], float] | None = None) -> None:
+        """``arrival(stamp)``: the earliest the call stamped then can have arrived (the door's
+        ``loop_lag.WakeClock``); the stamp itself when not given."""
         self._observer = observer
         self._auth = auth
         self._refusal = refusal
         self._on_refused = on_refused
+        self._arrival = arrival
         self.refused = 0
 
     async def intercept_service(
@@ -66,6 +72,8 @@ class AioErrorInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         arrival = time.perf_counter()
+        if self._arrival is not None:
+            arrival = self._arrival(arrival)
         handler = await continuation(handler_call_details)
         # Streaming handlers (health Watch, reflection) are grpc's own and left alone.
         if handler is None or handler.unary_unary is None:

@@ -39,7 +39,7 @@ from recserver.server.aio_servicer import AioRecommenderServicer
 from recserver.server.auth import AuthInterceptor, protected_methods
 from recserver.server.grpc_server import HEALTH_SERVICES, Endpoint
 from recserver.server.ingest_servicer import IngestHandler
-from recserver.server.loop_lag import LoopLag
+from recserver.server.loop_lag import LoopLag, WakeClock
 from recserver.server.methods import SERVICE_NAME
 from recserver.server.outcomes import RecommendOutcomes, TransportObserver
 from recserver.service.walk_admission import DoorHandler, WalkAdmission
@@ -82,6 +82,7 @@ class AioGrpcServer(Endpoint):
         self.walk_threads = JobThreads("walk", threads, nice=settings.walk_nice)
         self._blocking = JobThreads("door-blocking", 1)
         self.walks = WalkAdmission(recommender, self.walk_threads)
+        self.wake_clock = WakeClock()
         self.lag = LoopLag(None if settings.loop_lag_target_ms is None
                            else settings.loop_lag_target_ms / 1000.0,
                            settings.loop_lag_interval_ms / 1000.0)
@@ -136,7 +137,7 @@ class AioGrpcServer(Endpoint):
     # -- on the loop thread -----------------------------------------------------------------
 
     def _run(self, stop: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
+        loop = asyncio.SelectorEventLoop(self.wake_clock)
         asyncio.set_event_loop(loop)
         self._loop = loop
         try:
@@ -160,7 +161,7 @@ class AioGrpcServer(Endpoint):
             None if self._observer is None else RecommendOutcomes(self._observer),
             auth=None if token is None else AuthInterceptor(
                 token, protected_methods(auth.require_for_recommend)),
-            refusal=self._refusal, on_refused=self.on_refused)
+            refusal=self._refusal, on_refused=self.on_refused, arrival=self.wake_clock.arrival)
         max_bytes = settings.max_message_bytes
         server = grpc.aio.server(
             interceptors=[self.interceptor],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import selectors
 import time
 from collections.abc import Callable
 
@@ -85,3 +86,33 @@ class LoopLag:
             # asyncio wakes timers at the selector's 1 ms resolution: lateness under a period
             # of that rounding is no backlog.
             self.observe(max(0.0, woke - now - period - 0.001), woke)
+
+
+#: At most this much waiting before the door saw a call is assumed (``WakeClock.arrival``).
+HIDDEN_WAIT_CAP_S = 0.005
+
+
+class WakeClock(selectors.DefaultSelector):
+    """The door loop's selector, remembering when the loop last woke from having nothing to do.
+
+    A call that the door stamps has waited before it, out of Python's sight, while the loop
+    was busy with the calls ahead of it: in a burst of ten, the tenth is stamped milliseconds
+    after it arrived. Every call stamped since the loop last woke arrived after that wake-up
+    (an idle loop is woken by the first arrival), so the wake-up is an arrival no call can have
+    been earlier than; ``arrival`` takes it, never more than ``HIDDEN_WAIT_CAP_S`` before the
+    stamp, so that a call late in a long busy stretch does not lose more than that of its
+    budget. asyncio asks the selector with a timeout of 0 while callbacks are ready, and with
+    a longer one (or none) only when it has nothing else to do.
+    """
+
+    woke = 0.0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready: list[tuple[selectors.SelectorKey, int]] = super().select(timeout)
+        if timeout is None or timeout > 0:
+            self.woke = time.perf_counter()
+        return ready
+
+    def arrival(self, stamp: float) -> float:
+        """The earliest a call stamped at ``stamp`` can have arrived (see the class)."""
+        return max(self.woke, stamp - HIDDEN_WAIT_CAP_S) if self.woke <= stamp else stamp
