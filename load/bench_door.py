@@ -93,8 +93,9 @@ def round_robin(node: Node) -> str:
 
 
 def freshness_probe(node_address: str, worker_addresses: list[str], seconds: float,
-                    out: Any) -> None:
-    """Record an event for a new user every 250 ms; time until every worker describes it."""
+                    out: Any, stop: Any) -> None:
+    """Record an event for a new user every 250 ms; time until every worker describes it.
+    Runs until ``stop`` (a multiprocessing event) is set: while the load runs, not after."""
     lags: list[float] = []
     misses = 0
     with grpc.insecure_channel(node_address) as ch:
@@ -102,7 +103,7 @@ def freshness_probe(node_address: str, worker_addresses: list[str], seconds: flo
         workers = [pb_grpc.RecommenderStub(grpc.insecure_channel(a)) for a in worker_addresses]
         stop_at = time.monotonic() + seconds
         i = 0
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at and not stop.is_set():
             user = f"fresh-{os.getpid()}-{i}"
             i += 1
             stub.RecordEvents(pb.RecordEventsRequest(events=[pb.Event(
@@ -140,11 +141,13 @@ def part_callers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             serving_s = node.wait_serving()
             ports = json.loads((node.data / "run" / "ports.json").read_text())
             target = round_robin(node) if spread else node.address
-            queue: Any = multiprocessing.get_context("spawn").Queue()
-            prober = multiprocessing.get_context("spawn").Process(
+            spawn = multiprocessing.get_context("spawn")
+            queue: Any = spawn.Queue()
+            loaded: Any = spawn.Event()  # set when the callers stop
+            prober = spawn.Process(
                 target=freshness_probe, args=(node.address, [f"127.0.0.1:{p}" for p in
                                                             ports["workers"]],
-                                              args.callers_s, queue))
+                                              args.callers_s, queue, loaded))
             prober.start()
             began = time.monotonic()
             reqs = door_load.requests(users(args.events))
@@ -152,7 +155,8 @@ def part_callers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             calls, _ = door_load.run(door_load.closed(target, args.callers_s, 4, reqs,
                                                       until=functools.partial(ann_built, node)))
             seconds = time.monotonic() - began
-            fresh = queue.get(timeout=args.callers_s + 60)
+            loaded.set()
+            fresh = queue.get(timeout=60)
             prober.join(30)
             counts = worker_counts(node)
         finally:

@@ -46,13 +46,15 @@ def write_array(fh: BinaryIO, array: np.ndarray) -> None:
     fh.write(data.reshape(-1).data.cast("B"))
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Replace ``path`` with ``payload`` in one rename: readers see the old or the new file."""
+def write_json_atomic(path: Path, payload: dict[str, Any], *, fsync: bool = True) -> None:
+    """Replace ``path`` with ``payload`` in one rename: readers see the old or the new file.
+    ``fsync=False``: atomic for readers, not durable (a file rewritten at every start)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as fh:
         json.dump(payload, fh, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

@@ -108,9 +108,10 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
     run = RunDir(args.run_dir if args.run_dir is not None else data_dir / "run")
     workers = args.workers or usable_cores()
     stop = stop_event()
-    reservation, port = reserve_port(config.server.host,
-                                     config.server.port if args.port is None else args.port)
-    own = reserve_worker_ports(config.server.host, port, workers,
+    requested = config.server.port if args.port is None else args.port
+    reservation, port = reserve_port(config.server.host, requested)
+    # A free node port (0) gets free worker ports too: port + 1 may be anyone's.
+    own = reserve_worker_ports(config.server.host, port if requested else 0, workers,
                                enabled=config.server.worker_ports)
     common = _passthrough(args, ("config", "redis_url"))
     builder_argv = recserver_argv(
