@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 #: Probe period while calls come in, and while the loop is idle (saves wake-ups). A probe is a
 #: loop iteration of its own: every 1 ms it cost 50 us of CPU a call at 1,000 calls/s (measured
 #: on the door with an empty handler); every 5 ms is still four probes in the shortest
-#: interval a backlog must stand (``server.loop_lag_interval_ms``, 20 ms).
+#: interval a backlog must stand (``server.loop_lag_interval_ms``, 50 ms by default).
 BUSY_PERIOD_S = 0.005
 IDLE_PERIOD_S = 0.050
 #: Calls within this long keep the probe at its busy period.
