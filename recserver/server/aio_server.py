@@ -93,7 +93,6 @@ class AioGrpcServer(Endpoint):
         self._started: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._stopped: asyncio.Event | None = None
         self._thread = BackgroundWorker("grpc-door", self._run, join_timeout_s=30.0)
-        self.interceptor: AioErrorInterceptor | None = None
 
     # -- lifecycle (called from the worker's main thread) ----------------------------------
 
@@ -157,14 +156,14 @@ class AioGrpcServer(Endpoint):
         settings = self._settings
         auth = settings.auth
         token = auth.resolve()
-        self.interceptor = AioErrorInterceptor(
+        interceptor = AioErrorInterceptor(
             None if self._observer is None else RecommendOutcomes(self._observer),
             auth=None if token is None else AuthInterceptor(
                 token, protected_methods(auth.require_for_recommend)),
             refusal=self._refusal, on_refused=self.on_refused, arrival=self.wake_clock.arrival)
         max_bytes = settings.max_message_bytes
         server = grpc.aio.server(
-            interceptors=[self.interceptor],
+            interceptors=[interceptor],
             maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
             options=[
                 ("grpc.so_reuseport", 1 if self._reuse_port else 0),
