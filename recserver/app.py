@@ -72,6 +72,7 @@ class App:
         config = holder.current
         # Metrics first, so every part below can be handed its share (e.g. metrics.cache).
         self.metrics = metrics if metrics is not None else Metrics(config)
+        self.metrics.serve_as("single-process")  # the one process that answers
         self.graph = LiveGraph(config.graph)
         self.metrics.watch_graph(self.graph)
         self.metrics.watch_config(holder)

@@ -109,7 +109,8 @@ class Metrics:
             self.refused.labels(reason)
         self.worker_answers = Counter(
             "recserver_worker_answers", "Recommend answers by serving worker of the node (a "
-            "fixed set: worker-0 .. worker-N-1), to see that every worker gets its share",
+            "fixed set: worker-0 .. worker-N-1; single-process for serve --single-process), "
+            "to see that every worker gets its share",
             ["worker"], registry=reg)
         self._worker_answers: Any = None
         build = Gauge(
