@@ -33,7 +33,7 @@ from recserver.server.servicer import (
     RecommenderServicer,
     client_remaining_s,
     decode_request,
-    encode_response,
+    encode_observed,
 )
 from recserver.service.types import Recommendation, RecommendQuery
 from recserver.service.walk_admission import DoorHandler, WalkAdmission
@@ -74,12 +74,7 @@ class AioRecommenderServicer(pb_grpc.RecommenderServicer):
             rec = await self._walks.answer(ask)
         else:
             rec = self._recommender.answer(ask, walk=False)
-        if self._on_encoded is None:
-            return encode_response(rec, query)
-        started = time.perf_counter()
-        response = encode_response(rec, query)
-        self._on_encoded(query.surface, time.perf_counter() - started)
-        return response
+        return encode_observed(rec, query, self._on_encoded)
 
     async def _off_loop(self, method: Callable[[Any, Any], _Reply], request: Any,
                         context: grpc.aio.ServicerContext) -> _Reply:
