@@ -24,7 +24,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from recserver.ann.config import AnnConfig
 from recserver.catalog.items import category_problem
-from recserver.config_errors import collect_errors, format_problems, yaml_lines
+from recserver.config_errors import collect_errors, format_problems, raise_problems, yaml_lines
 from recserver.core.model import RELOADS, ReloadScope, StrictModel
 from recserver.eval.online import OnlineQualityConfig
 from recserver.graph.config import GraphConfig, WalkConfig
@@ -81,14 +81,16 @@ class FallbackConfig(StrictModel):
 
     @model_validator(mode="after")
     def _known_tiers(self) -> FallbackConfig:
+        problems = []
         unknown = [name for name in self.tiers if name not in FALLBACK_TIERS]
         if unknown:
-            raise ValueError(
+            problems.append(([("tiers",)], (
                 f"tiers: unknown tier(s) {', '.join(map(repr, unknown))}; known tiers: "
                 f"{', '.join(FALLBACK_TIERS)}"
-            )
+            )))
         if len(set(self.tiers)) != len(self.tiers):
-            raise ValueError("tiers: a tier is listed twice; list each tier once")
+            problems.append(([("tiers",)], "tiers: a tier is listed twice; list each tier once"))
+        raise_problems(problems)
         return self
 
 
@@ -105,10 +107,8 @@ class FilterConfig(StrictModel):
 
     @model_validator(mode="after")
     def _category_syntax(self) -> FilterConfig:
-        for name in self.categories:
-            problem = category_problem(name)
-            if problem is not None:
-                raise ValueError(f"categories: {problem}")
+        problems = [category_problem(name) for name in self.categories]
+        raise_problems([([("categories",)], f"categories: {p}") for p in problems if p is not None])
         return self
 
 
@@ -127,21 +127,24 @@ class SurfaceConfig(StrictModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SurfaceConfig:
+        # Every check runs (and is reported) even when an earlier one failed.
+        problems = []
         if self.k_default > self.k_max:
-            raise ValueError(
+            problems.append(([("k_default",), ("k_max",)], (
                 f"k_default ({self.k_default}) is larger than k_max ({self.k_max}); "
                 "lower k_default or raise k_max"
-            )
+            )))
         if self.sla_p99_ms < self.budget_ms:
-            raise ValueError(
+            problems.append(([("sla_p99_ms",), ("budget_ms",)], (
                 f"sla_p99_ms ({self.sla_p99_ms}) is below budget_ms ({self.budget_ms}); the "
                 "server may use its whole budget, so raise sla_p99_ms or lower budget_ms"
-            )
+            )))
         if self.fallback.min_reserve_ms >= self.budget_ms:
-            raise ValueError(
+            problems.append(([("fallback", "min_reserve_ms"), ("budget_ms",)], (
                 f"fallback.min_reserve_ms ({self.fallback.min_reserve_ms}) leaves no time for "
                 f"the walk inside budget_ms ({self.budget_ms}); lower the reserve"
-            )
+            )))
+        raise_problems(problems)
         return self
 
 
@@ -264,12 +267,14 @@ class RecServerConfig(StrictModel):
 
     @model_validator(mode="after")
     def _ann_keeps_enough(self) -> RecServerConfig:
-        for name, surface in self.surfaces.items():
-            if "ann" in surface.fallback.tiers and surface.k_max > self.ann.top_k:
-                raise ValueError(
-                    f"surfaces.{name}.k_max ({surface.k_max}) is above ann.top_k "
-                    f"({self.ann.top_k}), the results kept per key; raise ann.top_k or lower k_max"
-                )
+        raise_problems([
+            ([("surfaces", name, "k_max")], (
+                f"surfaces.{name}.k_max ({surface.k_max}) is above ann.top_k "
+                f"({self.ann.top_k}), the results kept per key; raise ann.top_k or lower k_max"
+            ))
+            for name, surface in self.surfaces.items()
+            if "ann" in surface.fallback.tiers and surface.k_max > self.ann.top_k
+        ])
         return self
 
     def surface(self, name: str) -> SurfaceConfig | None:

@@ -4,7 +4,9 @@
 merged under every surface) but reports:
 
 * every problem in one run: a field error hides the cross-field checks of its section, so the
-  offending values are set aside and the document checked again (a few rounds at most);
+  offending values are set aside and the document checked again (a few rounds at most); a
+  section's cross-field check reports all it finds at once (``CrossFieldProblems``), each
+  naming the field set aside so the checks of the enclosing sections run too;
 * a bad value in ``defaults`` once, at ``defaults.<field>``, not once per surface that inherits
   it (and even when every surface overrides it, since the next surface added would not);
 * the nearest known key for an unknown one, the allowed range for an out-of-range value;
@@ -17,7 +19,7 @@ import copy
 import difflib
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import yaml
@@ -31,6 +33,26 @@ MAX_ROUNDS = 4
 
 _BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<",
            "less_than_equal": "<="}
+
+
+class CrossFieldProblems(ValueError):
+    """Every problem one section's cross-field check found, each as (fields, message).
+
+    ``fields`` are the paths (below the section) of the values the check compares: the
+    collector sets them all aside (their defaults agree) to reach the checks that this one
+    hid. Raised from a pydantic validator, pydantic reports it as one error;
+    ``collect_errors`` lists each problem.
+    """
+
+    def __init__(self, problems: Sequence[tuple[Sequence[Path], str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(message for _, message in self.problems))
+
+
+def raise_problems(problems: Sequence[tuple[Sequence[Path], str]]) -> None:
+    """Raise ``CrossFieldProblems`` when a cross-field check found any."""
+    if problems:
+        raise CrossFieldProblems(problems)
 
 
 def yaml_lines(text: str) -> dict[Path, int]:
@@ -129,7 +151,12 @@ def describe(err: Any, root: type[BaseModel], path: Path) -> str:
 def _errors(
     validate: Callable[[Any], object], document: Any, prefix: Path
 ) -> list[tuple[Path, Any]]:
-    """Validation errors of ``document`` over rounds, each with its full path."""
+    """Validation errors of ``document`` over rounds, each with its full path.
+
+    A ``CrossFieldProblems`` error becomes one entry per problem (type ``cross_field``). A
+    problem found in an earlier round is not reported again when setting values aside makes
+    its check fail once more (with a default in place of the value set aside).
+    """
     found: list[tuple[Path, Any]] = []
     seen: set[tuple[Path, str]] = set()
     doc = copy.deepcopy(document)
@@ -139,16 +166,28 @@ def _errors(
             break
         except ValidationError as exc:
             progress = False
+            this_round: set[tuple[Path, str]] = set()
             for err in exc.errors():
                 loc = tuple(str(p) for p in err["loc"])
+                cause = (err.get("ctx") or {}).get("error")
+                if isinstance(cause, CrossFieldProblems):
+                    for fields, message in cause.problems:
+                        key = ((*loc, *fields[0]), "cross_field")
+                        if key not in seen:
+                            this_round.add(key)
+                            found.append(((*prefix, *loc), {"type": "cross_field", "msg": message}))
+                        for field in fields:
+                            progress = _remove(doc, (*loc, *field)) or progress
+                    continue
                 if (loc, err["type"]) not in seen:
-                    seen.add((loc, err["type"]))
+                    this_round.add((loc, err["type"]))
                     found.append(((*prefix, *loc), err))
                 exists, value = _lookup(doc, loc)
                 # Set aside a bad leaf so the next round reaches the checks it hid; a section
                 # whose own check failed stays (there is nothing under it to set aside).
                 if exists and not isinstance(value, dict) and _remove(doc, loc):
                     progress = True
+            seen |= this_round
             if not progress:
                 break
     return found

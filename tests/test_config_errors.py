@@ -93,3 +93,51 @@ def test_check_config_prints_every_problem(
     err = capsys.readouterr().err
     assert "surfaces.home.k_max: 0 is out of range" in err
     assert "server.prot: unknown key; did you mean 'port'? (line 3)" in err
+
+
+def test_check_config_prints_every_cross_field_problem_in_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An unknown tier (the fallback section's check) used to hide the surface's checks, and
+    # the surface's first failing check hid the next one: three runs to find three problems.
+    path = tmp_path / "cross.yaml"
+    path.write_text(
+        "surfaces:\n"
+        "  home:\n"
+        "    budget_ms: 90\n"
+        "    sla_p99_ms: 60\n"
+        "    k_default: 200\n"
+        "    fallback: {tiers: [popular, popluar]}\n"
+    )
+    parser = argparse.ArgumentParser()
+    add_check_config_args(parser)
+    assert cmd_check_config(parser.parse_args([str(path)])) == 2
+    head, *problems = capsys.readouterr().err.strip().splitlines()
+    assert head == f"{path}: invalid config (3 problem(s))"
+    assert [p.strip() for p in problems] == [
+        "surfaces.home: k_default (200) is larger than k_max (100); lower k_default or raise "
+        "k_max (line 2)",
+        "surfaces.home: sla_p99_ms (60.0) is below budget_ms (90.0); the server may use its "
+        "whole budget, so raise sla_p99_ms or lower budget_ms (line 2)",
+        "surfaces.home.fallback: tiers: unknown tier(s) 'popluar'; known tiers: ann, popular "
+        "(line 6)",
+    ]
+
+
+def test_a_cross_field_problem_does_not_hide_the_whole_files_checks(tmp_path: Path) -> None:
+    problems = problems_of(tmp_path, (
+        "ann: {top_k: 50}\n"
+        "surfaces:\n"
+        "  home: {budget_ms: 90, sla_p99_ms: 60, fallback: {min_reserve_ms: 95}}\n"
+        "  search: {fallback: {tiers: [ann, ann]}, filters: {categories: ['', 'a b']}}\n"
+        "  item_page: {fallback: {tiers: [ann]}}\n"
+    ))
+    joined = "\n".join(problems)
+    assert "surfaces.home: sla_p99_ms (60.0) is below budget_ms (90.0)" in joined
+    assert "surfaces.home: fallback.min_reserve_ms (95.0) leaves no time" in joined
+    assert "surfaces.search.fallback: tiers: a tier is listed twice" in joined
+    assert "categories: category '' is not" in joined
+    assert "categories: category 'a b' is not" in joined
+    # The whole-file check runs once the surfaces' own problems are set aside.
+    assert "surfaces.item_page.k_max (100) is above ann.top_k (50)" in joined
+    assert len(problems) == 6
