@@ -119,6 +119,22 @@ def test_bytes_that_do_not_parse_are_invalid_argument_not_internal(
     assert f"the {method} request is not a valid protobuf message" in str(err.value.details())
 
 
+def test_the_budget_ms_message_states_the_rule_the_server_applies(served: Any) -> None:
+    # The message once offered "(0, surface budget]" while a larger value was answered: it
+    # must state the rule the server applies, and the server must apply it.
+    stub = stub_of(served)
+    surface_ms = float(config_document()["surfaces"]["home"]["budget_ms"])
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Recommend(ask(budget_ms=0.0), timeout=CALL_TIMEOUT_S)
+    details = str(err.value.details())
+    assert f"give a value > 0 ms (a request can only lower its surface's budget: a larger " \
+        f"value runs under the {surface_ms:g} ms of surface 'home')" in details
+    above = stub.Recommend(ask(budget_ms=surface_ms * 10), timeout=CALL_TIMEOUT_S)
+    assert (above.budget_ms, above.budget_limited_by) == (surface_ms, "surface")
+    below = stub.Recommend(ask(budget_ms=surface_ms / 2), timeout=CALL_TIMEOUT_S)
+    assert (below.budget_ms, below.budget_limited_by) == (surface_ms / 2, "request")
+
+
 def test_odd_but_valid_requests_are_answered(served: Any) -> None:
     stub = stub_of(served)
     for request in (ask(k=0), ask(user_id="never-seen"), ask(budget_ms=1e9),

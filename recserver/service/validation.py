@@ -63,8 +63,12 @@ def validate_query(query: RecommendQuery, config: RecServerConfig) -> tuple[Surf
                               f"{MAX_CATEGORIES_PER_ITEM} (any-of)")
     check_categories(query.categories, "categories")
     if query.budget_ms is not None and not query.budget_ms > 0:  # NaN fails this too
+        # Capping, not rejecting, a larger value is the documented contract (the answer's
+        # budget_limited_by says "surface"): a client may send one budget to every surface,
+        # and a reload that lowers a surface's budget must not start failing its calls.
         raise InvalidArgument(
-            f"budget_ms={query.budget_ms} is invalid; leave it unset or give a value in "
-            f"(0, {surface.budget_ms}] ms (it can only lower the surface budget)"
+            f"budget_ms={query.budget_ms} is invalid; leave it unset or give a value > 0 ms "
+            f"(a request can only lower its surface's budget: a larger value runs under the "
+            f"{surface.budget_ms:g} ms of surface '{query.surface}')"
         )
     return surface, k
