@@ -17,7 +17,8 @@ STAGES: tuple[str, ...] = (*CORE_STAGES, "other")
 #: Degradation reasons (``Recommendation.degraded_reasons``); "unspecified": degraded, no reason.
 REASONS: tuple[str, ...] = (
     "deadline", "budget_spent", "overloaded", "cold_start", "no_history", "context_unknown",
-    "few_candidates", "filtered", "fallback_error", "fallback_unready", "unspecified", "other",
+    "few_candidates", "filtered", "fallback_error", "fallback_unready", "over_budget",
+    "unspecified", "other",
 )
 #: Cache commands the ANN tier runs (lookups, write-back pipelines); "other": anything else.
 CACHE_OPS: tuple[str, ...] = ("get", "mget", "pipeline", "other")

@@ -289,6 +289,12 @@ class Recommender:
         stop = walked.ended if walk is None or walk.stopped_by != "deadline" else min(
             walked.ended, ask.walk_deadline)
         ask.reserve.observe((finished - stop) * 1000.0)
+        elapsed_ms = (finished - ask.arrival) * 1000.0
+        if elapsed_ms > deadline.budget_ms:
+            # Judged on the figure the answer reports, so a client never sees an elapsed time
+            # above the budget without being told (a stalled fallback tier, a descheduled
+            # process, enforce_budgets off).
+            reasons.append("over_budget")
         result = Recommendation(
             items=answer.items,
             source=answer.source,
@@ -297,7 +303,7 @@ class Recommender:
             coverage=coverage,
             budget_ms=deadline.budget_ms,
             budget_limited_by=deadline.limited_by,
-            server_elapsed_ms=(finished - ask.arrival) * 1000.0,
+            server_elapsed_ms=elapsed_ms,
             snapshot_version=snap.version,
             stage_ms=stages.as_ms(),
             steps_done=walk.steps_done if walk is not None else 0,

@@ -213,7 +213,9 @@ class RecommendResponse(_message.Message):
     source: Global___Source.ValueType
     """The tier that served the answer as a whole."""
     degraded: _builtins.bool
-    """True when the answer is not the full walk's; degraded_reasons says why."""
+    """True when the answer is not the full walk's, or came after its budget; degraded_reasons
+    says why ("over_budget": server_elapsed_ms is above budget_ms).
+    """
     coverage: _builtins.float
     """Share (0..1) of the planned walk work that was done."""
     budget_ms: _builtins.float
