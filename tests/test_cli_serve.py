@@ -40,7 +40,7 @@ DRAIN_SURFACE: dict[str, Any] = {
 }
 WALK_DELAY_MS = "50"  # every walk batch sleeps this long (see recserver.serve)
 
-ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(graph|graph_partial|blended|ann_fallback|popular)$")
+ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(graph|ann|popular)$")
 
 
 def cli(*args: str) -> list[str]:
@@ -150,7 +150,8 @@ def test_serve_prints_its_port_and_answers(server: ServerProcess) -> None:
     footer = "\n".join(lines[len(rows) + 1 :])
     for label in (
         r"source\s+\w+",
-        r"reasons\s+",
+        r"degraded\s+(no|yes: \w+)",
+        r"score\s+orders this answer only",
         r"coverage\s+[\d.]+%",
         r"time\s+[\d.]+ ms of a 60\.0 ms budget",
         r"snapshot\s+version [1-9]",

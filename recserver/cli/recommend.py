@@ -24,13 +24,46 @@ def _source_name(value: int) -> str:
     return pb.Source.Name(value).lower()  # type: ignore[arg-type]  # int is a valid enum value
 
 
+#: An item's column names the tier that found it. The wire's names describe a whole answer
+#: ("ann_fallback": the fallback answered); on an item of a complete walk pooled with the ANN
+#: tier they read as failures. Whether the walk was cut short is the footer's to say.
+_ITEM_SOURCE = {pb.GRAPH: "graph", pb.GRAPH_PARTIAL: "graph", pb.ANN_FALLBACK: "ann",
+                pb.POPULAR: "popular"}
+
+
+def item_source(value: int) -> str:
+    """The tier that found an item, as the table shows it."""
+    return _ITEM_SOURCE.get(value) or _source_name(value)  # type: ignore[call-overload]
+
+
+def degraded_line(resp: pb.RecommendResponse) -> str:
+    """Whether the answer is degraded, and why."""
+    if not resp.degraded:
+        return "degraded   no"
+    return f"degraded   yes: {', '.join(resp.degraded_reasons) or 'no reason given'}"
+
+
+def score_line() -> str:
+    """What the score column means (``recserver.service.merge``). The response does not say
+    whether the walk was pooled with the ANN tier (even an all-graph answer may have been), so
+    the line names both cases rather than guess."""
+    return ("score      orders this answer only: a tier's own score (walk visits, popularity: "
+            "1.0 = its best; ann: vector similarity), or walk and ann fused (by rank or "
+            "normalised score) where the two were pooled")
+
+
 def budget_line(resp: pb.RecommendResponse, asked_ms: float | None = None) -> str:
     """How long the answer took, of what budget, and which limit set that budget."""
     line = f"time       {resp.server_elapsed_ms:.2f} ms of a {resp.budget_ms:.1f} ms budget"
     limit = resp.budget_limited_by or "surface"
     if asked_ms is not None and asked_ms > resp.budget_ms and limit == "surface":
-        return line + f" (the surface's; the asked {asked_ms:g} ms can only lower it)"
-    return line + f" (set by the {limit})"
+        line += f" (the surface's; the asked {asked_ms:g} ms can only lower it)"
+    else:
+        line += f" (set by the {limit})"
+    over_ms = resp.server_elapsed_ms - resp.budget_ms
+    if over_ms > 0:
+        line += f"; OVER BUDGET by {over_ms:.2f} ms"
+    return line
 
 
 def format_table(resp: pb.RecommendResponse, asked_budget_ms: float | None = None) -> str:
@@ -43,15 +76,15 @@ def format_table(resp: pb.RecommendResponse, asked_budget_ms: float | None = Non
     lines = [f"{'rank':>4}  {'item':<{width}}  {'score':>10}  source"]
     for rank, item in enumerate(resp.items, start=1):
         lines.append(
-            f"{rank:>4}  {item.item_id:<{width}}  {item.score:>10.4g}  {_source_name(item.source)}"
+            f"{rank:>4}  {item.item_id:<{width}}  {item.score:>10.4g}  {item_source(item.source)}"
         )
     if not resp.items:
         lines.append("   (no items)")
-    reasons = ", ".join(resp.degraded_reasons) or "-"
     lines += [
         "",
-        f"source     {_source_name(resp.source)}" + ("  (degraded)" if resp.degraded else ""),
-        f"reasons    {reasons}",
+        f"source     {_source_name(resp.source)}",
+        degraded_line(resp),
+        *([score_line()] if resp.items else []),
         f"coverage   {resp.coverage:.1%}  ({resp.steps_done:,} of {resp.steps_planned:,} steps)",
         budget_line(resp, asked_budget_ms),
         f"snapshot   version {resp.snapshot_version}",
