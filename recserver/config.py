@@ -81,7 +81,7 @@ class FallbackConfig(StrictModel):
 
     @model_validator(mode="after")
     def _known_tiers(self) -> FallbackConfig:
-        problems = []
+        problems: list[tuple[list[tuple[str, ...]], str]] = []
         unknown = [name for name in self.tiers if name not in FALLBACK_TIERS]
         if unknown:
             problems.append(([("tiers",)], (
@@ -128,7 +128,7 @@ class SurfaceConfig(StrictModel):
     @model_validator(mode="after")
     def _cross_checks(self) -> SurfaceConfig:
         # Every check runs (and is reported) even when an earlier one failed.
-        problems = []
+        problems: list[tuple[list[tuple[str, ...]], str]] = []
         if self.k_default > self.k_max:
             problems.append(([("k_default",), ("k_max",)], (
                 f"k_default ({self.k_default}) is larger than k_max ({self.k_max}); "
