@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,3 +118,62 @@ def test_bad_and_unauthenticated_calls_exit_2_with_the_fix(
     code, _, err = run(capsys, "record", str(Path("no-such-file.csv")), "--target",
                        server.address)
     assert code == 2 and "no-such-file.csv" in err
+
+
+def test_record_lists_rejected_rows_in_file_order_and_every_one_on_request(
+    node: tuple[Server, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, token = node
+    auth = ["--target", server.address, "--token-file", str(token)]
+    t = int(time.time()) - 60
+    # 8 bad rows among good ones, some unreadable in the file (never sent), the others refused
+    # by the server, spread over several calls (--batch 3).
+    rows = ["user_id,item_id,event,weight,timestamp,event_id"]
+    bad_lines = []
+    for k in range(12):
+        line = len(rows) + 1
+        if k % 3 == 0:
+            rows.append(f"rj-u{k},rj-i{k},view,1,{t + k},rj{k}")
+        elif k % 2:
+            rows.append(f"rj-u{k},rj-i{k},view,heavy,{t + k},rj{k}")  # not a number
+            bad_lines.append(line)
+        else:
+            rows.append(f",rj-i{k},view,1,{t + k},rj{k}")  # no user: the server refuses it
+            bad_lines.append(line)
+    events = tmp_path / "events.csv"
+    events.write_text("\n".join(rows) + "\n")
+    assert len(bad_lines) == 8
+
+    code, out, _ = run(capsys, "record", str(events), "--batch", "3", "--show-rejected", "5",
+                       *auth)
+    assert code == 1
+    listed = [int(m) for m in re.findall(r"^  line (\d+): ", out, re.MULTILINE)]
+    assert listed == bad_lines[:5]
+    assert "... and 3 more (use --show-all-rejected or --rejected-out FILE)" in out
+
+    out_file = tmp_path / "rejected.csv"
+    code, out, _ = run(capsys, "record", str(events), "--batch", "3", "--show-all-rejected",
+                       "--rejected-out", str(out_file), *auth)
+    listed = [int(m) for m in re.findall(r"^  line (\d+): ", out, re.MULTILINE)]
+    assert listed == bad_lines and "more" not in out
+    with out_file.open(newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert [int(r["line"]) for r in written] == bad_lines
+    assert all(r["reason"] for r in written)
+    assert {r["reason"] for r in written if int(r["line"]) == bad_lines[1]} == {"empty user_id"}
+
+
+def test_record_prints_the_first_20_rejected_rows_by_default(
+    node: tuple[Server, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, token = node
+    events = tmp_path / "events.csv"
+    t = int(time.time()) - 60
+    events.write_text("user_id,item_id,event,weight,timestamp\n"
+                      + "".join(f",dflt-{k},view,1,{t}\n" for k in range(25)))
+    code, out, _ = run(capsys, "record", str(events), "--target", server.address,
+                       "--token-file", str(token))
+    assert code == 1 and "25 rejected" in out
+    listed = [int(m) for m in re.findall(r"^  line (\d+): empty user_id", out, re.MULTILINE)]
+    assert listed == list(range(2, 22))
+    assert "... and 5 more" in out
