@@ -90,7 +90,7 @@ class Tally:
         listed = self.rejections.lines(out_name)
         if listed:
             text += "\n" + "\n".join(listed)
-        if out_name and (self.rejected or self.unreadable):
+        if out_name and (self.rejected or self.unreadable) and not self.rejections.more:
             text += f"\nevery rejected row: {out_name}"
         if self.position:
             text += f"\nlast log position {self.position}"
