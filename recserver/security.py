@@ -64,7 +64,7 @@ class AuthConfig(StrictModel):
     )
     require_for_recommend: bool = Field(
         default=False, description="true: Recommend needs the token too (else only "
-        "RecordEvents, DeleteUser, GetIngestStatus and DescribeUser)"
+        "RecordEvents, UpdateItems, DeleteUser, GetIngestStatus, DescribeUser and DescribeItems)"
     )
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from recserver.catalog.codec import (
     encode_updates,
     is_catalog_record,
 )
+from recserver.catalog.describe import MAX_DESCRIBE_ITEMS, ItemState, describe_items
 from recserver.catalog.files import load_view, save_view
 from recserver.catalog.filter import ItemFilter
 from recserver.catalog.items import MAX_BATCH_ITEMS, ItemUpdate, validate_updates
@@ -183,6 +184,35 @@ def test_workers_map_the_catalogue_published_with_each_snapshot(tmp_path: Path) 
     graph.publish()  # no catalogue change: no new catalogue folder
     assert {p.name for p in run.snapshots.iterdir() if p.name.startswith("cat-")} == folders
     assert mapped.refresh() and mapped.current.catalog is snap.catalog
+
+
+def test_describe_items_reads_the_published_snapshot_on_builder_and_worker(
+    tmp_path: Path,
+) -> None:
+    graph, _ = build_graph(GraphConfig(), synthetic="2000")
+    run = RunDir(tmp_path / "run")
+    graph.on_publish.append(SnapshotWriter(run, keep_s=60.0).write)
+    graph.update_items([ItemUpdate("i3", hidden=True, categories=("x",), expires_at=5.0),
+                        ItemUpdate("new-item", categories=("y",))])
+    graph.publish()
+    graph.update_items([ItemUpdate("later-item", hidden=True)])  # not published yet
+    mapped = MappedGraph(run)
+    assert mapped.wait_ready(5.0)
+    ids = ["i3", "new-item", "i4", "later-item", "", "no-such-item"]
+    for source in (graph, mapped):
+        states = describe_items(source, ids)
+        assert states.snapshot_version == graph.current.version
+        i3, new, i4, later, blank, unknown = states.items
+        degree = int(graph.current.item_degree[graph.current.items.get("i3") or 0])
+        assert degree > 0
+        assert i3 == ItemState("i3", True, True, 5.0, ("x",), degree)
+        assert new == ItemState("new-item", True, False, 0.0, ("y",), 0)  # catalogue only
+        assert i4.found and not i4.hidden and i4.categories == ()
+        assert [s.found for s in (later, blank, unknown)] == [False, False, False]
+    graph.publish()
+    assert describe_items(graph, ["later-item"]).items[0].hidden
+    with pytest.raises(InvalidArgument, match="the limit is 1000"):
+        describe_items(graph, ["i3"] * (MAX_DESCRIBE_ITEMS + 1))
 
 
 def batch_of_one() -> EventColumns:

@@ -217,14 +217,14 @@ def items_cli(node: Node, *args: str) -> subprocess.CompletedProcess[str]:
                            node.address], capture_output=True, text=True, timeout=60)
 
 
-def test_the_items_command_hides_shows_and_updates(node: Node, tmp_path: Path) -> None:
+def test_the_items_command_hides_unhides_and_updates(node: Node, tmp_path: Path) -> None:
     item = first_of(node.ask("graph"), pb.GRAPH)
     done = items_cli(node, "hide", item)
     assert done.returncode == 0 and "1 items applied" in done.stdout, done.stderr
     deadline = time.monotonic() + 10
     while item in node.everywhere():
         assert time.monotonic() < deadline
-    assert items_cli(node, "show", item).returncode == 0
+    assert items_cli(node, "unhide", item).returncode == 0
     while item not in node.everywhere():
         assert time.monotonic() < deadline
     # Moved to a category of its own: asking for it gives that item only.

@@ -190,7 +190,7 @@ def test_reflection_lists_the_service(running: Running) -> None:
     service = DescriptorPool(database).FindServiceByName(SERVICE_NAME)
     assert [m.name for m in service.methods] == [
         "Recommend", "RecordEvents", "GetIngestStatus", "DescribeUser", "UpdateItems",
-        "DeleteUser"
+        "DescribeItems", "DeleteUser"
     ]
 
 

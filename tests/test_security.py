@@ -197,7 +197,7 @@ def test_tls_recommend_is_open_without_a_token(tls_app: App, certs: Certs) -> No
 
 
 @pytest.mark.parametrize("method", ["RecordEvents", "GetIngestStatus", "DescribeUser",
-                                    "UpdateItems", "DeleteUser"])
+                                    "DescribeItems", "UpdateItems", "DeleteUser"])
 def test_writes_and_admin_rpcs_need_the_token(
     tls_app: App, certs: Certs, method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -207,6 +207,7 @@ def test_writes_and_admin_rpcs_need_the_token(
         "DeleteUser": pb.DeleteUserRequest(user_id=f"tok-{method}"),
         "DescribeUser": pb.DescribeUserRequest(user_id=KNOWN_USER),
         "UpdateItems": pb.UpdateItemsRequest(items=[pb.ItemInfo(item_id="tok", hidden=True)]),
+        "DescribeItems": pb.DescribeItemsRequest(item_ids=["tok"]),
     }
     caplog.set_level(logging.DEBUG)
     channel, stub = tls_stub(tls_app, certs)

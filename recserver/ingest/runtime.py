@@ -5,8 +5,8 @@ caller's bootstrap; :meth:`catch_up` (replay the log from the graph's position);
 publish; :meth:`start` (tailer and checkpointer threads; ``RecordEvents`` opens). Stop order:
 ``RecordEvents`` closes, the tailer stops, a final checkpoint, the log closes.
 
-The servicer calls :meth:`record_events`, :meth:`delete_user`, :meth:`status` and
-:meth:`describe_user`.
+The servicer calls :meth:`record_events`, :meth:`update_items`, :meth:`delete_user`,
+:meth:`status`, :meth:`describe_user` and :meth:`describe_items`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from recserver.catalog.describe import ItemStates, describe_items
 from recserver.catalog.items import ItemUpdate
 from recserver.catalog.recorder import ItemRecorder, ItemsOutcome
 from recserver.core.errors import Unavailable
@@ -237,6 +238,9 @@ class IngestRuntime:
 
     def describe_user(self, user_id: str, limit: int = 0) -> UserEdges:
         return describe_user(self.graph, user_id, limit)
+
+    def describe_items(self, item_ids: list[str]) -> ItemStates:
+        return describe_items(self.graph, item_ids)
 
 
 def describe_user(graph: SnapshotSource, user_id: str, limit: int = 0) -> UserEdges:

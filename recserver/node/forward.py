@@ -3,8 +3,8 @@
 The builder is the node's single writer, so a worker forwards ``RecordEvents``, ``UpdateItems``
 and ``DeleteUser`` (and ``GetIngestStatus``) to the builder's local endpoint over a Unix socket
 and relays the answer; acknowledgement keeps its meaning (an event is ACCEPTED, an item update or
-an erasure recorded, once the builder appended it to the event log). ``DescribeUser`` reads the
-snapshot this worker serves, like ``Recommend`` does.
+an erasure recorded, once the builder appended it to the event log). ``DescribeUser`` and
+``DescribeItems`` read the snapshot this worker serves, like ``Recommend`` does.
 A builder that cannot be reached (restarting) makes the call UNAVAILABLE: nothing was
 acknowledged, and a retry with the same event ids is safe.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import grpc
 import numpy as np
 
+from recserver.catalog.describe import ItemStates, describe_items
 from recserver.catalog.items import ItemUpdate
 from recserver.catalog.recorder import ItemsOutcome
 from recserver.core.errors import (
@@ -108,6 +109,9 @@ class ForwardingIngest:
 
     def describe_user(self, user_id: str, limit: int = 0) -> UserEdges:
         return describe_user(self.graph, user_id, limit)
+
+    def describe_items(self, item_ids: list[str]) -> ItemStates:
+        return describe_items(self.graph, item_ids)
 
     def close(self) -> None:
         self._channel.close()

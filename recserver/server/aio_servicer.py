@@ -100,3 +100,7 @@ class AioRecommenderServicer(pb_grpc.RecommenderServicer):
     async def DescribeUser(self, request: pb.DescribeUserRequest,
                            context: grpc.aio.ServicerContext) -> pb.DescribeUserResponse:
         return await self._off_loop(self._sync.DescribeUser, request, context)
+
+    async def DescribeItems(self, request: pb.DescribeItemsRequest,
+                            context: grpc.aio.ServicerContext) -> pb.DescribeItemsResponse:
+        return await self._off_loop(self._sync.DescribeItems, request, context)

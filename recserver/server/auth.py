@@ -2,8 +2,9 @@
 
 Which methods need the token is a table (:func:`protected_methods`), not code in each handler:
 writes (``RecordEvents``, ``UpdateItems``, ``DeleteUser``) and the admin/introspection RPCs
-(``GetIngestStatus``, ``DescribeUser``) always, when a token is configured; ``Recommend`` only with
-``auth.require_for_recommend``. Health and reflection stay open (probes carry no token).
+(``GetIngestStatus``, ``DescribeUser``, ``DescribeItems``) always, when a token is configured;
+``Recommend`` only with ``auth.require_for_recommend``. Health and reflection stay open (probes
+carry no token).
 
 The client sends ``authorization: Bearer <token>`` metadata. The comparison is constant-time
 (``hmac.compare_digest`` over bytes), the token is never logged, and a missing or wrong token
@@ -25,7 +26,8 @@ from recserver.proto.recserver.v1 import recommender_pb2 as pb
 _SERVICE = pb.DESCRIPTOR.services_by_name["Recommender"].full_name
 #: Methods that need the token whenever one is configured.
 ALWAYS_PROTECTED: tuple[str, ...] = (
-    "RecordEvents", "GetIngestStatus", "DescribeUser", "UpdateItems", "DeleteUser",
+    "RecordEvents", "GetIngestStatus", "DescribeUser", "DescribeItems", "UpdateItems",
+    "DeleteUser",
 )
 AUTH_HEADER = "authorization"
 _SCHEME = "bearer "

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import grpc
 
+from recserver.catalog.describe import ItemStates
 from recserver.catalog.items import ItemUpdate
 from recserver.catalog.recorder import ItemsOutcome
 from recserver.core.echo import shown
@@ -37,6 +38,7 @@ class IngestHandler(Protocol):
     def status(self) -> IngestStatus: ...
     def describe_user(self, user_id: str, limit: int = 0) -> UserEdges: ...
     def update_items(self, updates: list[ItemUpdate]) -> ItemsOutcome: ...
+    def describe_items(self, item_ids: list[str]) -> ItemStates: ...
 
 
 def decode_events(request: pb.RecordEventsRequest) -> EventRows:
@@ -100,8 +102,8 @@ def encode_outcome(outcome: RecordOutcome, request_id: str) -> pb.RecordEventsRe
 
 
 class IngestEndpoints:
-    """``RecordEvents``, ``UpdateItems``, ``DeleteUser``, ``GetIngestStatus`` and
-    ``DescribeUser``; mixed into the servicer."""
+    """``RecordEvents``, ``UpdateItems``, ``DeleteUser``, ``GetIngestStatus``,
+    ``DescribeUser`` and ``DescribeItems``; mixed into the servicer."""
 
     _ingest: IngestHandler | None
 
@@ -149,4 +151,16 @@ class IngestEndpoints:
             edges=[pb.UserEdge(item_id=i, weight=w)
                    for i, w in zip(edges.item_ids, edges.weights, strict=True)],
             snapshot_version=edges.snapshot_version,
+        )
+
+    def DescribeItems(
+        self, request: pb.DescribeItemsRequest, context: grpc.ServicerContext
+    ) -> pb.DescribeItemsResponse:
+        states = self._ingest_handler().describe_items(list(request.item_ids))
+        return pb.DescribeItemsResponse(
+            items=[pb.ItemState(item_id=s.item_id, found=s.found, hidden=s.hidden,
+                                expires_at=s.expires_at, categories=list(s.categories),
+                                degree=s.degree)
+                   for s in states.items],
+            snapshot_version=states.snapshot_version,
         )

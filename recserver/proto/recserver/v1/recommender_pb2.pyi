@@ -674,6 +674,89 @@ class UpdateItemsResponse(_message.Message):
 Global___UpdateItemsResponse: _TypeAlias = UpdateItemsResponse  # noqa: Y015
 
 @_typing.final
+class DescribeItemsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def item_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        item_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["item_ids", b"item_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeItemsRequest: _TypeAlias = DescribeItemsRequest  # noqa: Y015
+
+@_typing.final
+class ItemState(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    FOUND_FIELD_NUMBER: _builtins.int
+    HIDDEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    DEGREE_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    found: _builtins.bool
+    """False when the snapshot has no such item (no event and no catalogue update named it yet)."""
+    hidden: _builtins.bool
+    expires_at: _builtins.float
+    """Unix seconds after which the item is never recommended; 0 = never."""
+    degree: _builtins.int
+    """The item's edges in the graph (0: known from the catalogue only, no event yet)."""
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        found: _builtins.bool = ...,
+        hidden: _builtins.bool = ...,
+        expires_at: _builtins.float = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        degree: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "degree", b"degree", "expires_at", b"expires_at", "found", b"found", "hidden", b"hidden", "item_id", b"item_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ItemState: _TypeAlias = ItemState  # noqa: Y015
+
+@_typing.final
+class DescribeItemsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_VERSION_FIELD_NUMBER: _builtins.int
+    snapshot_version: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___ItemState]:
+        """One per requested id, in request order."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___ItemState] | None = ...,
+        snapshot_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "snapshot_version", b"snapshot_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribeItemsResponse: _TypeAlias = DescribeItemsResponse  # noqa: Y015
+
+@_typing.final
 class DeleteUserRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

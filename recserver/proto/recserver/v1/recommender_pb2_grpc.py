@@ -61,6 +61,11 @@ class RecommenderStub:
                 request_serializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsRequest.SerializeToString,
                 response_deserializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsResponse.FromString,
                 _registered_method=True)
+        self.DescribeItems = channel.unary_unary(
+                '/recserver.v1.Recommender/DescribeItems',
+                request_serializer=recserver_dot_v1_dot_recommender__pb2.DescribeItemsRequest.SerializeToString,
+                response_deserializer=recserver_dot_v1_dot_recommender__pb2.DescribeItemsResponse.FromString,
+                _registered_method=True)
         self.DeleteUser = channel.unary_unary(
                 '/recserver.v1.Recommender/DeleteUser',
                 request_serializer=recserver_dot_v1_dot_recommender__pb2.DeleteUserRequest.SerializeToString,
@@ -124,6 +129,15 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribeItems(self, request, context):
+        """Catalogue items as this replica's current snapshot holds them: hidden, expiry, categories,
+        and whether the graph knows the item (for operators and tests: "is my hide visible yet?").
+        At most 1000 ids per call (INVALID_ARGUMENT beyond); an unknown or empty id is found = false.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteUser(self, request, context):
         """Erase a user: an erasure record is appended to the event log (acknowledged once durable,
         like RecordEvents) and every replica, applying the log in order, drops the user's edges
@@ -165,6 +179,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.UpdateItems,
                     request_deserializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsRequest.FromString,
                     response_serializer=recserver_dot_v1_dot_recommender__pb2.UpdateItemsResponse.SerializeToString,
+            ),
+            'DescribeItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeItems,
+                    request_deserializer=recserver_dot_v1_dot_recommender__pb2.DescribeItemsRequest.FromString,
+                    response_serializer=recserver_dot_v1_dot_recommender__pb2.DescribeItemsResponse.SerializeToString,
             ),
             'DeleteUser': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteUser,
@@ -308,6 +327,33 @@ class Recommender:
             '/recserver.v1.Recommender/UpdateItems',
             recserver_dot_v1_dot_recommender__pb2.UpdateItemsRequest.SerializeToString,
             recserver_dot_v1_dot_recommender__pb2.UpdateItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/recserver.v1.Recommender/DescribeItems',
+            recserver_dot_v1_dot_recommender__pb2.DescribeItemsRequest.SerializeToString,
+            recserver_dot_v1_dot_recommender__pb2.DescribeItemsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -69,6 +69,11 @@ class RecommenderStub:
     all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
     naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
     """
+    DescribeItems: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.DescribeItemsRequest, _recommender_pb2.DescribeItemsResponse]
+    """Catalogue items as this replica's current snapshot holds them: hidden, expiry, categories,
+    and whether the graph knows the item (for operators and tests: "is my hide visible yet?").
+    At most 1000 ids per call (INVALID_ARGUMENT beyond); an unknown or empty id is found = false.
+    """
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_recommender_pb2.DeleteUserRequest, _recommender_pb2.DeleteUserResponse]
     """Erase a user: an erasure record is appended to the event log (acknowledged once durable,
     like RecordEvents) and every replica, applying the log in order, drops the user's edges
@@ -115,6 +120,11 @@ class RecommenderAsyncStub(RecommenderStub):
     (visible in answers within the publish interval). Items need no events first. The batch is
     all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
     naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
+    """
+    DescribeItems: _aio.UnaryUnaryMultiCallable[_recommender_pb2.DescribeItemsRequest, _recommender_pb2.DescribeItemsResponse]  # type: ignore[assignment]
+    """Catalogue items as this replica's current snapshot holds them: hidden, expiry, categories,
+    and whether the graph knows the item (for operators and tests: "is my hide visible yet?").
+    At most 1000 ids per call (INVALID_ARGUMENT beyond); an unknown or empty id is found = false.
     """
     DeleteUser: _aio.UnaryUnaryMultiCallable[_recommender_pb2.DeleteUserRequest, _recommender_pb2.DeleteUserResponse]  # type: ignore[assignment]
     """Erase a user: an erasure record is appended to the event log (acknowledged once durable,
@@ -189,6 +199,17 @@ class RecommenderServicer(metaclass=_abc_1.ABCMeta):
         (visible in answers within the publish interval). Items need no events first. The batch is
         all or nothing: one unfit item (empty id, bad category) makes the call INVALID_ARGUMENT,
         naming it, and nothing is appended. Retrying a batch is safe (updates set a state).
+        """
+
+    @_abc_1.abstractmethod
+    def DescribeItems(
+        self,
+        request: _recommender_pb2.DescribeItemsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_recommender_pb2.DescribeItemsResponse, _abc.Awaitable[_recommender_pb2.DescribeItemsResponse]]:
+        """Catalogue items as this replica's current snapshot holds them: hidden, expiry, categories,
+        and whether the graph knows the item (for operators and tests: "is my hide visible yet?").
+        At most 1000 ids per call (INVALID_ARGUMENT beyond); an unknown or empty id is found = false.
         """
 
     @_abc_1.abstractmethod
