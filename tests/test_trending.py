@@ -134,7 +134,8 @@ def test_the_builder_keeps_only_the_half_lives_surfaces_use() -> None:
 
 
 def test_config_errors_name_the_field_and_the_fix() -> None:
-    with pytest.raises(ConfigError, match=r"surfaces.news.trending.half_life_minutes: 0 is out of range; use a value > 0"):
+    with pytest.raises(ConfigError, match=r"surfaces.news.trending.half_life_minutes: 0 is "
+                       r"out of range; use a value > 0"):
         config(half_life_minutes=0)
     with pytest.raises(ConfigError, match="known tiers: ann, popular, trending"):
         config(tiers=("trendy",))
