@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from recserver.ann.runtime import AnnRuntime
@@ -29,17 +30,24 @@ from recserver.server.grpc_server import GrpcServer
 from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier
 from recserver.service.observer import Observers
 from recserver.service.recommender import Recommender, WalkHook
+from recserver.service.trending import TrendingTier, keep_trending
 
 __all__ = ["App", "DataSource", "build_tiers", "uses_ann"]
 
 log = logging.getLogger(__name__)
 
 
-def build_tiers(graph: SnapshotSource, ann: AnnRuntime | None = None) -> dict[str, FallbackTier]:
-    """The fallback tiers by the names surfaces use in ``fallback.tiers`` (explicit mapping)."""
+def build_tiers(graph: SnapshotSource, ann: AnnRuntime | None = None,
+                config: Callable[[], RecServerConfig] | None = None) -> dict[str, FallbackTier]:
+    """The fallback tiers by the names surfaces use in ``fallback.tiers`` (explicit mapping);
+    ``config`` (the current config) gives each surface its trending half-life."""
     popular = PopularTier()
     graph.on_publish.append(popular.refresh)
     tiers: dict[str, FallbackTier] = {"popular": popular}
+    if config is not None:
+        trending = TrendingTier(config)
+        graph.on_publish.append(trending.refresh)
+        tiers["trending"] = trending
     if ann is not None:
         tiers["ann"] = ann.tier
     return tiers
@@ -74,13 +82,14 @@ class App:
         self.metrics = metrics if metrics is not None else Metrics(config)
         self.metrics.serve_as("single-process")  # the one process that answers
         self.graph = LiveGraph(config.graph)
+        keep_trending(self.graph, config)  # before any ingest
         self.metrics.watch_graph(self.graph)
         self.metrics.watch_config(holder)
         url, origin = resolve_redis_url(redis_url, config.ann.url())
         self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache)
         log.info("ann cache: %s (from %s)", self.ann.where, origin)  # password redacted
         self.ann.follow_erasures(self.graph)
-        self.tiers = build_tiers(self.graph, self.ann)
+        self.tiers = build_tiers(self.graph, self.ann, lambda: holder.current)
         # Online quality: sampled answers wait for their users' later events (every ingested
         # batch); answers whose window passed are counted as misses at each publish too.
         self.online = OnlineQuality(
@@ -114,6 +123,7 @@ class App:
     def _on_config(self, config: RecServerConfig) -> None:
         self.recommender.apply_config(config)
         self.metrics.apply_config(config)
+        keep_trending(self.graph, config)
         if uses_ann(config):
             self.ann.start()  # a no-op when already running
         log.info("config reloaded: %d surfaces", len(config.surfaces))

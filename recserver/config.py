@@ -32,7 +32,7 @@ from recserver.ingest.config import IngestConfig
 from recserver.security import AuthConfig, TlsConfig
 
 #: Names a surface may list in ``fallback.tiers``; ``recserver.app.build_tiers`` builds each.
-FALLBACK_TIERS = ("ann", "popular")
+FALLBACK_TIERS = ("ann", "popular", "trending")
 
 
 class BlendConfig(StrictModel):
@@ -94,6 +94,17 @@ class FallbackConfig(StrictModel):
         return self
 
 
+class TrendingConfig(StrictModel):
+    """The ``trending`` tier of a surface: items by their recent events, decayed."""
+
+    half_life_minutes: float = Field(
+        default=60.0, gt=0, le=10_080, description="an event counts half after this many "
+        "minutes (minutes to hours; at most a week). The builder keeps counts for every "
+        "half-life a surface using the trending tier names; a half-life first named by a "
+        "reload counts the events from then on"
+    )
+
+
 class FilterConfig(StrictModel):
     """Request limits and filters of a surface."""
 
@@ -124,6 +135,7 @@ class SurfaceConfig(StrictModel):
     walk: WalkConfig = Field(default_factory=WalkConfig)
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
     filters: FilterConfig = Field(default_factory=FilterConfig)
+    trending: TrendingConfig = Field(default_factory=TrendingConfig)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> SurfaceConfig:

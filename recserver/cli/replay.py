@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of events (the latest) replayed (default 0.1)")
     parser.add_argument("--modes",
                         help="comma-separated: realtime, delayed:D, frozen, BASELINE:P (ease, "
-                        "itemknn, rp3beta, als retrained every P) or baseline; a graph mode may "
+                        "itemknn, rp3beta, als retrained every P), baseline, trending:W (the "
+                        "most-clicked items of the W before each ask); a graph mode may "
                         f"end in @INTERVAL (default {DEFAULT_MODES}; with --target: realtime)")
     parser.add_argument("--session-gap", default="30m",
                         help="a user's events closer than this form one session (default 30m)")

@@ -43,7 +43,7 @@ from recserver.eval.targets import targets
 from recserver.graph.config import WalkConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.loaders import load_events
-from recserver.graph.synthetic import generate, parse_size
+from recserver.graph.workloads import parse_synthetic, synthetic_events
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def load_source(
     """The events of ``--events`` (the same files ``serve`` reads) or ``--synthetic``."""
     if events is not None:
         return load_events(events, config.graph.event_weights, strict=strict), str(events)
-    n = parse_size(synthetic or "small")
-    return generate(n, seed=seed), f"synthetic:{n}"
+    spec = parse_synthetic(synthetic, "small")
+    return synthetic_events(spec, seed=seed), spec.label
 
 
 def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: str = "") -> dict:

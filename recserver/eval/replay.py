@@ -27,6 +27,7 @@ from recserver.eval.replay_engine import AskHook, ModeResult, Replayer, run_mode
 from recserver.eval.replay_graph import GraphReplayer, time_ordered
 from recserver.eval.replay_modes import DEFAULT_MODES, Mode, format_duration, parse_modes
 from recserver.eval.replay_sessions import cut_timeline
+from recserver.eval.replay_trending import TrendingReplayer
 from recserver.eval.split import cutoff_time
 from recserver.graph.events import EventColumns
 
@@ -94,6 +95,8 @@ def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, sou
             replayer = remote(mode, cols, cutoff)
         elif mode.kind == "graph":
             replayer = GraphReplayer(config, surface, mode, cols, cutoff)
+        elif mode.kind == "trending":
+            replayer = TrendingReplayer(mode, cols)
         else:
             assert mode.baseline is not None
             if mode.baseline == "ease" and not ease_fits:

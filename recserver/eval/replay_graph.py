@@ -31,6 +31,7 @@ from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.walk import warm_up
 from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier
 from recserver.service.recommender import Recommender
+from recserver.service.trending import TrendingTier, keep_trending
 from recserver.service.types import RecommendQuery
 
 
@@ -72,6 +73,7 @@ class GraphReplayer:
         graph_cfg = config.graph.model_copy(update={"publish_interval_s": interval})
         self.interval = interval
         self.graph = LiveGraph(graph_cfg)
+        keep_trending(self.graph, config)
         lag = mode.delay_s if mode.delay_s is not None else 0.0
         start = int(np.searchsorted(events.timestamp, cutoff - lag, side="left"))
         if start:
@@ -81,6 +83,11 @@ class GraphReplayer:
         popular.refresh(self.graph.current)
         self.graph.on_publish.append(popular.refresh)  # as the server's tiers refresh
         tiers: dict[str, FallbackTier] = {"popular": popular}
+        if "trending" in config.surfaces[surface].fallback.tiers:
+            trending = TrendingTier(lambda: config)
+            trending.refresh(self.graph.current)
+            self.graph.on_publish.append(trending.refresh)
+            tiers["trending"] = trending
         self.ann: AnnRuntime | None = None
         if "ann" in config.surfaces[surface].fallback.tiers:
             self.ann = AnnRuntime(config.ann.model_copy(update={"redis_url": None}), self.graph)

@@ -10,6 +10,9 @@
   was trained on, as a batch recommender serving precomputed lists does; ``baseline`` is the
   best baseline (EASE, unless the catalogue is too large for it, then ItemKNN) retrained daily.
 
+``trending:W`` is the most-clicked items of the ``W`` before each ask, the user's own items
+removed (``trending:15m``): no model, the baseline where items churn.
+
 A graph mode may end in ``@I`` to publish every ``I`` instead of the config's interval
 (``realtime@1m``). Durations: a number of seconds or a number with ``s``, ``m``, ``h`` or ``d``.
 """
@@ -50,11 +53,12 @@ class Mode:
     """One way of keeping the model fresh."""
 
     name: str
-    kind: str  # "graph" or "baseline"
+    kind: str  # "graph", "baseline" or "trending"
     delay_s: float | None = 0.0  # graph: events visible this long after they happen; None frozen
     publish_interval_s: float | None = None  # graph: None means the config's
     baseline: str | None = None
     retrain_s: float = 86_400.0
+    window_s: float | None = None  # trending: events counted this far back from each ask
 
     @property
     def freshness_s(self) -> float:
@@ -65,6 +69,8 @@ class Mode:
         """
         if self.kind == "baseline":
             return self.retrain_s / 2
+        if self.kind == "trending":
+            return (self.window_s or 0.0) / 2  # the window's events are this old on average
         if self.delay_s is None:
             return math.inf
         return self.delay_s + (self.publish_interval_s or 0.0) / 2
@@ -86,6 +92,12 @@ def parse_mode(text: str, *, ease_fits: bool = True) -> Mode:
         return Mode(text.strip(), "graph", None, interval)
     if head == "delayed" and arg:
         return Mode(text.strip(), "graph", parse_duration(arg), interval)
+    if head == "trending" and arg and interval is None:
+        window = parse_duration(arg)
+        if window <= 0:
+            raise ValueError(f"mode {text!r}: the trending window must be > 0")
+        return Mode(f"trending:{format_duration(window)}", "trending", None, None,
+                    window_s=window)
     if interval is None and (head in BASELINES or head == "baseline"):
         name = head if head != "baseline" else ("ease" if ease_fits else "itemknn")
         period = parse_duration(arg) if arg else 86_400.0
@@ -94,7 +106,8 @@ def parse_mode(text: str, *, ease_fits: bool = True) -> Mode:
         return Mode(f"{name}:{format_duration(period)}", "baseline", None, None, name, period)
     raise ValueError(f"unknown replay mode {text!r}; use realtime, delayed:D (e.g. delayed:1d), "
                      f"frozen, or a baseline retrained every P ({', '.join(BASELINES)}, e.g. "
-                     "ease:1d, or 'baseline'), a graph mode optionally with @INTERVAL")
+                     "ease:1d, or 'baseline'), trending:W (e.g. trending:15m), a graph mode "
+                     "optionally with @INTERVAL")
 
 
 def parse_modes(text: str, *, ease_fits: bool = True) -> list[Mode]:

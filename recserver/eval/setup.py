@@ -22,6 +22,7 @@ from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.walk import warm_up
 from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier
 from recserver.service.recommender import Recommender
+from recserver.service.trending import TrendingTier, keep_trending
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ class EvalSetup:
         started = time.perf_counter()
         self.config = config
         self.graph = LiveGraph(config.graph)
+        keep_trending(self.graph, config)
         n = len(train)
         for lo in range(0, max(n, 1), CHUNK):
             mask = np.zeros(n, dtype=bool)
@@ -45,6 +47,8 @@ class EvalSetup:
         self.graph.publish(compact=True)
         self.popular = PopularTier()
         self.popular.refresh(self.graph.current)
+        self.trending = TrendingTier(lambda: config)
+        self.trending.refresh(self.graph.current)
         self.build_seconds = time.perf_counter() - started
         self._ann: AnnRuntime | None = None
         warm_up()
@@ -74,6 +78,8 @@ class EvalSetup:
         tiers: dict[str, FallbackTier] = {"popular": self.popular}
         if "ann" in names:
             tiers["ann"] = self.ann().tier
+        if "trending" in names:
+            tiers["trending"] = self.trending
         return tiers
 
     def recommender(self, config: RecServerConfig, surface: str) -> Recommender:

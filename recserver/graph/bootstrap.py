@@ -17,7 +17,7 @@ from recserver.graph.events import EventColumns, RejectedEvent
 from recserver.graph.heap import release_free_heap
 from recserver.graph.live import LiveGraph
 from recserver.graph.loaders import iter_events, rejection_summary
-from recserver.graph.synthetic import generate, parse_size, recent_start
+from recserver.graph.workloads import parse_synthetic, synthetic_events
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,9 @@ def load_into(
         batches = iter_events(events, cfg.event_weights, strict=strict)
         source = str(events)
     else:
-        n_events = parse_size(synthetic or "medium")
-        batches = iter(_chunks(generate(n_events, seed=seed, start=recent_start())))  # live history
-        source = f"synthetic:{n_events}"
+        spec = parse_synthetic(synthetic, "medium")
+        batches = iter(_chunks(synthetic_events(spec, seed=seed, live=True)))  # live history
+        source = spec.label
     load_seconds = 0.0
     while True:
         t = time.perf_counter()

@@ -34,6 +34,7 @@ from recserver.graph.heap import release_free_heap
 from recserver.graph.prune import PruneReport
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.store import EdgeRun, EdgeStore, IngestOutcome, StoreState, merge_runs
+from recserver.graph.trending import TrendingCounters, count_columns, seed_from_runs
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ class LiveGraph:
         self._folded_seq = 0  # every ingest call up to this one is in the latest snapshot
         #: the item catalogue (hidden, expiry, categories), applied from the log like events
         self.catalog = CatalogState()
+        #: decayed per-item event counts for the trending tier (set before the first ingest by
+        #: whoever serves a surface that uses it); each snapshot carries them at its newest event
+        self.trending: TrendingCounters | None = None
 
     @property
     def current(self) -> GraphSnapshot:
@@ -124,6 +128,8 @@ class LiveGraph:
         with self._ingest_lock:
             outcome = self.store.ingest(cols, event_keys=event_keys)
             self.events_applied += outcome.n_accepted
+            if self.trending is not None:
+                count_columns(self.trending, self.store.items, cols, outcome.accepted)
             if log_position is not None:
                 self.applied_position = log_position
             self._ingest_seq += 1
@@ -240,6 +246,8 @@ class LiveGraph:
             if self._current is not None:
                 raise RuntimeError("restore_state must come before the first publish")
             self.store.restore(state)
+            if self.trending is not None:  # a checkpoint has edges, not events: seed from them
+                seed_from_runs(self.trending, state.main, state.delta)
             if state.catalog is not None:
                 self.catalog = CatalogState.from_view(state.catalog)
             self.applied_position = state.log_position
@@ -382,6 +390,8 @@ class LiveGraph:
             built_at=time.time(),
             stats={"overlay_edges": float(len(pending)), "ingest_seq": float(self._folded_seq)},
             catalog=self.catalog.view(),
+            trending=(self.trending.at(self.store.max_ts, n_items)
+                      if self.trending is not None else {}),
         )
         self._current = snap  # the atomic swap readers rely on
         for callback in self.on_publish:

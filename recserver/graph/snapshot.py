@@ -107,6 +107,9 @@ class GraphSnapshot:
     stats: dict[str, float] = field(default_factory=dict)
     #: hidden, expired and category rules per item (``recserver.catalog``); None: no rules
     catalog: CatalogView | None = None
+    #: trending counts per item by half-life key (``recserver.graph.trending``), decayed to
+    #: the newest event at publish; empty when no surface uses the trending tier
+    trending: dict[str, Float32Array] = field(default_factory=dict)
 
     @property
     def n_users(self) -> int:

@@ -38,6 +38,7 @@ from recserver.metrics.http import MetricsServer, serving_registry
 from recserver.node.layout import RunDir
 from recserver.node.snapshot_files import SnapshotWriter
 from recserver.server.grpc_server import GrpcServer
+from recserver.service.trending import keep_trending
 from recserver.service.types import Recommendation, RecommendQuery
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ class Builder:
         self.metrics = Metrics(config)
         self.writer = SnapshotWriter(self.run)
         self.graph = LiveGraph(config.graph, first_version=self.writer.last_version() + 1)
+        keep_trending(self.graph, config)  # before any ingest: bootstrap, restore, the log
+        holder.add_listener(lambda new: keep_trending(self.graph, new))
         self.metrics.watch_graph(self.graph)
         self.metrics.watch_config(holder)
         url, origin = resolve_redis_url(redis_url, config.ann.url())

@@ -170,6 +170,8 @@ class MappedGraph:
             t_ref=float(str(manifest["t_ref"])), built_at=float(str(manifest["built_at"])),
             stats=dict(stats) if isinstance(stats, dict) else {},
             catalog=self._catalog[1],
+            trending={str(key): load_array(over / f"trending-{key}.npy")
+                      for key in manifest.get("trending") or ()},  # type: ignore[attr-defined]
         )  # fmt: skip
 
     def wait_ready(self, timeout_s: float) -> bool:

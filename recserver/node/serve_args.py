@@ -16,7 +16,9 @@ def add_source_args(parser: argparse.ArgumentParser) -> None:
                         "gzip too) (default: synthetic events)")
     source.add_argument(
         "--synthetic", metavar="SIZE",
-        help="synthetic events: small, medium, large or a count (default: the command's size)",
+        help="synthetic events: small, medium, large or a count (a retail-like log), or "
+        "churn[:SIZE] (a news-like log: items born all the time, read for a few hours) "
+        "(default: the command's size)",
     )
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first bad row (default: skip bad rows, report them)")

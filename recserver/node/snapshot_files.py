@@ -2,10 +2,10 @@
 
 The builder calls :meth:`SnapshotWriter.write` on every publish. The compact base (large, changes
 only at compaction) is written once per base into ``base-<v>/`` with its id maps; each publish
-writes the small overlay, the merged item degrees and the id-map *tails* (names first seen since
-the base) into ``over-<v>/``, the item catalogue into ``cat-<v>/`` when it changed, then
-replaces ``MANIFEST.json``. Every array is a plain ``.npy``,
-so a worker maps it read-only and all workers share the pages through the page cache.
+writes the small overlay, the merged item degrees, the trending counts (one array per half-life)
+and the id-map *tails* (names first seen since the base) into ``over-<v>/``, the item catalogue
+into ``cat-<v>/`` when it changed, then replaces ``MANIFEST.json``. Every array is a plain
+``.npy``, so a worker maps it read-only and all workers share the pages through the page cache.
 
 Old folders are deleted once no manifest of the last ``keep_s`` seconds names them. A worker
 that still maps a deleted file keeps its pages (Linux frees an inode at its last unmap), so
@@ -112,6 +112,8 @@ class SnapshotWriter:
         save_side(folder, "over_users", snap.over_users)
         save_side(folder, "over_items", snap.over_items)
         save_array(folder / "item_degree.npy", snap.item_degree, fsync=False)
+        for key, counts in snap.trending.items():  # per publish: they decay with the clock
+            save_array(folder / f"trending-{key}.npy", counts, fsync=False)
         n_base_users, n_base_items = self._base_counts
         save_names(folder / "users_tail", snap.users.names(range(n_base_users, snap.n_users)))
         save_names(folder / "items_tail", snap.items.names(range(n_base_items, snap.n_items)))
@@ -120,7 +122,7 @@ class SnapshotWriter:
             "overlay": over_name, "n_users": snap.n_users, "n_items": snap.n_items,
             "t_ref": snap.t_ref, "built_at": snap.built_at, "published_at": time.time(),
             "stats": snap.stats, "visible_position": visible_position,
-            "catalog": self._catalog_name,
+            "catalog": self._catalog_name, "trending": sorted(snap.trending),
         }  # fmt: skip
         # Not fsynced, like the snapshot's arrays: workers read it through the page cache, and
         # a restarted builder publishes anew. An fsync here waited behind a checkpoint's

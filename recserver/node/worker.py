@@ -111,7 +111,7 @@ class Worker:
         self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache,
                               cache=cache, builds=False,
                               where=None if url else f"files in {run.ann}")
-        self._fallback = FallbackChain(build_tiers(self.graph, self.ann))
+        self._fallback = FallbackChain(build_tiers(self.graph, self.ann, lambda: holder.current))
         self.recommender = Recommender(
             self.graph, lambda: holder.current, self._fallback, walk_hook=walk_hook,
             observer=self.metrics,

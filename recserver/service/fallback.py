@@ -66,6 +66,73 @@ def drop_excluded(items: Int32Array, exclude: Int32Array) -> npt.NDArray[np.bool
     return exclude[pos] != items
 
 
+class RankedList:
+    """Items ranked by a per-item weight: the top ``size`` sorted once, deeper on demand.
+
+    Built beside the hot path (on publish); ``fetch`` is a slice and a filter, and only a
+    catalogue filter that leaves too few of the top list ranks the rest (``_deeper``).
+    """
+
+    def __init__(self, weight: npt.NDArray[np.float64], size: int = 2_000, *,
+                 positive_only: bool = False) -> None:
+        """``positive_only``: leave items of weight 0 out (else they rank last)."""
+        size = min(size, weight.shape[0])
+        if size == 0:
+            top = np.empty(0, dtype=np.int64)
+        else:
+            top = np.argpartition(-weight, size - 1)[:size]
+            top = top[np.argsort(-weight[top], kind="stable")]
+            if positive_only:
+                top = top[weight[top] > 0]
+        peak = float(weight[top[0]]) if size else 1.0
+        self.items: Int32Array = top.astype(np.int32)
+        self.scores: Float32Array = (weight[top] / max(peak, 1e-30)).astype(np.float32)
+        self.weight = weight
+        # The top list holds every item that could rank: a filter needs no deeper search.
+        self._complete = top.shape[0] >= weight.shape[0] or (
+            size > 0 and top.shape[0] < size)
+
+    @staticmethod
+    def empty() -> RankedList:
+        return RankedList(np.empty(0, dtype=np.float64))
+
+    def fetch(self, request: FallbackRequest) -> tuple[Int32Array, Float32Array]:
+        """Up to ``request.k`` items best first, excluded and filtered items removed."""
+        keep = drop_excluded(self.items, request.exclude)
+        items, scores = self.items[keep], self.scores[keep]
+        if request.keep is None:
+            return items[: request.k], scores[: request.k]
+        items, scores = request.keep.filter(items, scores)
+        if items.shape[0] >= request.k or self._complete:
+            return items[: request.k], scores[: request.k]
+        return self._deeper(request, items, scores)
+
+    def _deeper(self, request: FallbackRequest, items: Int32Array,
+                scores: Float32Array) -> tuple[Int32Array, Float32Array]:
+        """A filter left too few of the top list: rank every other item the filter allows.
+
+        Rare (a narrow category, a mostly hidden head) and bounded by the catalogue: one pass
+        of the filter over the items with any weight, then a partial sort. A category filter
+        ranks the category's own items: a per-category list at no extra upkeep.
+        """
+        assert request.keep is not None
+        weight = self.weight
+        rest = request.keep.category_items()  # a category's own items: no scan of the rest
+        if rest is None:
+            rest = np.flatnonzero(weight > 0).astype(np.int32)
+        rest = rest[rest < weight.shape[0]]
+        rest = rest[weight[rest] > 0]
+        rest = rest[drop_excluded(rest, np.union1d(self.items, request.exclude))]
+        rest = rest[request.keep.keep(rest, count=False)]
+        need = request.k - items.shape[0]
+        if rest.shape[0] > need:
+            rest = rest[np.argpartition(-weight[rest], need - 1)[:need]]
+        rest = rest[np.argsort(-weight[rest], kind="stable")]
+        peak = float(weight.max()) if weight.shape[0] else 1.0
+        more = (weight[rest] / max(peak, 1e-30)).astype(np.float32)
+        return np.concatenate([items, rest]), np.concatenate([scores, more])
+
+
 class PopularTier:
     """The most popular items (by total edge weight), recomputed on each snapshot publish."""
 
@@ -74,9 +141,7 @@ class PopularTier:
 
     def __init__(self, size: int = 2_000) -> None:
         self._size = size
-        self._items: Int32Array = np.empty(0, dtype=np.int32)
-        self._scores: Float32Array = np.empty(0, dtype=np.float32)
-        self._weight: npt.NDArray[np.float64] = np.empty(0, dtype=np.float64)
+        self._list = RankedList.empty()
         self._version = -1
         self._lock = threading.Lock()
 
@@ -86,52 +151,13 @@ class PopularTier:
         base = snapshot.base_items.row_weight
         weight[: base.shape[0]] += base
         weight += snapshot.over_items.row_weight
-        size = min(self._size, weight.shape[0])
-        if size == 0:
-            top = np.empty(0, dtype=np.int64)
-        else:
-            top = np.argpartition(-weight, size - 1)[:size]
-            top = top[np.argsort(-weight[top], kind="stable")]
-        peak = float(weight[top[0]]) if size else 1.0
+        ranked = RankedList(weight, self._size)
         with self._lock:
-            self._items = top.astype(np.int32)
-            self._scores = (weight[top] / max(peak, 1e-30)).astype(np.float32)
-            self._weight = weight
+            self._list = ranked
             self._version = snapshot.version
 
     def fetch(self, request: FallbackRequest) -> tuple[Int32Array, Float32Array]:
-        items, scores, weight = self._items, self._scores, self._weight
-        keep = drop_excluded(items, request.exclude)
-        items, scores = items[keep], scores[keep]
-        if request.keep is None:
-            return items[: request.k], scores[: request.k]
-        items, scores = request.keep.filter(items, scores)
-        if items.shape[0] >= request.k or self._items.shape[0] >= weight.shape[0]:
-            return items[: request.k], scores[: request.k]
-        return self._deeper(request, items, scores, weight)
-
-    def _deeper(self, request: FallbackRequest, items: Int32Array, scores: Float32Array,
-                weight: npt.NDArray[np.float64]) -> tuple[Int32Array, Float32Array]:
-        """A filter left too few of the top list: rank every other item the filter allows.
-
-        Rare (a narrow category, a mostly hidden head) and bounded by the catalogue: one pass
-        of the filter over the items with any weight, then a partial sort.
-        """
-        assert request.keep is not None
-        rest = request.keep.category_items()  # a category's own items: no scan of the rest
-        if rest is None:
-            rest = np.flatnonzero(weight > 0).astype(np.int32)
-        rest = rest[rest < weight.shape[0]]
-        rest = rest[weight[rest] > 0]
-        rest = rest[drop_excluded(rest, np.union1d(self._items, request.exclude))]
-        rest = rest[request.keep.keep(rest, count=False)]
-        need = request.k - items.shape[0]
-        if rest.shape[0] > need:
-            rest = rest[np.argpartition(-weight[rest], need - 1)[:need]]
-        rest = rest[np.argsort(-weight[rest], kind="stable")]
-        peak = float(weight.max()) if weight.shape[0] else 1.0
-        more = (weight[rest] / max(peak, 1e-30)).astype(np.float32)
-        return np.concatenate([items, rest]), np.concatenate([scores, more])
+        return self._list.fetch(request)
 
 
 @dataclass

@@ -19,6 +19,10 @@ reciprocal rank fusion (score fusion in ``score`` mode); popular items only fill
 On the purchase log pooling the two lifted recall@20 above either alone. Without it a complete
 walk answers alone. A walk cut short is merged by ``mode`` as above either way.
 
+The ``trending`` tier's candidates are pooled like the ANN's (the fallback side of the weights):
+listed in ``fallback.tiers`` of a surface that pools (``score``, ``rank`` or
+``pool_complete_walk``), trending is a blend input, not only a fill.
+
 Both policies remove duplicates and never return an excluded (seen, context, requested) item;
 every item keeps the tier that produced it.
 """
@@ -203,4 +207,7 @@ def _overall_source(items: list[RecommendedItem]) -> Source:
         return "blended"
     if graph_like:
         return "graph_partial" if "graph_partial" in graph_like else "graph"
-    return "ann_fallback" if "ann_fallback" in sources else "popular"
+    for source in ("ann_fallback", "trending"):
+        if source in sources:
+            return source
+    return "popular"

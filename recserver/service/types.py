@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Source = Literal["graph", "graph_partial", "blended", "ann_fallback", "popular"]
+Source = Literal["graph", "graph_partial", "blended", "ann_fallback", "popular", "trending"]
 #: Every source, in tier order; metrics label values come from this fixed set.
-SOURCES: tuple[Source, ...] = ("graph", "graph_partial", "blended", "ann_fallback", "popular")
+SOURCES: tuple[Source, ...] = ("graph", "graph_partial", "blended", "ann_fallback", "popular",
+                               "trending")
 
 
 @dataclass(frozen=True)

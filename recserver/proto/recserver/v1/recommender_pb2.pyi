@@ -41,6 +41,8 @@ class _SourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Source.ValueTy
     """precomputed nearest neighbours"""
     POPULAR: _Source.ValueType  # 5
     """popular items of the surface"""
+    TRENDING: _Source.ValueType  # 6
+    """items with the most recent events (short half-life)"""
 
 class Source(_Source, metaclass=_SourceEnumTypeWrapper):
     """Which tier produced an item or an answer (fastest last)."""
@@ -56,6 +58,8 @@ ANN_FALLBACK: Source.ValueType  # 4
 """precomputed nearest neighbours"""
 POPULAR: Source.ValueType  # 5
 """popular items of the surface"""
+TRENDING: Source.ValueType  # 6
+"""items with the most recent events (short half-life)"""
 Global___Source: _TypeAlias = Source  # noqa: Y015
 
 class _EventStatus:
