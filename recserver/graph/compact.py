@@ -20,7 +20,6 @@ from recserver.graph.prune import PruneReport, prune_edges
 from recserver.graph.snapshot import CsrSide
 from recserver.graph.store import EdgeRun, merge_runs
 
-
 #: The smallest weight a snapshot gives a positive edge (float32's smallest normal number).
 FLOAT32_FLOOR = float(np.finfo(np.float32).tiny)
 
