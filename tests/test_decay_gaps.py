@@ -11,8 +11,10 @@ import pytest
 
 from recserver.graph.bootstrap import load_into
 from recserver.graph.config import EventWeightsConfig, GraphConfig, WalkConfig
+from recserver.graph.decay_clock import DecayClock
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
+from recserver.graph.loaders import load_events
 from recserver.graph.seeds import user_seeds
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.synthetic import generate
@@ -134,3 +136,23 @@ def test_an_old_log_is_warned_about_at_start(tmp_path: Path,
     with caplog.at_level(logging.WARNING, logger="recserver.graph.bootstrap"):
         load_into(LiveGraph(GraphConfig()), synthetic="2000")  # ends today: nothing to say
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_gaps_below_the_cap_are_untouched_and_late_events_keep_their_place() -> None:
+    week = np.array([0.0, DAY, 2 * DAY, 5 * DAY], dtype=np.float64)  # a weekend gap, 3 days
+    clock = DecayClock().with_gaps(week, -np.inf, 60 * DAY)
+    assert clock.skipped_s == 0.0 and clock.active(week).tolist() == week.tolist()
+    # A year of silence, then two events a day apart: the gap counts 60 days.
+    later = np.array([370 * DAY, 371 * DAY], dtype=np.float64)
+    clock = clock.with_gaps(later, 5 * DAY, 60 * DAY)
+    assert clock.active(later).tolist() == [65 * DAY, 66 * DAY]
+    # A late event inside the skipped stretch lands at its start; before it, time is real.
+    assert clock.active_at(200 * DAY) == 65 * DAY and clock.active_at(30 * DAY) == 30 * DAY
+    assert DecayClock.from_json(clock.to_json()).active(later).tolist() == [65 * DAY, 66 * DAY]
+
+
+@pytest.mark.skipif(not RETAIL_FILE.exists(), reason=f"purchase log not present at {RETAIL_FILE}")
+def test_a_retail_logs_own_gaps_decay_in_calendar_time() -> None:
+    live = LiveGraph(GraphConfig())
+    live.ingest(load_events(RETAIL_FILE, EventWeightsConfig()))  # what replay feeds in
+    assert live.store.clock.skipped_s == 0.0  # weekends and the holidays are far below 60 days
