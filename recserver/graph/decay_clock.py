@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from recserver.graph.config import EventWeightsConfig
+
 F64 = npt.NDArray[np.float64]
 DAY = 86_400.0
 
@@ -97,6 +99,13 @@ class DecayClock:
             return cls()
         pairs = np.asarray(gaps, dtype=np.float64).reshape(-1, 2)
         return cls(pairs[:, 0].copy(), pairs[:, 1].copy())
+
+
+def max_gap_seconds(ew: EventWeightsConfig) -> float | None:
+    """The longest dead gap decay counts in full, in seconds (None: no cap, or no decay)."""
+    if ew.half_life_days is None or ew.max_decay_gap_half_lives is None:
+        return None
+    return ew.max_decay_gap_half_lives * ew.half_life_days * DAY
 
 
 def stale_log_warning(

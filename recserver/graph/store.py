@@ -2,16 +2,13 @@
 
 One edge per (user, item). Each event adds ``type_weight * f(event weight) * decay`` to its edge and
 moves the edge's last timestamp forward. Decay uses a fixed epoch ``t0``: an event at time ``ts``
-adds ``c * 2 ** ((ts - t0) / half_life)``, so weights never need rewriting as time passes; a
-snapshot multiplies every weight by ``2 ** (-(t_ref - t0) / half_life)`` to express them at its
-reference time. Decay runs on *active* time (``decay_clock``): a gap with no events longer than
-``event_weights.max_decay_gap_half_lives`` counts as that long, so a live event after a log that
-ended years ago fades the old graph by a bounded factor, not to 0. Epoch-scaled weights double
-every half-life after ``t0``, so the epoch moves forward (``rebase``) before an event lands more
-than ``REBASE_HALF_LIVES`` past it: weights then stay inside float64 whatever the years between
-events, and a decayed weight never changes by a rebase (only its representation does). Edges
-live in two runs: ``main`` (what the current compact base was built from, sorted by key
-``user << 32 | item``) and ``pending`` (aggregated edges that arrived since).
+adds ``c * 2 ** ((ts - t0) / half_life)`` and a snapshot multiplies by ``2 ** (-(t_ref - t0) /
+half_life)``, so weights never need rewriting as time passes. Times are *active* times
+(``decay_clock``: a dead gap counts at most ``max_decay_gap_half_lives``, so one live event after
+an old log does not fade it to 0). The epoch moves forward (``rebase``) before an event lands
+more than ``REBASE_HALF_LIVES`` past it, so weights stay inside float64; a rebase changes no
+decayed weight, only its representation. Edges live in two runs: ``main`` (what the current
+compact base was built from, sorted by key ``user << 32 | item``) and ``pending`` (since).
 """
 
 from __future__ import annotations
@@ -25,7 +22,7 @@ import numpy.typing as npt
 
 from recserver.graph.arrayops import unique_sorted
 from recserver.graph.config import GraphConfig
-from recserver.graph.decay_clock import DecayClock
+from recserver.graph.decay_clock import DecayClock, max_gap_seconds
 from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
 from recserver.graph.dedup_window import WindowedDedup
 from recserver.graph.edge_runs import EdgeRun, merge_runs
@@ -67,6 +64,7 @@ class EdgeStore:
         self.t0: float | None = None  # in active time (``clock``)
         self.max_ts = -math.inf
         self.clock = DecayClock()
+        self._max_gap_s = max_gap_seconds(cfg.event_weights)  # longest dead gap decay counts
         self.main = EdgeRun.empty()
         self.pending = EdgeRun.empty()
         # Ingest threads append here; the publisher drains it. This small lock is the only one
@@ -83,13 +81,6 @@ class EdgeStore:
         ew = self.cfg.event_weights
         default = math.nan if ew.default is None else ew.default
         return np.array([ew.types.get(t, default) for t in type_names], dtype=np.float64)
-
-    def max_gap_s(self) -> float | None:
-        """The longest dead gap decay counts in full, in seconds (None: no cap, or no decay)."""
-        ew = self.cfg.event_weights
-        if ew.half_life_days is None or ew.max_decay_gap_half_lives is None:
-            return None
-        return ew.max_decay_gap_half_lives * ew.half_life_days * 86_400.0
 
     def scale_at(self, t_ref: float) -> float:
         """Factor turning epoch-scaled weights into weights decayed to (real) time ``t_ref``."""
@@ -123,7 +114,7 @@ class EdgeStore:
         they stay close enough to the current one (see ``rebase``)."""
         if not timestamps.shape[0] or self.t0 is None:
             return None
-        clock = self.clock.with_gaps(timestamps, self.max_ts, self.max_gap_s())
+        clock = self.clock.with_gaps(timestamps, self.max_ts, self._max_gap_s)
         newest = clock.active_at(float(timestamps.max()))
         return newest if self.too_far_past(newest, self.t0) else None
 
@@ -222,17 +213,14 @@ class EdgeStore:
     def _add(self, users: npt.NDArray[np.int32], items: npt.NDArray[np.int32], type_w: F64,
              weight: F64, ts: F64) -> None:
         ew = self.cfg.event_weights
-        # New dead gaps first: they start past every reference time already served, so a
-        # publish reading the clock meanwhile sees the same active times for its references.
-        self.clock = self.clock.with_gaps(ts, self.max_ts, self.max_gap_s())
+        # New gaps start past every reference time served: a publish meanwhile sees no change.
+        self.clock = self.clock.with_gaps(ts, self.max_ts, self._max_gap_s)
         active = self.clock.active(ts)
         if self.t0 is None:
             self.t0 = float(active.max())
         contribution = type_w * _TRANSFORMS[ew.transform](weight)
         if ew.half_life_days is not None:
-            contribution = contribution * np.exp2(
-                (active - self.t0) / (ew.half_life_days * 86_400.0)
-            )
+            contribution *= np.exp2((active - self.t0) / (ew.half_life_days * 86_400.0))
         self.max_ts = max(self.max_ts, float(ts.max()))
         keys = (users.astype(np.int64) << np.int64(32)) | items.astype(np.int64)
         run = EdgeRun(keys, contribution, ts.astype(np.float64))
