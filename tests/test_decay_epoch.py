@@ -19,9 +19,11 @@ from tests.graph_helpers import merged_edges
 DAY = 86_400.0
 
 
-def live_graph(half_life_days: float) -> LiveGraph:
+def live_graph(half_life_days: float, max_gap: float | None = None) -> LiveGraph:
+    """Calendar-time decay unless ``max_gap`` (half-lives) caps dead gaps."""
     return LiveGraph(GraphConfig(
-        event_weights=EventWeightsConfig(transform="linear", half_life_days=half_life_days),
+        event_weights=EventWeightsConfig(transform="linear", half_life_days=half_life_days,
+                                         max_decay_gap_half_lives=max_gap),
         prune=PruneConfig(hub_percentile=None, max_edge_age_days=None),
     ))
 
@@ -40,7 +42,8 @@ def test_events_years_apart_keep_finite_weights() -> None:
     live.publish()
     edges = merged_edges(live)
     assert edges[("u", "new")] == pytest.approx(1.0)
-    assert edges[("u", "old")] == 0.0  # 1095 half-lives old: below any float
+    # 1095 half-lives old: below any float, yet the edge keeps the smallest float32 weight
+    assert 0.0 < edges[("u", "old")] < 1e-37
     assert all(math.isfinite(w) for w in live.store.pending.weight.tolist())
     assert all(math.isfinite(w) for w in live.store.main.weight.tolist())
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recserver.graph.config import GraphConfig
+from recserver.graph.decay_clock import stale_log_warning
 from recserver.graph.events import EventColumns, RejectedEvent
 from recserver.graph.heap import release_free_heap
 from recserver.graph.live import LiveGraph
@@ -112,6 +113,11 @@ def load_into(
         release_free_heap()
     graph.publish(compact=True)
     release_free_heap()
+    ew = cfg.event_weights
+    stale = stale_log_warning(graph.store.max_ts, time.time(), ew.half_life_days,
+                              ew.max_decay_gap_half_lives)
+    if stale is not None:
+        log.warning("%s (%s)", stale, source)
     done = time.perf_counter()
     return BuildReport(
         source=source,

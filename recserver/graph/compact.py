@@ -20,6 +20,20 @@ from recserver.graph.prune import PruneReport, prune_edges
 from recserver.graph.snapshot import CsrSide
 from recserver.graph.store import EdgeRun, merge_runs
 
+#: The smallest weight a snapshot gives a positive edge (float32's smallest normal number).
+FLOAT32_FLOOR = float(np.finfo(np.float32).tiny)
+
+
+def snapshot_weights(decayed: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """Decayed weights as float32, a positive weight never rounding to 0.
+
+    However old an edge, a snapshot keeps it walkable: a user whose every edge is years old
+    still seeds walks (relative weights within the row), rather than showing weight 0.
+    """
+    weights = decayed.astype(np.float32)
+    np.maximum(weights, FLOAT32_FLOOR, out=weights, where=decayed > 0)
+    return weights
+
 
 @dataclass(frozen=True)
 class Sides:
@@ -92,7 +106,7 @@ def build_base(
     if not profile.all():
         users, items, item_side = users[profile], items[profile], item_side[profile]
         decayed = decayed[profile]
-    weights = decayed.astype(np.float32)
+    weights = snapshot_weights(decayed)
     del decayed, profile
     sides = build_sides(users, items, weights, n_users, n_items, item_side=item_side)
     del users, items, weights, item_side
@@ -118,5 +132,5 @@ def overlay_too_dense(pending: EdgeRun) -> bool:
 
 def build_overlay(pending: EdgeRun, *, scale: float, n_users: int, n_items: int) -> Sides:
     """Sides for the edges (and extra weight on existing edges) that arrived since the base."""
-    weights = (pending.weight * scale).astype(np.float32)
+    weights = snapshot_weights(pending.weight * scale)
     return build_sides(pending.users, pending.items, weights, n_users, n_items)

@@ -46,6 +46,13 @@ class EventWeightsConfig(StrictModel):
     half_life_days: float | None = Field(
         default=30.0, gt=0, description="time-decay half-life; null disables decay"
     )
+    max_decay_gap_half_lives: float | None = Field(
+        default=2.0, gt=0, description="decay runs on active time: a gap with no events longer "
+        "than this many half-lives (a log that ended long ago, an outage) counts as this long, "
+        "so old history fades by at most 2**-this against the events after it (2: a new user's "
+        "few events do not take over the walks through popular items); null: calendar time (an "
+        "old log may fade to nothing next to one new event)"
+    )
     max_future_seconds: float = Field(
         default=86_400.0, ge=0, description="events further in the future than this are rejected"
     )

@@ -123,8 +123,9 @@ class LiveGraph:
         ``log_position``: the event-log position this batch brings the graph to (recorded with
         the batch, atomically, for checkpoints). ``event_keys``: see ``EdgeStore.ingest``.
         """
-        if self.store.rebase_due(cols.timestamp):
-            self._rebase_epoch(float(cols.timestamp.max()))
+        target = self.store.rebase_target(cols.timestamp)
+        if target is not None:
+            self._rebase_epoch(target)
         with self._ingest_lock:
             outcome = self.store.ingest(cols, event_keys=event_keys)
             self.events_applied += outcome.n_accepted
@@ -161,14 +162,16 @@ class LiveGraph:
             self._wake.set()
 
     def _rebase_epoch(self, t0: float) -> None:
-        """Move the store's decay epoch to ``t0`` with no compaction, publish or ingest running."""
+        """Move the store's decay epoch to ``t0`` (active time) with no compaction, publish or
+        ingest running."""
         with self._publish_lock:
             while self._compaction is not None:  # a compaction holds runs in the old epoch
                 self._join_compaction()
             with self._ingest_lock:
                 self.store.rebase(t0)
                 self._base_scale = self.store.scale_at(self._t_ref)
-        log.info("moved the time-decay epoch forward to %.0f", t0)
+        log.info("moved the time-decay epoch forward to %.0f (active time; %.0f days of dead "
+                 "gaps skipped)", t0, self.store.clock.skipped_s / 86_400.0)
 
     @property
     def ingest_seq(self) -> int:
@@ -238,6 +241,7 @@ class LiveGraph:
                 n_users=len(store.users), n_items=len(store.items), t0=store.t0,
                 max_ts=store.max_ts, log_position=self.applied_position,
                 events_applied=self.events_applied, catalog=self.catalog.view(),
+                clock=store.clock,
             )  # fmt: skip
 
     def restore_state(self, state: StoreState) -> None:
@@ -268,7 +272,7 @@ class LiveGraph:
             self._folded_seq = seq
             overlay = self._overlay_run()
             # A base far behind the newest event would give overlay weights past float32.
-            stale = self.store.too_far_past(self.store.max_ts, self._t_ref)
+            stale = self.store.base_stale(self._t_ref)
             if (compact or self._base is None or stale or self._erase_pending
                     or overlay_too_dense(overlay)):
                 self._join_compaction()

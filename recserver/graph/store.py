@@ -2,14 +2,13 @@
 
 One edge per (user, item). Each event adds ``type_weight * f(event weight) * decay`` to its edge and
 moves the edge's last timestamp forward. Decay uses a fixed epoch ``t0``: an event at time ``ts``
-adds ``c * 2 ** ((ts - t0) / half_life)``, so weights never need rewriting as time passes; a
-snapshot multiplies every weight by ``2 ** (-(t_ref - t0) / half_life)`` to express them at its
-reference time. Epoch-scaled weights double every half-life after ``t0``, so the epoch moves
-forward (``rebase``) before an event lands more than ``REBASE_HALF_LIVES`` past it: weights then
-stay inside float64 whatever the years between events, and a decayed weight never changes by a
-rebase (only its representation does). Edges live in two runs: ``main`` (what the current
-compact base was built from, sorted by key ``user << 32 | item``) and ``pending`` (aggregated
-edges that arrived since).
+adds ``c * 2 ** ((ts - t0) / half_life)`` and a snapshot multiplies by ``2 ** (-(t_ref - t0) /
+half_life)``, so weights never need rewriting as time passes. Times are *active* times
+(``decay_clock``: a dead gap counts at most ``max_decay_gap_half_lives``, so one live event after
+an old log does not fade it to 0). The epoch moves forward (``rebase``) before an event lands
+more than ``REBASE_HALF_LIVES`` past it, so weights stay inside float64; a rebase changes no
+decayed weight, only its representation. Edges live in two runs: ``main`` (what the current
+compact base was built from, sorted by key ``user << 32 | item``) and ``pending`` (since).
 """
 
 from __future__ import annotations
@@ -17,14 +16,13 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from recserver.catalog.view import CatalogView
 from recserver.graph.arrayops import unique_sorted
 from recserver.graph.config import GraphConfig
+from recserver.graph.decay_clock import DecayClock, max_gap_seconds
 from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
 from recserver.graph.dedup_window import WindowedDedup
 from recserver.graph.edge_runs import EdgeRun, merge_runs
@@ -32,6 +30,7 @@ from recserver.graph.erasure import drop_users, known_ids, renamed
 from recserver.graph.events import EventColumns
 from recserver.graph.heap import release_free_heap
 from recserver.graph.idmap import IdMap
+from recserver.graph.store_state import IngestOutcome, StoreState
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -40,48 +39,14 @@ F64 = npt.NDArray[np.float64]
 REBASE_HALF_LIVES = 64.0
 #: Pending edges from which a fold hands freed heap back before copying the run (~24 MB).
 RELEASE_BEFORE_SPLICE = 1_000_000
+#: The smallest weight a stored edge keeps through a rebase: a positive weight never becomes 0.
+WEIGHT_FLOOR = float(np.finfo(np.float64).tiny)
 
 _TRANSFORMS: dict[str, Callable[[F64], F64]] = {
     "linear": lambda w: w,
     "log1p": np.log1p,
     "sqrt": np.sqrt,
 }
-
-
-@dataclass(frozen=True)
-class IngestOutcome:
-    """Per-event result of one batch, in batch order."""
-
-    accepted: npt.NDArray[np.bool_]
-    duplicate: npt.NDArray[np.bool_]
-    rejected: npt.NDArray[np.bool_]  # unknown event type with no default weight
-
-    @property
-    def n_accepted(self) -> int:
-        return int(self.accepted.sum())
-
-
-@dataclass(frozen=True)
-class StoreState:
-    """What a checkpoint holds of an ``EdgeStore``, captured without copying arrays.
-
-    Arrays are shared, not copied: runs and dedup runs are never modified in place, and the id
-    maps only grow (the first ``n_users`` / ``n_items`` names are the captured ones).
-    ``log_position`` is the event-log position the state includes everything up to.
-    """
-
-    main: EdgeRun
-    delta: tuple[EdgeRun, ...]  # edges since ``main``, unmerged (may repeat keys)
-    dedup_runs: tuple[U64, ...]
-    users: IdMap
-    items: IdMap
-    n_users: int
-    n_items: int
-    t0: float | None
-    max_ts: float
-    log_position: str | None = None
-    events_applied: int = 0
-    catalog: CatalogView | None = None  # the item catalogue at the same point (None: empty)
 
 
 class EdgeStore:
@@ -96,8 +61,10 @@ class EdgeStore:
         self.users = IdMap()
         self.items = IdMap()
         self.dedup = self._new_dedup()
-        self.t0: float | None = None
+        self.t0: float | None = None  # in active time (``clock``)
         self.max_ts = -math.inf
+        self.clock = DecayClock()
+        self._max_gap_s = max_gap_seconds(cfg.event_weights)  # longest dead gap decay counts
         self.main = EdgeRun.empty()
         self.pending = EdgeRun.empty()
         # Ingest threads append here; the publisher drains it. This small lock is the only one
@@ -116,16 +83,23 @@ class EdgeStore:
         return np.array([ew.types.get(t, default) for t in type_names], dtype=np.float64)
 
     def scale_at(self, t_ref: float) -> float:
-        """Factor turning epoch-scaled weights into weights decayed to ``t_ref``."""
+        """Factor turning epoch-scaled weights into weights decayed to (real) time ``t_ref``."""
+        return self._scale_active(self.clock.active_at(t_ref))
+
+    def _scale_active(self, ref: float) -> float:
         half_life = self.cfg.event_weights.half_life_days
         if half_life is None or self.t0 is None:
             return 1.0
         # Capped so it never overflows: a reference far before the epoch only belongs to a
         # base that the next publish rebuilds (``too_far_past``).
-        return float(2.0 ** min(-(t_ref - self.t0) / (half_life * 86_400.0), 1000.0))
+        return float(2.0 ** min(-(ref - self.t0) / (half_life * 86_400.0), 1000.0))
+
+    def base_stale(self, t_ref: float) -> bool:
+        """True when a base built at (real) ``t_ref`` is too far behind the newest event."""
+        return self.too_far_past(self.clock.active_at(self.max_ts), self.clock.active_at(t_ref))
 
     def too_far_past(self, t: float, ref: float | None) -> bool:
-        """True when decay from ``t`` back to ``ref`` spans more than ``REBASE_HALF_LIVES``.
+        """True when decay from active time ``t`` back to ``ref`` spans > ``REBASE_HALF_LIVES``.
 
         Weights expressed at ``ref`` (the epoch, or a snapshot's reference time) then grow past
         2**64, the bound that keeps them finite in float64 and in a snapshot's float32.
@@ -135,23 +109,31 @@ class EdgeStore:
             return False
         return t - ref > REBASE_HALF_LIVES * half_life * 86_400.0
 
-    def rebase_due(self, timestamps: F64) -> bool:
-        """True when events at ``timestamps`` would land too far past the epoch (see ``rebase``)."""
-        return timestamps.shape[0] > 0 and self.too_far_past(float(timestamps.max()), self.t0)
+    def rebase_target(self, timestamps: F64) -> float | None:
+        """The epoch (active time) to move to before events at ``timestamps`` land, or None when
+        they stay close enough to the current one (see ``rebase``)."""
+        if not timestamps.shape[0] or self.t0 is None:
+            return None
+        clock = self.clock.with_gaps(timestamps, self.max_ts, self._max_gap_s)
+        newest = clock.active_at(float(timestamps.max()))
+        return newest if self.too_far_past(newest, self.t0) else None
 
     def rebase(self, t0: float) -> None:
-        """Move the decay epoch forward to ``t0``, rescaling every stored weight to match.
+        """Move the decay epoch forward to ``t0`` (active time), rescaling every stored weight.
 
-        Decayed weights do not change; weights of edges too old to matter next to ``t0`` may
-        round to 0. The caller excludes ingest, publish and compaction meanwhile (``LiveGraph``
-        holds both its locks with no compaction running).
+        Decayed weights do not change, except that a positive weight never rounds to 0 (it
+        stays at least ``WEIGHT_FLOOR``: a stored edge stays walkable). The caller excludes
+        ingest, publish and compaction meanwhile (``LiveGraph`` holds both its locks with no
+        compaction running).
         """
         if self.t0 is None or t0 <= self.t0:
             return
-        factor = self.scale_at(t0)
+        factor = self._scale_active(t0)
 
         def scaled(run: EdgeRun) -> EdgeRun:
-            return EdgeRun(run.keys, run.weight * factor, run.last_ts)
+            weight = run.weight * factor
+            np.maximum(weight, WEIGHT_FLOOR, out=weight, where=run.weight > 0)
+            return EdgeRun(run.keys, weight, run.last_ts)
 
         self.main, self.pending = scaled(self.main), scaled(self.pending)
         with self._incoming_lock:
@@ -231,11 +213,14 @@ class EdgeStore:
     def _add(self, users: npt.NDArray[np.int32], items: npt.NDArray[np.int32], type_w: F64,
              weight: F64, ts: F64) -> None:
         ew = self.cfg.event_weights
+        # New gaps start past every reference time served: a publish meanwhile sees no change.
+        self.clock = self.clock.with_gaps(ts, self.max_ts, self._max_gap_s)
+        active = self.clock.active(ts)
         if self.t0 is None:
-            self.t0 = float(ts.max())
+            self.t0 = float(active.max())
         contribution = type_w * _TRANSFORMS[ew.transform](weight)
         if ew.half_life_days is not None:
-            contribution = contribution * np.exp2((ts - self.t0) / (ew.half_life_days * 86_400.0))
+            contribution *= np.exp2((active - self.t0) / (ew.half_life_days * 86_400.0))
         self.max_ts = max(self.max_ts, float(ts.max()))
         keys = (users.astype(np.int64) << np.int64(32)) | items.astype(np.int64)
         run = EdgeRun(keys, contribution, ts.astype(np.float64))
@@ -307,7 +292,7 @@ class EdgeStore:
         self.dedup = self._new_dedup()
         if runs:
             self.dedup.restore(np.concatenate(runs), state.max_ts)
-        self.t0, self.max_ts = state.t0, state.max_ts
+        self.t0, self.max_ts, self.clock = state.t0, state.max_ts, state.clock
         self.main = state.main
         self.pending = merge_runs(*state.delta) if state.delta else EdgeRun.empty()
         with self._incoming_lock:

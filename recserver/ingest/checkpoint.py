@@ -3,8 +3,9 @@
 A checkpoint is a folder ``ckpt-<unix ms>-<n>`` of ``.npy`` arrays and id-map files plus
 ``meta.json``: the store's ``main`` run and the edges since (unmerged), every dedup key, both id
 maps (``IdMap.save``'s files, hash index included: a restore memory-maps them and builds neither
-an index nor a Python string), the decay epoch and newest timestamp, the event-log position, how
-many events were applied, and the item catalogue (``catalog.*``, when any item was described).
+an index nor a Python string), the decay epoch, the dead gaps decay skips (``decay_gaps``) and the
+newest timestamp, the event-log position, how many events were applied, and the item catalogue
+(``catalog.*``, when any item was described).
 It is written under a hidden temporary name, every file fsynced, then renamed into place and the
 directory fsynced: the rename is the commit, so a crash mid-save leaves either the previous
 checkpoints or the new one complete, never a half-written one under a real name.
@@ -24,6 +25,7 @@ import numpy as np
 
 from recserver.catalog.files import has_view, load_view, save_view
 from recserver.core.durable import fsync_path, save_array
+from recserver.graph.decay_clock import DecayClock
 from recserver.graph.idmap import IdMap
 from recserver.graph.store import EdgeRun, StoreState
 
@@ -71,6 +73,7 @@ def write_checkpoint(state: StoreState, folder: Path, extra: dict[str, Any] | No
         "n_users": state.n_users,
         "n_items": state.n_items,
         "t0": state.t0,
+        "decay_gaps": state.clock.to_json(),
         "max_ts": state.max_ts if np.isfinite(state.max_ts) else None,
         "edges": len(state.main) + len(delta),
         **(extra or {}),
@@ -129,7 +132,7 @@ def load_checkpoint(folder: Path) -> StoreState:
         n_users=len(users), n_items=len(items), t0=meta.get("t0"),
         max_ts=-float("inf") if max_ts is None else float(max_ts),
         log_position=meta.get("log_position"), events_applied=int(meta.get("events_applied", 0)),
-        catalog=catalog,
+        catalog=catalog, clock=DecayClock.from_json(meta.get("decay_gaps")),
     )  # fmt: skip
 
 
