@@ -14,6 +14,7 @@ from recserver.eval.replay_modes import DEFAULT_MODES, parse_duration
 from recserver.node.serve_args import add_source_args
 
 NAME = "replay"
+QUIET_LOGS = True  # the report is the output: progress logs only with -v
 HELP = ("stream the test period through realtime / delayed / frozen / retrained models in "
         "simulated time: quality, freshness, stability")
 

@@ -109,6 +109,7 @@ def format_tune(doc: dict[str, Any]) -> str:
 
 
 NAME = "tune"
+QUIET_LOGS = True  # the report is the output: progress logs only with -v
 HELP = "sweep budget/steps/n_v for a surface, plot the Pareto frontier, recommend"
 
 
