@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     opts = options_from_args(args)
     if args.plot is not None:
-        from recserver.eval.tune import check_plotting
+        from recserver.eval.plotting import check_plotting
 
         check_plotting()  # before the replay, not after minutes of it
     cols, source = load_source(config, args.events, args.synthetic, strict=args.strict,
