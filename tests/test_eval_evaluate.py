@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
 
 import pytest
 
 from recserver.cli import main
-from recserver.config import config_from_document
+from recserver.config import BlendConfig, config_from_document
 from recserver.eval.evaluate import STRATEGIES, EvalOptions, evaluate, format_document
+from recserver.eval.evaluate_summary import same_answers, verdict, why_same
 from recserver.eval.split import temporal_split
 from recserver.graph.synthetic import generate
+from tests.process_output import REPO
 
 RECORD_KEYS = {"strategy", "description", "users", "answers", "recall@10", "ndcg@10", "hit_rate@10",
                "coverage", "popularity_bias", "distinct_top5", "list_popularity", "p50_ms",
@@ -62,6 +68,8 @@ def test_targets_and_the_table(document: dict) -> None:
     assert "graph_budget" in text and "targets" in text
     assert "[   info] nx PageRank time / walk time" in text
     assert "NOT met] nx PageRank" not in text and "met] nx PageRank" not in text
+    assert document["verdict"].startswith("verdict: served answers (graph_budget) reach ")
+    assert text.splitlines()[-1] == document["verdict"]
 
 
 def test_baselines_report_their_chosen_settings(document: dict) -> None:
@@ -137,3 +145,60 @@ def test_blend_is_chosen_on_the_training_period_with_both_inputs_in_the_grid(
     assert chosen["recall@10"] == best
     by_name = {r["strategy"]: r for r in document["strategies"]}
     assert f"walk share {blend['share']:g}" in by_name["blended"]["description"]
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``recserver`` in its own process: logging is configured as a user's shell gets it."""
+    return subprocess.run([sys.executable, "-m", "recserver", *argv], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_cli_ends_in_one_verdict_and_logs_only_warnings_unless_verbose() -> None:
+    argv = ["evaluate", "--synthetic", "3000", "--max-users", "15", "-k", "10",
+            "--strategies", "popular,graph_budget,blended,itemknn", "--no-tune-baselines",
+            # the blend the serving path pools a complete walk with, and a budget no walk hits
+            "--blend-mode", "rank", "--blend-share", "0.5", "--budget-ms", "5000"]
+    quiet = run_cli(*argv)
+    assert quiet.returncode == 0, quiet.stderr
+    assert " INFO " not in quiet.stderr
+    lines = [line for line in quiet.stdout.splitlines() if line.strip()]
+    verdicts = [line for line in lines if "verdict" in line.lower()]
+    assert verdicts == [lines[-1]]
+    assert lines[-1].startswith("verdict: served answers (graph_budget) reach ")
+    assert "of the best baseline itemknn's recall@10" in lines[-1]
+    # The two equal rows are explained, not left for the reader to puzzle over.
+    assert re.search(r"blended +same answers as graph_budget for all 15 users: the serving "
+                     r"path already pools a complete walk", quiet.stdout)
+    verbose = run_cli(*argv, "-v")
+    assert verbose.returncode == 0 and " INFO recserver.eval.evaluate: evaluating" in verbose.stderr
+
+
+def test_same_answers_pairs_each_strategy_with_the_first_it_repeats() -> None:
+    @dataclass
+    class Answers:
+        answers: dict[str, list[str]]
+
+    results = {"graph": Answers({"u1": ["a", "b"], "u2": ["c"]}),
+               "graph_budget": Answers({"u1": ["a", "b"], "u2": ["d"]}),
+               "blended": Answers({"u1": ["a", "b"], "u2": ["c"]}),
+               "ann": Answers({"u1": ["a", "b"]})}  # fewer users: never the same
+    assert same_answers(results) == [("blended", "graph")]
+    blend = BlendConfig(mode="slots", pool_complete_walk=0.5)
+    assert "walk share 1" in why_same(("blended", "graph"), blend, 60.0, {"share": 1.0})
+    pooled = why_same(("blended", "graph_budget"), blend, 60.0, {"mode": "rank", "share": 0.5})
+    assert "rank fusion, walk share 0.5" in pooled and "60 ms budget cut no walk" in pooled
+    cut = why_same(("blended", "graph_budget"), blend, 60.0, {"mode": "rank", "share": 0.5}, 3)
+    assert "cut no walk" not in cut
+
+
+def test_verdict_is_against_ease_when_it_ran_and_names_the_best_baseline() -> None:
+    def rec(name: str, recall: float) -> dict:
+        return {"strategy": name, "recall@20": recall}
+
+    both = verdict([rec("graph_budget", 0.12), rec("ease", 0.15), rec("itemknn", 0.16)],
+                   20, 3, 7)
+    assert both == ("verdict: served answers (graph_budget) reach 80% of EASE recall@20 "
+                    "(0.1200 vs 0.1500); best baseline itemknn 0.1600 (75%); 3 of 7 targets met")
+    walk_only = verdict([rec("popular", 0.05), rec("graph", 0.10)], 20, 0, 0)
+    assert walk_only == ("verdict: the walk alone (graph) reaches 2.00x popular's recall@20 "
+                         "(0.1000 vs 0.0500); no baseline ran")

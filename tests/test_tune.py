@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from recserver.cli import main
+from recserver.cli.tune import format_tune, percent, tune_document
 from recserver.config import config_from_document, load_config
 from recserver.eval.tune import (
     Point,
@@ -112,9 +113,60 @@ def test_cli_sweep_plot_and_config(tmp_path, capsys: pytest.CaptureFixture[str])
     best = max(scoring["validation"], key=lambda p: p["quality"])
     assert scoring["chosen"] == best["settings"]
     assert tuned.surfaces["home"].walk.degree_beta == best["settings"]["degree_beta"]
-    assert "walk scoring on the training-period validation split" in text
+    first = text.splitlines()[0]
+    assert first.startswith(f"walk scoring: degree_beta {best['settings']['degree_beta']:g}, ")
+    assert "chosen from 2 settings on the training-period validation split" in first
+    assert "{'" not in text  # no Python dict dump
 
 
 def test_cli_rejects_an_unknown_surface(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tune", "--surface", "nope", "--synthetic", "2000"]) == 2
     assert "unknown surface 'nope'" in capsys.readouterr().err
+
+
+def known_document() -> dict:
+    """The tune document of ``KNOWN`` after a 16-setting scoring sweep, as the CLI builds it."""
+    doc = tune_document(KNOWN, recommend(KNOWN, 0.98), source="synthetic:1", surface="home",
+                        k=20, metric="recall", threshold=0.98, max_cut=0.01,
+                        fragment={"surfaces": {"home": {"budget_ms": 12}}}, plot_path=None)
+    grid = [{"degree_beta": b, "restart_prob": r, "seed_weight_exponent": e}
+            for b in (0.0, 0.3, 0.5, 0.7) for r in (0.5, 0.8) for e in (0.5, 1.0)]
+    validation = [{"settings": g, "quality": 0.1 + i / 1000, "p50_ms": 1.0}
+                  for i, g in enumerate(grid)]
+    doc["scoring"] = {"chosen": grid[-1], "validation": validation}
+    return doc
+
+
+def test_the_report_opens_with_a_short_header_and_shows_cut_as_a_percentage() -> None:
+    text = format_tune(known_document())
+    lines = text.splitlines()
+    assert lines[0] == ("walk scoring: degree_beta 0.7, restart_prob 0.8, seed_weight_exponent "
+                        "1, chosen from 16 settings on the training-period validation split "
+                        "(recall@20 0.1150 there; worst setting 0.1000; every setting in the "
+                        "JSON document)")
+    assert "{'" not in text and "settings" not in "\n".join(lines[1:])
+    start = lines.index(next(line for line in lines if line.startswith("budget_ms"))) + 2
+    rows = [line.split() for line in lines[start:start + len(KNOWN)]]
+    cuts = {f"{row[0]}/{row[1]}": row[6] for row in rows}
+    assert cuts == {"2/10,000": "50%", "2.5/50,000": "90%", "3/10,000": "0%", "5/20,000": "0%",
+                    "8/50,000": "0%", "12/100,000": "0%", "20/100,000": "0%",
+                    "unbounded/100,000": "0%"}
+    assert "points cutting more than 1% are not eligible" in text
+    assert [percent(x) for x in (0.0, 0.003, 0.017, 0.55, 1.0)] == ["0%", "0.3%", "1.7%", "55%",
+                                                                      "100%"]
+    assert "cut 0%" in next(line for line in lines if line.startswith("recommended:"))
+
+
+@pytest.mark.parametrize("spread", [1.0, 100.0])  # a narrow (linear) and a wide (log) x range
+def test_the_plot_starts_at_zero_with_plain_tick_labels(spread: float) -> None:
+    pytest.importorskip("matplotlib")
+    from recserver.eval.tune_plot import draw
+
+    points = [Point(p.budget_ms, p.steps, p.n_v, p.quality, p.p50_ms,
+                    0.5 + (p.p99_ms - 1.0) * spread / 14.0, p.cut_share, p.users) for p in KNOWN]
+    ax = draw(points, recommend(points, 0.98), 0.98, "t").get_axes()[0]
+    assert ax.get_ylim()[0] == 0.0 and ax.get_ylim()[1] > max(p.quality for p in points)
+    assert ax.get_xscale() == ("log" if spread > 3 else "linear")
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert labels and all("10^" not in t and "times" not in t for t in labels)
+    assert all(float(t) > 0 for t in labels)

@@ -42,7 +42,8 @@ def _add_verbose(parser: argparse.ArgumentParser, *, top: bool) -> None:
     """``-v`` before or after the subcommand; SUPPRESS keeps a subcommand from resetting it."""
     parser.add_argument("-v", "--verbose", action="store_true",
                         default=False if top else argparse.SUPPRESS,
-                        help="debug logging (default: info)")
+                        help="more logging: debug (default: info); the report commands "
+                        "(evaluate, tune, compare, replay) log only warnings unless -v, then info")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,18 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"{__name__}.{command}")
         child = sub.add_parser(module.NAME, help=module.HELP)
         module.add_arguments(child)
-        child.set_defaults(func=module.run)
+        child.set_defaults(func=module.run, quiet_logs=getattr(module, "QUIET_LOGS", False))
         _add_verbose(child, top=False)
     return parser
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """The root log level of a parsed command line.
+
+    A report command (``QUIET_LOGS`` in its module) prints its result on stdout; its progress
+    logs would bury that result, so it logs warnings only unless ``-v`` asks for info. The
+    other commands run services whose logs are their output: info, or debug with ``-v``.
+    """
+    if getattr(args, "quiet_logs", False):
+        return logging.INFO if args.verbose else logging.WARNING
+    return logging.DEBUG if args.verbose else logging.INFO
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=log_level(args),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
     except (ValueError, OSError) as exc:  # ConfigError and bad inputs: a message, not a trace

@@ -26,6 +26,7 @@ WARMUP = 5
 
 
 NAME = "compare"
+QUIET_LOGS = True  # the report is the output: progress logs only with -v
 HELP = "baseline vs candidate config: quality, p99, overlap, ship verdict"
 
 

@@ -20,6 +20,7 @@ from recserver.eval.split import temporal_split
 from recserver.node.serve_args import add_source_args
 
 NAME = "evaluate"
+QUIET_LOGS = True  # the report is the output: progress logs only with -v
 HELP = "offline quality and latency of each strategy on a temporal split"
 
 

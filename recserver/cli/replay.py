@@ -14,6 +14,7 @@ from recserver.eval.replay_modes import DEFAULT_MODES, parse_duration
 from recserver.node.serve_args import add_source_args
 
 NAME = "replay"
+QUIET_LOGS = True  # the report is the output: progress logs only with -v
 HELP = ("stream the test period through realtime / delayed / frozen / retrained models in "
         "simulated time: quality, freshness, stability")
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     opts = options_from_args(args)
     if args.plot is not None:
-        from recserver.eval.tune import check_plotting
+        from recserver.eval.plotting import check_plotting
 
         check_plotting()  # before the replay, not after minutes of it
     cols, source = load_source(config, args.events, args.synthetic, strict=args.strict,

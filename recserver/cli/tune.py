@@ -26,11 +26,11 @@ from recserver.eval.tune import (
     eligible,
     merged_document,
     pareto_frontier,
-    plot,
     recommend,
     snippet,
     sweep,
 )
+from recserver.eval.tune_plot import plot
 from recserver.eval.tune_scoring import DEFAULT_GRID, best_scoring, sweep_scoring
 from recserver.node.serve_args import add_source_args
 
@@ -71,25 +71,21 @@ def tune_document(points: list[Point], choice: Point | None, *, source: str, sur
 
 
 def format_tune(doc: dict[str, Any]) -> str:
+    """The tune document for people: a short header, the sweep table, the recommendation."""
     rows = []
     for p in doc["points"]:
         budget = "unbounded" if p["budget_ms"] is None else p["budget_ms"]
         mark = "frontier" if p["frontier"] else ("" if p["eligible"] else "too cut")
         rows.append([budget, p["steps"], p["n_v"], p["quality"], p["p50_ms"], p["p99_ms"],
-                     p["cut_share"], mark])
+                     percent(p["cut_share"]), mark])
     header = ["budget_ms", "steps", "n_v", doc["metric"], "p50_ms", "p99_ms", "cut", ""]
-    lines: list[str] = []
-    scoring = doc.get("scoring") or {}
-    if scoring.get("chosen"):
-        lines += ["walk scoring on the training-period validation split: " + ", ".join(
-            f"{p['settings']} -> {p['quality']:.4f}" for p in scoring["validation"]),
-            f"chosen: {scoring['chosen']}", ""]
+    lines = [scoring_line(doc)] if (doc.get("scoring") or {}).get("chosen") else []
     lines += [f"sweep of surface {doc['surface']} on {doc['source']} "
-             f"({doc['points'][0]['users']:,} users a point; cut = share of walks the deadline "
-             f"stopped; points cutting more than {doc['max_cut']:.0%} are not eligible)", "",
-             report.table(rows, header), ""]
+              f"({doc['points'][0]['users']:,} users a point; cut = share of walks the deadline "
+              f"stopped; points cutting more than {percent(doc['max_cut'])} are not eligible)",
+              "", report.table(rows, header), ""]
     lines.append("Pareto frontier (p99 -> quality): " + ", ".join(
-        f"{p['p99_ms']:.2f} ms -> {p['quality']:.4f}" for p in doc["frontier"]))
+        f"{p['p99_ms']:.3g} ms -> {p['quality']:.4f}" for p in doc["frontier"]))
     rec = doc["recommendation"]
     if rec is None:
         lines.append(f"no budget reaches {doc['threshold']:.0%} of the best "
@@ -101,14 +97,37 @@ def format_tune(doc: dict[str, Any]) -> str:
             f"{rec['n_v']}: {doc['metric']} {rec['quality']:.4f} = {rec['share_of_best']:.1%} of "
             f"the best {doc['best_quality']:.4f}"
             + (f", {kept:.1%} of the unbounded walk" if kept is not None else "")
-            + f"; p99 {rec['p99_ms']:.2f} ms")
+            + f"; p99 {rec['p99_ms']:.2f} ms, cut {percent(rec['cut_share'])}")
         lines += ["", "config snippet:", "", doc["snippet"].rstrip()]
     if doc["plot"]:
         lines.append(f"\nplot: {doc['plot']}")
     return "\n".join(lines)
 
 
+def scoring_line(doc: dict[str, Any]) -> str:
+    """One line for the walk-scoring sweep: what was chosen, out of how many, how much better.
+
+    The full grid with every setting's validation quality is in the JSON document
+    (``scoring.validation``), not in the report.
+    """
+    scoring = doc["scoring"]
+    tried = scoring["validation"]
+    chosen = ", ".join(f"{name} {value:g}" for name, value in scoring["chosen"].items())
+    qualities = [p["quality"] for p in tried]
+    return (f"walk scoring: {chosen}, chosen from {len(tried)} settings on the training-period "
+            f"validation split ({doc['metric']} {max(qualities):.4f} there; worst setting "
+            f"{min(qualities):.4f}; every setting in the JSON document)\n")
+
+
+def percent(share: float) -> str:
+    """A share as a percentage: ``0%``, ``0.3%``, ``55%``."""
+    if share >= 0.1:
+        return f"{100 * share:.0f}%"
+    return f"{100 * share:.1f}".rstrip("0").rstrip(".") + "%"
+
+
 NAME = "tune"
+QUIET_LOGS = True  # the report is the output: progress logs only with -v
 HELP = "sweep budget/steps/n_v for a surface, plot the Pareto frontier, recommend"
 
 

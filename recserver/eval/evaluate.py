@@ -25,6 +25,7 @@ from recserver.eval.baseline_eval import (
     ease_skip_reason,
 )
 from recserver.eval.blend_choice import DEFAULT_MODES, Mode, choose_blend
+from recserver.eval.evaluate_summary import same_answers, verdict, why_same
 from recserver.eval.metrics import top_share_items
 from recserver.eval.report import Target
 from recserver.eval.runner import Measured, run_strategy, sample
@@ -145,8 +146,14 @@ def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: s
                                          repeats=opts.repeats, popularity=split.item_users,
                                          progress=opts.progress)
         relevant = [item for user in split.users for item in user.relevant]
-        measured = targets(results, split.users, opts.k,
-                           budget_ms=serving.surfaces[surface].budget_ms)
+        served = serving.surfaces[surface]
+        measured = targets(results, split.users, opts.k, budget_ms=served.budget_ms)
+        cut = results["graph_budget"].cut_answers() if "graph_budget" in results else 0
+        same = [{"strategy": a, "same_as": b, "users": len(results[a].answers),
+                 "why": why_same((a, b), served.fallback.blend, served.budget_ms, blend_doc, cut)}
+                for a, b in same_answers(results)]
+        records = [m.record() for m in results.values()]
+        goals = [t for t in measured if t.kind == "target"]
         return {
             "schema": report.EVALUATE_SCHEMA,
             "source": source,
@@ -158,12 +165,14 @@ def evaluate(config: RecServerConfig, split: Split, opts: EvalOptions, source: s
                       "build_s": round(setup.build_seconds, 3)},
             "reference": {"test_top1_share": sum(i in top for i in relevant) / max(len(relevant),
                                                                                      1)},
-            "strategies": [m.record() for m in results.values()],
+            "strategies": records,
+            "same_answers": same,
             "baselines": baselines,
             "blend": blend_doc,
             "skipped": skipped,
-            "targets": [t.record() for t in measured if t.kind == "target"],
+            "targets": [t.record() for t in goals],
             "information": [t.record() for t in measured if t.kind == "information"],
+            "verdict": verdict(records, opts.k, sum(t.met for t in goals), len(goals)),
         }
     finally:
         setup.close()
@@ -213,12 +222,16 @@ def format_document(doc: dict) -> str:
         lines.append(f"  {name:<13} per-query p50 {by_name[name]['p50_ms']:.3f} ms; tuned in "
                      f"{chosen['tune_s']:.1f} s over {len(chosen['validation'])} settings")
     lines += [f"  {s['strategy']:<13} skipped: {s['reason']}" for s in doc.get("skipped", [])]
+    lines += [f"  {s['strategy']:<13} same answers as {s['same_as']} for all {s['users']:,} "
+              f"users: {s['why']}" for s in doc.get("same_answers", [])]
     for title, kind in (("targets", "targets"), ("information", "information")):
         if doc.get(kind):
             lines += ["", title]
             tag = "information" if kind == "information" else "target"
             lines += [Target(**{**t, "value": _value(t["value"])}, kind=tag).line()
                       for t in doc[kind]]
+    if doc.get("verdict"):
+        lines += ["", doc["verdict"]]
     return "\n".join(lines)
 
 

@@ -4,8 +4,9 @@ The log is cut at the ``test_fraction`` quantile of time (as ``evaluate`` cuts i
 starts from the training events and replays the same test timeline (``replay_sessions``): at each
 session it is asked first and scored against what the user does next, then the session's events
 reach it as the mode allows. The document (schema ``recserver.replay/1``) lists the modes, then
-what real time is worth: realtime's quality minus each other mode's, in points (hundredths), and
-what publishing costs (CPU seconds spent in publishes per simulated day).
+what real time is worth: realtime's quality minus each other mode's, in points (hundredths),
+with error bars and one verdict rule (``replay_verdict``), what publishing costs (CPU seconds
+spent in publishes per simulated day), and the bottom line: keep real time, yes or no.
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ from recserver.eval.replay_graph import GraphReplayer, time_ordered
 from recserver.eval.replay_modes import DEFAULT_MODES, Mode, format_duration, parse_modes
 from recserver.eval.replay_sessions import cut_timeline
 from recserver.eval.replay_trending import TrendingReplayer
+from recserver.eval.replay_verdict import (
+    bottom_line,
+    error_bar_note,
+    finding_lines,
+    real_time_value,
+)
 from recserver.eval.split import cutoff_time
 from recserver.graph.events import EventColumns
 
@@ -111,6 +118,7 @@ def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, sou
         finally:
             replayer.close()
     records = [r.record() for r in results]
+    value = real_time_value(results, opts.k)
     for record in records:
         interval = record.get("publish_interval_s")  # in-process graph modes: the one used
         if record["kind"] == "graph" and record["delay_s"] is not None and interval:
@@ -139,41 +147,10 @@ def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, sou
         },
         "stability": {"probe_every_s": opts.probe_every_s, "probe_users": timeline.probe_users},
         "modes": records,
-        "real_time_value": real_time_value(results, opts.k),
+        "real_time_value": value,
+        "bottom_line": bottom_line({"k": opts.k, "modes": records, "real_time_value": value}),
         "wall_s": round(time.perf_counter() - started, 1),
     }
-
-
-def real_time_value(results: list[ModeResult], k: int) -> list[dict[str, Any]]:
-    """Realtime's quality minus every other mode's: points (x100), relative, and a 95%
-    interval of the recall difference from the paired per-session differences (every mode
-    answers the same sessions, so the pairing removes most of the between-user spread)."""
-    base = next((r for r in results if r.mode.name == "realtime"), None)
-    if base is None:
-        return []
-    mine = {f"recall@{k}": np.asarray(base.scores.recall), f"ndcg@{k}": np.asarray(
-        base.scores.ndcg), f"hit_rate@{k}": np.asarray(base.scores.hits)}
-    out = []
-    for result in results:
-        if result is base:
-            continue
-        theirs = {f"recall@{k}": np.asarray(result.scores.recall), f"ndcg@{k}": np.asarray(
-            result.scores.ndcg), f"hit_rate@{k}": np.asarray(result.scores.hits)}
-        entry: dict[str, Any] = {"versus": result.mode.name}
-        for metric, values in mine.items():
-            other = theirs[metric]
-            diff = values - other
-            entry[f"{metric}_points"] = 100.0 * float(diff.mean())
-            mean_other = float(other.mean())
-            entry[f"{metric}_relative"] = float(diff.mean()) / mean_other if mean_other else None
-            if metric == f"recall@{k}":
-                spread = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-                entry[f"{metric}_points_ci95"] = 100.0 * 1.96 * spread
-        points = entry[f"recall@{k}_points"]
-        entry["realtime_wins"] = points > 0
-        entry["significant"] = bool(abs(points) > entry[f"recall@{k}_points_ci95"])
-        out.append(entry)
-    return out
 
 
 def format_document(doc: dict[str, Any]) -> str:
@@ -201,10 +178,13 @@ def format_document(doc: dict[str, Any]) -> str:
     lines.append(report.table(rows, header))
     lines += ["", f"recall@{k} by time since the user's previous event (first: a user new to "
               "the log)", recency_table(doc), ""]
-    lines += finding_lines(doc)
+    if doc["real_time_value"]:
+        lines += [f"realtime against each mode ({error_bar_note(doc)}):", *finding_lines(doc)]
+    lines += publishing_lines(doc)
     lines.append(f"replayed in {doc['wall_s']:.0f} s")
     if doc.get("plot"):
-        lines.append(f"plot: {doc['plot']}")
+        lines.append(f"plot: {doc['plot']} (error bars: the same 95% intervals)")
+    lines += ["", doc.get("bottom_line") or bottom_line(doc)]
     return "\n".join(lines)
 
 
@@ -220,27 +200,13 @@ def recency_table(doc: dict[str, Any]) -> str:
     return report.table(rows, header)
 
 
-def finding_lines(doc: dict[str, Any]) -> list[str]:
-    k = doc["k"]
-    lines = []
-    for entry in doc["real_time_value"]:
-        verdict = "wins" if entry["realtime_wins"] else "does NOT win"
-        rel = entry[f"recall@{k}_relative"]
-        sure = "" if entry["significant"] else ", within noise"
-        lines.append(f"realtime {verdict} against {entry['versus']}: "
-                     f"{entry[f'recall@{k}_points']:+.2f} "
-                     f"+-{entry[f'recall@{k}_points_ci95']:.2f} recall@{k} points"
-                     f"{f' ({rel:+.1%}{sure})' if rel is not None else sure}, "
-                     f"{entry[f'ndcg@{k}_points']:+.2f} ndcg@{k} points, "
-                     f"{entry[f'hit_rate@{k}_points']:+.2f} hit-rate points")
-    for record in doc["modes"]:
-        if record.get("publish_cpu_s_per_day") is not None:
-            lines.append(f"publishing in {record['mode']} (every "
-                         f"{format_duration(record['publish_interval_s'])}): "
-                         f"{record['publishes']:,} publishes, "
-                         f"{record['publish_cpu_ms_each']:.2f} ms CPU each, "
-                         f"{record['publish_cpu_s_per_day']:.2f} CPU s per simulated day")
-    return lines
+def publishing_lines(doc: dict[str, Any]) -> list[str]:
+    """What publishing cost each in-process graph mode."""
+    return [f"publishing in {record['mode']} (every "
+            f"{format_duration(record['publish_interval_s'])}): {record['publishes']:,} "
+            f"publishes, {record['publish_cpu_ms_each']:.2f} ms CPU each, "
+            f"{record['publish_cpu_s_per_day']:.2f} CPU s per simulated day"
+            for record in doc["modes"] if record.get("publish_cpu_s_per_day") is not None]
 
 
 def _dash(value: Any) -> Any:

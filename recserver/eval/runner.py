@@ -19,6 +19,9 @@ from recserver.eval.strategies import Strategy
 
 log = logging.getLogger(__name__)
 
+#: Degraded reasons that mean the deadline cut the walk short or left no time for it.
+CUT_REASONS = ("deadline", "budget_spent")
+
 
 @dataclass
 class Measured:
@@ -29,6 +32,10 @@ class Measured:
     scores: Scores
     answers: dict[str, list[str]] = field(default_factory=dict)
     reasons: Counter[str] = field(default_factory=Counter)  # degraded reasons (serving path)
+
+    def cut_answers(self) -> int:
+        """Answers whose walk the deadline cut or skipped (the serving path's reasons)."""
+        return sum(self.reasons[reason] for reason in CUT_REASONS)
 
     def record(self) -> dict[str, Any]:
         return {"strategy": self.name, "description": self.description,

@@ -5,11 +5,12 @@ The sweep replays the test users of a temporal split through the serving path
 ``perf_counter`` timings. For one (steps, n_v) the budgets go up until no walk was cut by its
 deadline: a larger budget would give the same answers. One more point runs without a deadline
 at the largest step count: the unbounded reference. The quality-vs-p99 Pareto frontier is
-printed (and drawn), and the recommendation is the smallest budget whose quality reaches
-``threshold`` (default 98%) of the best measured, with the config snippet that sets it. Points
-where the deadline cut more than ``max_cut`` of the walks are shown but neither recommended nor
-counted as the best (see ``eligible``). Every point asks with the same request ids, so a user's
-walk draws the same random numbers at every point and differences are not sampling noise.
+printed (and drawn by ``tune_plot``), and the recommendation is the smallest budget whose
+quality reaches ``threshold`` (default 98%) of the best measured, with the config snippet that
+sets it. Points where the deadline cut more than ``max_cut`` of the walks are shown but neither
+recommended nor counted as the best (see ``eligible``). Every point asks with the same request
+ids, so a user's walk draws the same random numbers at every point and differences are not
+sampling noise.
 """
 
 from __future__ import annotations
@@ -32,17 +33,20 @@ from recserver.config import (
     deep_merge,
 )
 from recserver.eval.metrics import top_share_items
-from recserver.eval.runner import run_strategy
+from recserver.eval.plotting import check_plotting
+from recserver.eval.runner import CUT_REASONS, run_strategy
 from recserver.eval.setup import EvalSetup, with_surface
 from recserver.eval.split import Split
 from recserver.eval.strategies import ServingStrategy
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DEFAULT_BUDGETS", "DEFAULT_NV", "DEFAULT_STEPS", "Point", "check_plotting",
+           "eligible", "merged_document", "pareto_frontier", "recommend", "snippet", "sweep"]
+
 DEFAULT_STEPS = (10_000, 20_000, 50_000, 100_000)
 DEFAULT_NV = (2, 4)
 DEFAULT_BUDGETS = (3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 20.0)
-CUT = ("deadline", "budget_spent")
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ def sweep(
                                 catalogue=setup.snapshot.n_items, top_items=top,
                                 repeats=repeats)
         summary = measured.scores.summary()
-        cut = sum(measured.reasons[r] for r in CUT) / max(measured.scores.users, 1)
+        cut = sum(measured.reasons[r] for r in CUT_REASONS) / max(measured.scores.users, 1)
         point = Point(budget, n_steps, n_v, summary[key], summary["p50_ms"], summary["p99_ms"],
                       cut, len(measured.answers))
         points.append(point)
@@ -170,57 +174,3 @@ def merged_document(config_path: Path | None, fragment: dict[str, Any]) -> dict[
     merged = deep_merge(document, fragment)
     config_from_document(merged, str(config_path or "<embedded default>"))
     return merged
-
-
-def check_plotting() -> None:
-    """Raise ``ValueError`` with the fix when plots cannot be drawn (matplotlib missing)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ValueError(
-            "plotting needs matplotlib, which is not installed; pip install -e '.[plots]'"
-        ) from None
-
-
-def plot(points: Sequence[Point], choice: Point | None, threshold: float, path: Path,
-         title: str, max_cut: float = 0.01, ylabel: str = "quality") -> Path:
-    """Quality against p99: every point, the frontier, the threshold and the choice (PNG).
-
-    Raises ``ValueError`` when matplotlib is missing: a plot that was asked for is never
-    skipped silently.
-    """
-    check_plotting()
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    bounded = [p for p in eligible(points, max_cut) if p.budget_ms is not None]
-    cut = [p for p in points if p.cut_share > max_cut]
-    ax.scatter([p.p99_ms for p in bounded], [p.quality for p in bounded], s=18, c="0.5",
-               label="measured (budget, steps, n_v)")
-    if cut:
-        ax.scatter([p.p99_ms for p in cut], [p.quality for p in cut], s=18, marker="x",
-                   c="0.75", label=f"deadline cut > {max_cut:.0%} of walks")
-    front = pareto_frontier(eligible(points, max_cut))
-    ax.plot([p.p99_ms for p in front], [p.quality for p in front], "-o", c="tab:blue",
-            ms=5, label="Pareto frontier")
-    for p in [p for p in points if p.budget_ms is None]:
-        ax.scatter([p.p99_ms], [p.quality], marker="s", c="k", label=f"unbounded ({p.steps:,})")
-    best = max(p.quality for p in eligible(points, max_cut))
-    ax.axhline(threshold * best, ls="--", c="tab:orange", lw=1,
-               label=f"{threshold:.0%} of the best")
-    if choice is not None:
-        ax.scatter([choice.p99_ms], [choice.quality], marker="*", s=220, c="tab:red", zorder=5,
-                   label=f"recommended: {choice.label}")
-    ax.set_xscale("log")
-    ax.set_xlabel("p99 latency per query (ms, in-process)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
