@@ -37,7 +37,7 @@ class Node(CollectedProcess):
         super().__init__([sys.executable, "-m", "recserver", "serve", "--port", "0",
                           "--metrics-port", "0", "--synthetic", "5000", "--workers",
                           str(workers), "--data-dir", str(self.data), "--config", str(config)])
-        self.address = self.wait_for(r"recserver listening on (\S+) ", STARTUP_S).group(1)
+        self.address = self.wait_for(r"recserver starting on (\S+) ", STARTUP_S).group(1)
         self.wait_for(r"^recserver serving on ", STARTUP_S)
 
     @property
