@@ -171,7 +171,7 @@ class Serve:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.tail.append(line.rstrip())
-            found = re.search(r"recserver listening on (\S+) \(port", line)
+            found = re.search(r"recserver starting on (\S+) \(port", line)
             if found:
                 self.address = found.group(1)
             if line.startswith("recserver serving on"):

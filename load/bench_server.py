@@ -67,7 +67,7 @@ class ServerProcess:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.tail.append(line.rstrip())
-            if found := re.search(r"listening on .*\(port (\d+)\)", line):
+            if found := re.search(r"(?:starting|listening) on .*\(port (\d+)\)", line):
                 self.port = int(found.group(1))
             elif self.port and "serving" in line and not self._ready.is_set():
                 self.serving_line = line.strip()

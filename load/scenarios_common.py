@@ -63,7 +63,7 @@ class LoggedServer(ServerProcess):
             self.log_file.write(line)
             self.tail.append(line.rstrip())
             self.lines.append(line.rstrip())
-            if found := re.search(r"listening on .*\(port (\d+)\)", line):
+            if found := re.search(r"(?:starting|listening) on .*\(port (\d+)\)", line):
                 self.port = int(found.group(1))
             elif self.port and "serving" in line and not self._ready.is_set():
                 self.serving_line = line.strip()

@@ -59,8 +59,9 @@ def cmd_serve(
     signal.signal(signal.SIGINT, on_signal)
     holder.install_sighup()
     bound = app.bind()
-    print(f"recserver listening on {app.server.address} (port {bound}); loading the graph",
-          flush=True)
+    # The port is bound, but health says NOT_SERVING until the graph is loaded.
+    print(f"recserver starting on {app.server.address} (port {bound}), not answering yet: "
+          "loading the graph", flush=True)
     print(f"recserver metrics on {app.metrics_server.url} (port {app.metrics_server.port})",
           flush=True)
     app.load(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict,

@@ -59,7 +59,7 @@ class Server(CollectedProcess):
         return super().wait_for(pattern, timeout)
 
     def wait_serving(self) -> Server:
-        self.address = self.wait_for(r"recserver listening on (\S+) \(port")[1]
+        self.address = self.wait_for(r"recserver starting on (\S+) \(port")[1]
         self.wait_for(r"^recserver serving on ")
         self._channel = grpc.insecure_channel(self.address)
         self.stub = pb_grpc.RecommenderStub(self._channel)

@@ -52,7 +52,7 @@ class Node(CollectedProcess):
                           "--metrics-port", "0", "--synthetic", "5000", "--workers",
                           str(workers), "--data-dir", str(tmp / "data"), "--config",
                           str(config)])
-        self.address = self.wait_for(r"recserver listening on (\S+) ", STARTUP_S).group(1)
+        self.address = self.wait_for(r"recserver starting on (\S+) ", STARTUP_S).group(1)
 
     def builder_pid(self) -> int:
         import json

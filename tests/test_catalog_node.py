@@ -72,7 +72,7 @@ class Node(CollectedProcess):
                           "--metrics-port", "0", "--synthetic", "20000", "--workers", "2",
                           "--data-dir", str(tmp / "data"), "--config", str(config),
                           "--redis-url", redis_url, "--items", str(items)])
-        self.address = address = self.wait_for(r"recserver listening on (\S+) ",
+        self.address = address = self.wait_for(r"recserver starting on (\S+) ",
                                                STARTUP_S).group(1)
         self.wait_for(r"^recserver serving on ", STARTUP_S)
         # Several connections, so the answers come from both workers.

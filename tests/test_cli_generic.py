@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,20 @@ def test_top_level_help_describes_the_program(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     assert "real-time recommendations from a live behavioural graph" in out
     assert "recserver serve" in out and "COMMAND -h" in out
+
+
+@pytest.mark.parametrize("argv", [[], ["-v"]])
+def test_no_command_shows_the_help_with_where_to_start(argv: list[str]) -> None:
+    # The console entry point, as typed: no argparse one-liner, the whole help on stdout.
+    done = subprocess.run([sys.executable, "-m", "recserver", *argv], capture_output=True,
+                          text=True, timeout=60, cwd=EXAMPLE.parents[1])
+    assert done.returncode == 2  # a usage error still (see recserver.cli.main)
+    assert "required" not in done.stderr and "error" not in done.stderr, done.stderr
+    out = done.stdout
+    assert out.startswith("usage: recserver")
+    start = out[out.index("start here:"):]
+    assert start.index("recserver serve") < start.index("recserver recommend")
+    assert '"recserver COMMAND -h"' in start
 
 
 @pytest.mark.parametrize(("argv", "verbose"), [

@@ -74,7 +74,7 @@ class ServerProcess(CollectedProcess):
         return super().wait_for(pattern, timeout)
 
     def wait_serving(self) -> None:
-        listening = self.wait_for(r"recserver listening on (\S+) \(port (\d+)\)")
+        listening = self.wait_for(r"recserver starting on (\S+) \(port (\d+)\)")
         self.address, self.port = listening.group(1), int(listening.group(2))
         assert self.port > 0 and self.address.endswith(f":{self.port}")
         self.wait_for(r"^recserver serving on ")

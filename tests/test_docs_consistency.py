@@ -6,8 +6,12 @@ import re
 import subprocess
 from pathlib import Path
 
+from recserver.cli import build_parser
 from recserver.config import ServerSection
 from recserver.core import errors
+from recserver.graph.config import EventWeightsConfig
+from recserver.ingest.config import CheckpointConfig
+from recserver.node.commands import DEFAULT_DATA_DIR
 from recserver.service import fallback
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,3 +59,23 @@ def test_the_example_config_says_which_sections_reload() -> None:
     for section in ("graph:", "ann:", "ingest:", "online_quality:"):
         before = text.split("\n" + section)[0].rsplit("\n\n", 1)[-1]  # its comment block
         assert "read at start" in before.lower(), section
+
+
+def test_the_readme_gives_the_real_event_types_state_and_flags() -> None:
+    text = " ".join((REPO / "README.md").read_text().split())  # line breaks as spaces
+    found = re.search(r"event types accepted by default are (.+?) \(edge weight multipliers "
+                      r"([\d, ]+):", text)
+    assert found, "the README's list of event types"
+    names = re.findall(r"`(\w+)`", found.group(1))
+    multipliers = [float(m) for m in found.group(2).split(", ")]
+    assert dict(zip(names, multipliers, strict=True)) == EventWeightsConfig().types
+    assert EventWeightsConfig().max_future_seconds == 86_400  # "(1 day) ahead"
+    assert f"else `./{DEFAULT_DATA_DIR}`" in text
+    checkpoints = CheckpointConfig()
+    assert f"`ingest.checkpoint.interval_s` ({checkpoints.interval_s:g} s)" in text
+    assert f"the newest {checkpoints.keep} are kept" in text
+    serve = next(a for a in build_parser()._actions if a.dest == "command").choices["serve"]
+    flags = {flag for action in serve._actions for flag in action.option_strings}
+    section = text.split("## State, restarts")[1].split(" ## ")[0]
+    named = set(re.findall(r"`(--[a-z-]+)`", section))
+    assert "--data-dir" in named and named <= flags, named - flags

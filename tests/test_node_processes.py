@@ -29,16 +29,21 @@ RPC_TIMEOUT_S = 10.0
 
 
 class Node(CollectedProcess):
-    def __init__(self, tmp: Path, workers: int = 2, **server: object) -> None:
+    def __init__(self, tmp: Path, workers: int = 2, env: dict[str, str] | None = None,
+                 **server: object) -> None:
         self.data = tmp / "data"
         document = config_document()
         document["server"].update(server)
-        config = write_config(tmp / "config.yaml", document)
-        super().__init__([sys.executable, "-m", "recserver", "serve", "--port", "0",
-                          "--metrics-port", "0", "--synthetic", "5000", "--workers",
-                          str(workers), "--data-dir", str(self.data), "--config", str(config)])
-        self.address = self.wait_for(r"recserver listening on (\S+) ", STARTUP_S).group(1)
+        self.config = write_config(tmp / "config.yaml", document)
+        super().__init__(self.argv(workers), env)
+        self.address = self.wait_for(r"recserver starting on (\S+) ", STARTUP_S).group(1)
         self.wait_for(r"^recserver serving on ", STARTUP_S)
+
+    def argv(self, workers: int) -> list[str]:
+        """``recserver serve`` on this node's data directory and config (port 0)."""
+        return [sys.executable, "-m", "recserver", "serve", "--port", "0", "--metrics-port", "0",
+                "--synthetic", "5000", "--workers", str(workers), "--data-dir", str(self.data),
+                "--config", str(self.config)]
 
     @property
     def run(self) -> Path:

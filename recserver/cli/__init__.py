@@ -29,8 +29,10 @@ per-request latency budget (a random walk, topped up from fallback tiers when ti
 
 EPILOG = """\
 start here:
-  recserver serve                                  serve the embedded default (synthetic data)
+  recserver serve                                  serve the embedded default (synthetic data);
+                                                   it prints the address and a command to try
   recserver recommend --target HOST:PORT --user u12 --surface home
+                                                   (in another shell) ask it for recommendations
   recserver check-config deploy/config.example.yaml
   recserver evaluate --events FILE                 offline quality of each strategy
 
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"recserver {__version__}")
     _add_verbose(parser, top=True)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not required: without a command, ``main`` shows this help instead of a bare usage error.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         module = importlib.import_module(f"{__name__}.{command}")
         child = sub.add_parser(module.NAME, help=module.HELP)
@@ -78,6 +81,12 @@ def log_level(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        # Typed bare, ``recserver`` is asked what it can do: the help (with "start here") goes to
+        # stdout, to read or page. Still exit 2, a usage error, like argparse's own refusal: a
+        # script whose command word went missing must not pass for one that ran.
+        parser.print_help()
+        return 2
     logging.basicConfig(level=log_level(args),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

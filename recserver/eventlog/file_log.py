@@ -21,7 +21,6 @@ frame at its end (a crash mid-write) is cut off. One process owns the directory 
 
 from __future__ import annotations
 
-import fcntl
 import itertools
 import logging
 import os
@@ -33,6 +32,7 @@ from typing import Literal
 
 from recserver.core.background import BackgroundWorker
 from recserver.core.durable import fsync_path
+from recserver.core.pid_lock import LockHeld, acquire
 from recserver.eventlog.base import LogCorrupt, LogRecord, LogUnavailable, Position
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,11 @@ def _segment_name(start: int) -> str:
 
 
 class LogLocked(OSError):
-    """Another process owns the log directory."""
+    """Another process owns the log directory; ``pid`` is the owner's, when known."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class FileEventLog:
@@ -72,14 +76,13 @@ class FileEventLog:
         self.fsync = fsync
         self._interval = fsync_interval_s
         self._segment_bytes = segment_bytes
-        self._lock_fd = os.open(self.directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
+            self._lock_fd = acquire(self.directory / "LOCK")
+        except LockHeld as held:
+            owner = f" (pid {held.pid})" if held.pid else ""
             raise LogLocked(
-                f"{self.directory}: another recserver process owns this event log; give each "
-                "server its own data_dir (replicas share a Redis log)"
+                f"{self.directory}: another recserver process{owner} owns this event log; give "
+                "each server its own data_dir (replicas share a Redis log)", held.pid
             ) from None
         self._write_lock = threading.Lock()
         self._sync_lock = threading.Lock()

@@ -85,17 +85,31 @@ def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metri
     return report
 
 
+#: How often ``open_ingest`` repeats that it is still waiting for the event log.
+WAIT_LOG_EVERY_S = 10.0
+
+
 def open_ingest(make: Callable[[], IngestRuntime], wait_s: float = 60.0) -> IngestRuntime:
     """Open the event log, waiting while a builder that is still stopping holds its lock (a
-    restart right after a crash of the supervisor: the old builder writes its last checkpoint)."""
+    restart right after a crash of the supervisor: the old builder writes its last checkpoint).
+
+    ``serve``'s node lock keeps a second live node out before it gets here, so this waits only
+    for such a straggler; it says so once, naming the pid that holds the log, then every
+    ``WAIT_LOG_EVERY_S``, and gives up with ``LogLocked`` after ``wait_s``."""
     deadline = time.monotonic() + wait_s
+    next_note = 0.0
     while True:
         try:
             return make()
-        except LogLocked:
-            if time.monotonic() >= deadline:
+        except LogLocked as exc:
+            now = time.monotonic()
+            if now >= deadline:
                 raise
-            log.info("the event log is still locked by a stopping builder; waiting")
+            if now >= next_note:
+                holder = f"pid {exc.pid}" if exc.pid else "another process"
+                log.info("the event log is locked by %s (a builder still stopping?); waiting up "
+                         "to %.0f s more for it to let go", holder, deadline - now)
+                next_note = now + WAIT_LOG_EVERY_S
             time.sleep(0.5)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -21,6 +23,7 @@ from types import FrameType
 from recserver.config_reload import ConfigHolder
 from recserver.core.durable import read_json, write_json_atomic
 from recserver.node.layout import RunDir
+from recserver.node.node_lock import NodeLock
 from recserver.node.supervisor import Supervisor, recserver_argv, reserve_port
 
 log = logging.getLogger(__name__)
@@ -99,12 +102,35 @@ def round_robin_target(host: str, ports: list[int]) -> str:
     return f"{scheme}:" + ",".join(f"{name}:{p}" for p in ports)
 
 
+def recserver_command(path_env: str | None = None) -> str:
+    """How the user's shell runs this ``recserver``: the bare name when ``PATH`` finds this
+    very program, else its absolute path (a venv that is installed but not activated), else
+    this interpreter with ``-m recserver`` (a source tree run without installing)."""
+    mine = Path(sys.executable).parent / "recserver"
+    found = shutil.which("recserver", path=path_env)
+    if found is not None and mine.exists() and Path(found).resolve() == mine.resolve():
+        return "recserver"
+    if mine.exists():
+        return shlex.quote(str(mine.absolute()))
+    return f"{shlex.quote(sys.executable)} -m recserver"
+
+
 def cmd_serve_node(args: argparse.Namespace) -> int:
     """Supervise one builder and ``--workers`` serving workers until SIGTERM/SIGINT."""
     holder = ConfigHolder(args.config)  # a bad config stops here, before any process starts
     config = holder.current
     # --data-dir, else the config's ingest.data_dir, else ./var/recserver (ingest on by default).
     data_dir = Path(args.data_dir or config.ingest.data_dir or DEFAULT_DATA_DIR)
+    # Before anything else touches the data dir: a second node there stops here, at once.
+    lock = NodeLock(data_dir)
+    try:
+        return _serve_node(args, holder, data_dir)
+    finally:
+        lock.release()
+
+
+def _serve_node(args: argparse.Namespace, holder: ConfigHolder, data_dir: Path) -> int:
+    config = holder.current
     run = RunDir(args.run_dir if args.run_dir is not None else data_dir / "run")
     workers = args.workers or usable_cores()
     stop = stop_event()
@@ -133,8 +159,9 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
                             grace_s=config.server.grace_period_s)
     host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
     address = f"{host}:{port}"
-    print(f"recserver listening on {address} (port {port}); loading the graph "
-          f"(1 builder + {workers} workers; data in {data_dir})", flush=True)
+    # Not "listening": the port is only reserved; workers listen once their snapshot is mapped.
+    print(f"recserver starting on {address} (port {port}), not answering yet: loading the "
+          f"graph (1 builder + {workers} workers; data in {data_dir})", flush=True)
     spread = round_robin_target(config.server.host, [p for _, p in own])
     write_json_atomic(run.root / "ports.json", {"node": port, "workers": [p for _, p in own],
                                                 "round_robin_target": spread})
@@ -143,7 +170,12 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
               f"{spread} with the round_robin policy spreads its calls over every worker",
               flush=True)
     try:
-        supervisor.start_builder()
+        try:
+            supervisor.start_builder()
+        except RuntimeError as exc:  # the builder said why (above); no supervisor traceback
+            print(f"recserver: {exc}; see the builder's error above", file=sys.stderr,
+                  flush=True)
+            return 1
         info = read_json(run.root / "builder.json") or {}
         if "metrics_url" in info:
             print(f"recserver metrics on {info['metrics_url']} (port {info['metrics_port']})",
@@ -156,7 +188,7 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
             print(f"recserver serving on {address}: {manifest.get('n_users', 0):,} users, "
                   f"{manifest.get('n_items', 0):,} items, {info.get('edges', 0):,} edges from "
                   f"{info.get('source', '?')}; surfaces: {', '.join(config.surfaces)}", flush=True)
-            print(f"try: recserver recommend --target {address} --user "
+            print(f"try: {recserver_command()} recommend --target {address} --user "
                   f"{info.get('example_user', 'USER')} --surface "
                   f"{next(iter(config.surfaces))} --k 10", flush=True)
         while not stop.wait(0.25):
