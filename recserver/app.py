@@ -26,27 +26,14 @@ from recserver.metrics import Metrics
 from recserver.metrics.http import MetricsServer, serving_registry
 from recserver.node.builder import DataSource, bootstrap
 from recserver.server.grpc_server import GrpcServer
-from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier
+from recserver.service.fallback import FallbackChain
 from recserver.service.observer import Observers
 from recserver.service.recommender import Recommender, WalkHook
+from recserver.service.tiers import build_tiers, uses_ann
 
 __all__ = ["App", "DataSource", "build_tiers", "uses_ann"]
 
 log = logging.getLogger(__name__)
-
-
-def build_tiers(graph: SnapshotSource, ann: AnnRuntime | None = None) -> dict[str, FallbackTier]:
-    """The fallback tiers by the names surfaces use in ``fallback.tiers`` (explicit mapping)."""
-    popular = PopularTier()
-    graph.on_publish.append(popular.refresh)
-    tiers: dict[str, FallbackTier] = {"popular": popular}
-    if ann is not None:
-        tiers["ann"] = ann.tier
-    return tiers
-
-
-def uses_ann(config: RecServerConfig) -> bool:
-    return any("ann" in surface.fallback.tiers for surface in config.surfaces.values())
 
 
 class App:

@@ -45,7 +45,22 @@ def _add_verbose(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         help="debug logging (default: info)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module_name(command: str) -> str:
+    return command.replace("-", "_")
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` runs (the first word that is not an option: the top-level
+    options take no values), when it names one; else None."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word is not None and _module_name(word) in COMMANDS else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` (a command's name) just that subcommand: each
+    command module imports what it runs at the top, and a node's builder and workers are
+    ``recserver builder`` / ``recserver worker`` processes that should not import (and hold)
+    the evaluation, tuning and replay code every other command brings."""
     parser = argparse.ArgumentParser(
         prog="recserver", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -53,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"recserver {__version__}")
     _add_verbose(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
+    for command in COMMANDS if only is None else (_module_name(only),):
         module = importlib.import_module(f"{__name__}.{command}")
         child = sub.add_parser(module.NAME, help=module.HELP)
         module.add_arguments(child)
@@ -63,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
