@@ -19,7 +19,6 @@ from recserver.eval.online import OnlineQuality, OnlineQualityConfig
 from recserver.eval.online_stability import OnlineStability
 from recserver.graph.bootstrap import BuildReport
 from recserver.graph.live import LiveGraph
-from recserver.graph.source import SnapshotSource
 from recserver.graph.walk import warm_up
 from recserver.ingest.runtime import IngestRuntime
 from recserver.metrics import Metrics

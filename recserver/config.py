@@ -31,7 +31,7 @@ from recserver.graph.config import GraphConfig, WalkConfig
 from recserver.ingest.config import IngestConfig
 from recserver.security import AuthConfig, TlsConfig
 
-#: Names a surface may list in ``fallback.tiers``; ``recserver.app.build_tiers`` builds each.
+#: Names a surface may list in ``fallback.tiers`` (``recserver.service.tiers`` builds each).
 FALLBACK_TIERS = ("ann", "popular")
 
 

@@ -21,7 +21,7 @@ from types import FrameType
 from recserver.config_reload import ConfigHolder
 from recserver.core.durable import read_json, write_json_atomic
 from recserver.node.layout import RunDir
-from recserver.node.supervisor import Supervisor, recserver_argv, reserve_port
+from recserver.node.supervisor import NUMBA_CACHE_ENV, Supervisor, recserver_argv, reserve_port
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,8 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or config.ingest.data_dir or DEFAULT_DATA_DIR)
     run = RunDir(args.run_dir if args.run_dir is not None else data_dir / "run")
     workers = args.workers or usable_cores()
+    # Compiled kernels on disk once per node (not beside the code, which may be read-only).
+    os.environ.setdefault(NUMBA_CACHE_ENV, str(data_dir / "numba-cache"))
     stop = stop_event()
     requested = config.server.port if args.port is None else args.port
     reservation, port = reserve_port(config.server.host, requested)
