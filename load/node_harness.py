@@ -141,8 +141,9 @@ class Node:
 
 def start_node(tmp: Path, config: Path, port: int, *, synthetic: str | None = None,
                events: Path | None = None, workers: int, single: bool,
-               cores: str | None = None) -> Node:
-    """``recserver serve`` on ``synthetic`` events (a size) or an ``events`` file."""
+               cores: str | None = None, env: dict[str, str] | None = None) -> Node:
+    """``recserver serve`` on ``synthetic`` events (a size) or an ``events`` file; ``env``:
+    variables added to this process's environment (``PYTHONPATH`` picks the code run)."""
     data = tmp / "data"
     source = ["--events", str(events)] if events is not None else ["--synthetic", str(synthetic)]
     cmd = [sys.executable, "-m", "recserver", "serve", "--port", str(port), "--metrics-port",
@@ -151,7 +152,8 @@ def start_node(tmp: Path, config: Path, port: int, *, synthetic: str | None = No
     if cores is not None:
         cmd = ["taskset", "-c", cores, *cmd]
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 - lives as long as the process
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                            env=None if env is None else {**os.environ, **env})
     return Node(proc, f"127.0.0.1:{port}", data, time.monotonic())
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from recserver.ann.runtime import AnnRuntime
@@ -20,41 +19,21 @@ from recserver.eval.online import OnlineQuality, OnlineQualityConfig
 from recserver.eval.online_stability import OnlineStability
 from recserver.graph.bootstrap import BuildReport
 from recserver.graph.live import LiveGraph
-from recserver.graph.source import SnapshotSource
 from recserver.graph.walk import warm_up
 from recserver.ingest.runtime import IngestRuntime
 from recserver.metrics import Metrics
 from recserver.metrics.http import MetricsServer, serving_registry
 from recserver.node.builder import DataSource, bootstrap
 from recserver.server.grpc_server import GrpcServer
-from recserver.service.fallback import FallbackChain, FallbackTier, PopularTier
+from recserver.service.fallback import FallbackChain
 from recserver.service.observer import Observers
 from recserver.service.recommender import Recommender, WalkHook
-from recserver.service.trending import TrendingTier, keep_trending
+from recserver.service.tiers import build_tiers, uses_ann
+from recserver.service.trending import keep_trending
 
 __all__ = ["App", "DataSource", "build_tiers", "uses_ann"]
 
 log = logging.getLogger(__name__)
-
-
-def build_tiers(graph: SnapshotSource, ann: AnnRuntime | None = None,
-                config: Callable[[], RecServerConfig] | None = None) -> dict[str, FallbackTier]:
-    """The fallback tiers by the names surfaces use in ``fallback.tiers`` (explicit mapping);
-    ``config`` (the current config) gives each surface its trending half-life."""
-    popular = PopularTier()
-    graph.on_publish.append(popular.refresh)
-    tiers: dict[str, FallbackTier] = {"popular": popular}
-    if config is not None:
-        trending = TrendingTier(config)
-        graph.on_publish.append(trending.refresh)
-        tiers["trending"] = trending
-    if ann is not None:
-        tiers["ann"] = ann.tier
-    return tiers
-
-
-def uses_ann(config: RecServerConfig) -> bool:
-    return any("ann" in surface.fallback.tiers for surface in config.surfaces.values())
 
 
 class App:

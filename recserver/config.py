@@ -26,12 +26,12 @@ from recserver.ann.config import AnnConfig
 from recserver.catalog.items import category_problem
 from recserver.config_errors import collect_errors, format_problems, raise_problems, yaml_lines
 from recserver.core.model import RELOADS, ReloadScope, StrictModel
-from recserver.eval.online import OnlineQualityConfig
+from recserver.eval.online_config import OnlineQualityConfig
 from recserver.graph.config import GraphConfig, WalkConfig
 from recserver.ingest.config import IngestConfig
 from recserver.security import AuthConfig, TlsConfig
 
-#: Names a surface may list in ``fallback.tiers``; ``recserver.app.build_tiers`` builds each.
+#: Names a surface may list in ``fallback.tiers`` (``recserver.service.tiers`` builds each).
 FALLBACK_TIERS = ("ann", "popular", "trending")
 
 

@@ -10,6 +10,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: A node compiles its kernels into ``NUMBA_CACHE_DIR`` (else under its data directory, fresh
+#: in every test): one cache for every process a test starts, so each compiles once.
+NUMBA_CACHE = "NUMBA_CACHE_DIR"
+SHARED_NUMBA_CACHE = Path(os.environ.get(NUMBA_CACHE) or REPO / ".pytest_cache" / "numba")
 
 
 class CollectedProcess:
@@ -18,7 +22,8 @@ class CollectedProcess:
     def __init__(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", NUMBA_CACHE: str(SHARED_NUMBA_CACHE),
+                 **(env or {})},
         )  # fmt: skip
         self.lines: list[str] = []
         self._changed = threading.Condition()

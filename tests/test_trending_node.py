@@ -43,7 +43,7 @@ class Node(CollectedProcess):
         super().__init__([sys.executable, "-m", "recserver", "serve", "--port", "0",
                           "--metrics-port", "0", "--synthetic", "churn:20000", "--workers", "1",
                           "--data-dir", str(tmp / "data"), "--config", str(config)])
-        self.address = self.wait_for(r"recserver listening on (\S+) ", STARTUP_S).group(1)
+        self.address = self.wait_for(r"recserver starting on (\S+) ", STARTUP_S).group(1)
         self.wait_for(r"^recserver serving on ", STARTUP_S)
         self.channel = grpc.insecure_channel(self.address)
         self.stub = pb_grpc.RecommenderStub(self.channel)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,16 +28,18 @@ from recserver.ann.child_runner import ChildBuilder, ChildBuildFailed, ChildJob,
 from recserver.ann.codec import Keys, PayloadError, decode_items, parse_pointer
 from recserver.ann.config import AnnConfig
 from recserver.ann.forget import UserForgetter
-from recserver.ann.index import set_threads
-from recserver.ann.model import AnnModel, build_model, new_version
-from recserver.ann.precompute import PrecomputeReport, publish
 from recserver.ann.tier import AnnTier, ServingState
 from recserver.ann.writeback import WriteBack
 from recserver.core.background import BackgroundWorker
 from recserver.core.redis_url import redact_url
-from recserver.graph.live import LiveGraph
 from recserver.graph.source import SnapshotSource
 from recserver.service.fallback import FallbackRequest
+
+if TYPE_CHECKING:  # the build code (FAISS, ALS, precompute) is imported by ``build_now`` only:
+    # a serving worker never builds, and a node's builder builds in a child process
+    from recserver.ann.model import AnnModel
+    from recserver.ann.precompute import PrecomputeReport
+    from recserver.graph.live import LiveGraph
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +81,10 @@ class AnnRuntime:
 
     def build_now(self, *, progress: bool = False) -> PrecomputeReport:
         """Build from the current snapshot, publish, and serve the new version."""
+        from recserver.ann.index import set_threads
+        from recserver.ann.model import build_model, new_version
+        from recserver.ann.precompute import publish
+
         with self._build_lock:
             log.info("ann build started in this process's thread")
             set_threads(self.cfg.build_threads)

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -22,9 +23,6 @@ from recserver.ann.breaker import CircuitBreaker
 from recserver.ann.cache import CacheError, CacheMetrics, NullMetrics, ResultCache
 from recserver.ann.codec import Keys, PayloadError, decode, encode
 from recserver.ann.config import AnnConfig
-from recserver.ann.index import banned_rows, single_thread
-from recserver.ann.model import AnnModel
-from recserver.ann.vectors import user_vector
 from recserver.ann.writeback import WriteBack
 from recserver.catalog.filter import ItemFilter
 from recserver.service.fallback import (
@@ -34,6 +32,9 @@ from recserver.service.fallback import (
     drop_excluded,
 )
 from recserver.service.types import Source
+
+if TYPE_CHECKING:  # a model exists only where this process built one (never in a worker)
+    from recserver.ann.model import AnnModel
 
 Int32Array = npt.NDArray[np.int32]
 Float32Array = npt.NDArray[np.float32]
@@ -184,6 +185,8 @@ class AnnTier:
         started = self._clock()
         if request.deadline - started - KEEP_BACK_S < self.compute_estimate_s * len(missing):
             return []
+        from recserver.ann.index import single_thread  # loaded with the model already
+
         single_thread()
         out = []
         for target in missing:
@@ -205,6 +208,8 @@ class AnnTier:
         self, model: AnnModel, request: FallbackRequest, target: _Target
     ) -> tuple[Int32Array, Float32Array]:
         """One key's top-K with the in-process index (what precompute would have written)."""
+        from recserver.ann.vectors import user_vector  # the build's side: with the model
+
         top_k = self.cfg.top_k
         if target.kind == "u":
             vector, banned = user_vector(request.snapshot, model.vectors, target.internal,
@@ -215,6 +220,8 @@ class AnnTier:
             return EMPTY
         if not vector.any() or not np.isfinite(vector).all():
             return EMPTY
+        from recserver.ann.index import banned_rows  # loaded with the model already
+
         scores, ids, counts = model.index.search_filtered(
             vector[None, :], top_k, banned_rows([banned], model.n_items)
         )
@@ -226,6 +233,8 @@ class AnnTier:
         state = self._state
         if state is None or state.model is None or request.user < 0:
             return self.compute_estimate_s
+        from recserver.ann.index import single_thread
+
         single_thread()
         target = _Target("u", request.user, 1.0, b"")
         took = []

@@ -48,7 +48,22 @@ def _add_verbose(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         "(evaluate, tune, compare, replay) log only warnings unless -v, then info")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module_name(command: str) -> str:
+    return command.replace("-", "_")
+
+
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` runs (the first word that is not an option: the top-level
+    options take no values), when it names one; else None."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word is not None and _module_name(word) in COMMANDS else None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` (a command's name) just that subcommand: each
+    command module imports what it runs at the top, and a node's builder and workers are
+    ``recserver builder`` / ``recserver worker`` processes that should not import (and hold)
+    the evaluation, tuning and replay code every other command brings."""
     parser = argparse.ArgumentParser(
         prog="recserver", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -57,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbose(parser, top=True)
     # Not required: without a command, ``main`` shows this help instead of a bare usage error.
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in COMMANDS:
+    for command in COMMANDS if only is None else (_module_name(only),):
         module = importlib.import_module(f"{__name__}.{command}")
         child = sub.add_parser(module.NAME, help=module.HELP)
         module.add_arguments(child)
@@ -79,7 +94,8 @@ def log_level(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_word(argv))
     args = parser.parse_args(argv)
     if args.command is None:
         # Typed bare, ``recserver`` is asked what it can do: the help (with "start here") goes to

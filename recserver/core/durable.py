@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is imported where arrays are written: the node supervisor reads
+    import numpy as np  # and writes JSON only, and holds no numpy
 
 
 def fsync_path(path: Path | str) -> None:
@@ -39,6 +40,8 @@ def save_array(path: Path, array: np.ndarray, *, fsync: bool = True) -> None:
 
 def write_array(fh: BinaryIO, array: np.ndarray) -> None:
     """``.npy`` bytes of ``array`` into an open file; a short write raises with its errno."""
+    import numpy as np
+
     data = np.asarray(array, order="C")  # keeps 0-d arrays 0-d, unlike ascontiguousarray
     if data.dtype.hasobject:
         raise ValueError("object arrays are not saved (they would need pickles)")

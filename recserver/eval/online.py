@@ -27,30 +27,18 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import numpy as np
-from pydantic import Field
 
-from recserver.core.model import ReloadScope, StrictModel
+from recserver.eval.online_config import OnlineQualityConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.store import IngestOutcome
 from recserver.service.types import Recommendation, RecommendQuery
 
+__all__ = ["NullOnlineMetrics", "OnlineMetrics", "OnlineQuality", "OnlineQualityConfig"]
+
 log = logging.getLogger(__name__)
-
-
-class OnlineQualityConfig(StrictModel):
-    """Sampling and matching of served answers against later events."""
-
-    reload_scope: ClassVar[ReloadScope | None] = "restart"  # read once at start
-
-    enabled: bool = Field(default=True)
-    sample_rate: float = Field(default=0.05, ge=0, le=1, description="share of answers kept")
-    window_s: float = Field(default=1_800.0, gt=0, description="a hit must come this soon")
-    late_s: float = Field(default=60.0, ge=0, description="wait this long for late events")
-    clock_skew_s: float = Field(default=5.0, ge=0, description="events slightly before serving")
-    max_pending_per_surface: int = Field(default=10_000, ge=1, le=10_000_000)
 
 
 class OnlineMetrics(Protocol):

@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -38,8 +39,10 @@ from recserver.graph.arrayops import first_occurrence, member_of_sorted, unique_
 from recserver.graph.config import EventWeightsConfig
 from recserver.graph.dedup import U64, id_keys, tuple_keys, type_hashes
 from recserver.graph.events import EventColumns
-from recserver.graph.live import LiveGraph
 from recserver.graph.validate import validate_columns
+
+if TYPE_CHECKING:  # the recorder runs in the builder; a worker imports only its types
+    from recserver.graph.live import LiveGraph
 
 ACCEPTED, DUPLICATE, REJECTED = 1, 2, 3  # the wire enum's numbers (EventStatus)
 #: In-flight key runs kept at most (beyond, the oldest are forgotten: only reporting suffers).

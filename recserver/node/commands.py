@@ -24,7 +24,7 @@ from recserver.config_reload import ConfigHolder
 from recserver.core.durable import read_json, write_json_atomic
 from recserver.node.layout import RunDir
 from recserver.node.node_lock import NodeLock
-from recserver.node.supervisor import Supervisor, recserver_argv, reserve_port
+from recserver.node.supervisor import NUMBA_CACHE_ENV, Supervisor, recserver_argv, reserve_port
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ def _serve_node(args: argparse.Namespace, holder: ConfigHolder, data_dir: Path) 
     config = holder.current
     run = RunDir(args.run_dir if args.run_dir is not None else data_dir / "run")
     workers = args.workers or usable_cores()
+    # Compiled kernels on disk once per node (not beside the code, which may be read-only).
+    os.environ.setdefault(NUMBA_CACHE_ENV, str(data_dir / "numba-cache"))
     stop = stop_event()
     requested = config.server.port if args.port is None else args.port
     reservation, port = reserve_port(config.server.host, requested)

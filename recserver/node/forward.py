@@ -11,6 +11,8 @@ acknowledged, and a retry with the same event ids is safe.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 import numpy as np
 
@@ -23,12 +25,15 @@ from recserver.core.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from recserver.ingest.eraser import Erasure
 from recserver.ingest.recorder import EventRows, RecordOutcome
-from recserver.ingest.runtime import IngestStatus, UserEdges, describe_user
 from recserver.node.mapped import MappedGraph
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:  # the writer's side (event log, Redis, the live graph) stays out of a
+    # worker; the few calls that return its types import them when first made
+    from recserver.ingest.eraser import Erasure
+    from recserver.ingest.runtime import IngestStatus, UserEdges
 
 _ERRORS = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
@@ -91,11 +96,15 @@ class ForwardingIngest:
         return ItemsOutcome(response.accepted, response.log_position)
 
     def delete_user(self, user_id: str) -> Erasure:
+        from recserver.ingest.eraser import Erasure
+
         response = self._call("DeleteUser", pb.DeleteUserRequest(user_id=user_id))
         assert isinstance(response, pb.DeleteUserResponse)
         return Erasure(found=response.found, position=response.log_position)
 
     def status(self) -> IngestStatus:
+        from recserver.ingest.runtime import IngestStatus
+
         s = self._call("GetIngestStatus", pb.GetIngestStatusRequest())
         assert isinstance(s, pb.GetIngestStatusResponse)
         mapped = self.graph.current.version if self.graph.ready else 0
@@ -108,6 +117,8 @@ class ForwardingIngest:
         )  # fmt: skip
 
     def describe_user(self, user_id: str, limit: int = 0) -> UserEdges:
+        from recserver.ingest.runtime import describe_user
+
         return describe_user(self.graph, user_id, limit)
 
     def describe_items(self, item_ids: list[str]) -> ItemStates:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from recserver.core.durable import read_json
 from recserver.node.layout import RunDir
@@ -31,6 +32,8 @@ from recserver.node.layout import RunDir
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: numba's on-disk cache of compiled kernels, shared by every process of a node
+NUMBA_CACHE_ENV = "NUMBA_CACHE_DIR"
 PR_SET_PDEATHSIG = 1
 MAX_BACKOFF_S = 30.0
 YOUNG_S = 10.0  # a child that dies younger than this is restarted after a growing back-off
@@ -75,6 +78,14 @@ def reserve_port(host: str, port: int) -> tuple[socket.socket, int]:
     return sock, int(sock.getsockname()[1])
 
 
+def walk_kernels_cached(cache_dir: str | None) -> bool:
+    """Whether ``cache_dir`` (numba's cache folder) holds the compiled walk kernels; True when
+    no folder is set (numba then caches beside the code, where this cannot look)."""
+    if not cache_dir:
+        return True
+    return any(Path(cache_dir).rglob("walk_kernels.*.nbi"))
+
+
 def recserver_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "recserver", *args]
 
@@ -97,6 +108,8 @@ class Supervisor:
         self.run.metrics.mkdir(parents=True)
         self.env = dict(os.environ, **{MULTIPROC_ENV: str(self.run.metrics)})
         self._stopping = threading.Event()
+        #: workers started once the first one is ready (a cold kernel cache, see start_workers)
+        self._deferred: list[Child] = []
 
     def _spawn(self, child: Child) -> None:
         child.proc = subprocess.Popen(child.argv, env=self.env, preexec_fn=_die_with_parent)
@@ -116,8 +129,26 @@ class Supervisor:
             time.sleep(0.1)
 
     def start_workers(self) -> None:
-        for child in self.workers:
-            self._spawn(child)
+        """Start the workers. With a cold kernel cache (``NUMBA_CACHE_DIR`` holds no compiled
+        walk kernel yet) only the first starts now and ``check`` starts the others once it is
+        ready: it compiles the walk kernels into the cache (~12 s, ~60 MB of compiler heap)
+        and the others load them, where N workers started together would each compile."""
+        first, *rest = self.workers
+        self._spawn(first)
+        if walk_kernels_cached(self.env.get(NUMBA_CACHE_ENV)):
+            for child in rest:
+                self._spawn(child)
+        else:
+            self._deferred = rest
+
+    def _start_deferred(self) -> None:
+        first = self.workers[0]
+        warm = first.pid is not None and (self.run.root / "ready" / f"{first.name}.{first.pid}"
+                                          ).exists()
+        if warm or not first.alive():  # a first worker that died must not hold the others
+            for child in self._deferred:
+                self._spawn(child)
+            self._deferred = []
 
     def ready_workers(self) -> int:
         """Workers that reported SERVING (each writes its ready file)."""
@@ -126,6 +157,8 @@ class Supervisor:
 
     def check(self) -> None:
         """Restart any child that died (called every few hundred ms)."""
+        if self._deferred and not self._stopping.is_set():
+            self._start_deferred()
         now = time.monotonic()
         for child in [self.builder, *self.workers]:
             if child.proc is None or child.alive() or self._stopping.is_set():

@@ -25,7 +25,6 @@ import numpy as np
 from recserver.ann.cache import ResultCache
 from recserver.ann.file_cache import FileCache
 from recserver.ann.runtime import AnnRuntime
-from recserver.app import build_tiers, uses_ann
 from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
 from recserver.core.heap import freeze_startup_heap
@@ -42,6 +41,7 @@ from recserver.server.grpc_server import GrpcServer
 from recserver.server.servicer import encode_response
 from recserver.service.fallback import FallbackChain
 from recserver.service.recommender import Recommender, WalkHook
+from recserver.service.tiers import build_tiers, uses_ann
 from recserver.service.types import RecommendQuery
 
 log = logging.getLogger(__name__)

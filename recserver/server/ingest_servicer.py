@@ -10,7 +10,7 @@ and per-call acknowledgement keeps "acknowledged = durable" simple to reason abo
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
@@ -19,10 +19,12 @@ from recserver.catalog.items import ItemUpdate
 from recserver.catalog.recorder import ItemsOutcome
 from recserver.core.echo import shown
 from recserver.core.errors import InvalidArgument, Unavailable
-from recserver.ingest.eraser import Erasure
 from recserver.ingest.recorder import ACCEPTED, DUPLICATE, REJECTED, EventRows, RecordOutcome
-from recserver.ingest.runtime import IngestStatus, UserEdges
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
+
+if TYPE_CHECKING:  # types only: a serving worker forwards writes and imports no writer
+    from recserver.ingest.eraser import Erasure
+    from recserver.ingest.runtime import IngestStatus, UserEdges
 
 _RESULTS = {
     ACCEPTED: pb.EventResult(status=pb.ACCEPTED),

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recserver.config import RecServerConfig
-from recserver.graph.live import LiveGraph
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.trending import TrendingCounters, half_life_key
 from recserver.service.fallback import (
@@ -28,6 +27,10 @@ from recserver.service.fallback import (
     TierNotReady,
 )
 from recserver.service.types import Source
+
+if TYPE_CHECKING:  # a worker ranks the counts; only the writer side imports the live graph
+    from recserver.config import RecServerConfig
+    from recserver.graph.live import LiveGraph
 
 TIER = "trending"
 
