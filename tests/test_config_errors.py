@@ -119,8 +119,8 @@ def test_check_config_prints_every_cross_field_problem_in_one_run(
         "k_max (line 2)",
         "surfaces.home: sla_p99_ms (60.0) is below budget_ms (90.0); the server may use its "
         "whole budget, so raise sla_p99_ms or lower budget_ms (line 2)",
-        "surfaces.home.fallback: tiers: unknown tier(s) 'popluar'; known tiers: ann, popular "
-        "(line 6)",
+        "surfaces.home.fallback: tiers: unknown tier(s) 'popluar'; known tiers: ann, popular, "
+        "trending (line 6)",
     ]
 
 
