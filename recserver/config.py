@@ -6,7 +6,7 @@ YAML layout::
     surfaces:   {home: {...}, item_page: {...}}
     graph:      {...}                     # recserver.graph.config.GraphConfig
     server:     {port: 50051, ...}
-    ingest:     {data_dir: ..., ...}      # recserver.ingest.config.IngestConfig
+    ingest:     {data_dir: ..., ...}      # recserver.ingest.config.IngestConfig (log: eventlog.config)
 
 ``load_config`` names the file, the field and the fix in every error, and never returns a
 half-valid config: callers keep serving the old one when loading fails.

@@ -9,8 +9,8 @@ from pathlib import Path
 from recserver.cli import build_parser
 from recserver.config import ServerSection
 from recserver.core import errors
+from recserver.eventlog.config import CheckpointConfig
 from recserver.graph.config import EventWeightsConfig
-from recserver.ingest.config import CheckpointConfig
 from recserver.node.commands import DEFAULT_DATA_DIR
 from recserver.service import fallback
 

@@ -11,8 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from recserver.core.model import ReloadScope, StrictModel
-
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+from recserver.core.redis_url import REDIS_SCHEMES
 
 
 class AnnIndexConfig(StrictModel):

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 ENV_VAR = "RECSERVER_REDIS_URL"
+#: The URL schemes a Redis URL may use (the ANN cache's and the event log's).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def resolve_redis_url(

@@ -27,9 +27,9 @@ from redis.exceptions import RedisError
 
 from recserver.core.errors import Unavailable
 from recserver.core.redis_url import redact_url
+from recserver.eventlog.config import EventLogConfig
 from recserver.eventlog.registry import LogChoice
 from recserver.graph.dedup import U64, id_keys
-from recserver.ingest.config import IngestConfig
 
 _ENTRY = struct.Struct("<Qd")  # user hash, erased at (unix seconds)
 FILE_NAME = "erasures.ledger"
@@ -99,7 +99,7 @@ class RedisLedger:
         self._client.close()
 
 
-def open_ledger(choice: LogChoice, cfg: IngestConfig) -> ErasureLedger | None:
+def open_ledger(choice: LogChoice, cfg: EventLogConfig) -> ErasureLedger | None:
     """The ledger that goes with the chosen log (``None`` when ingest is off)."""
     if choice.backend == "file" and choice.directory is not None:
         return FileLedger(choice.directory)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from recserver.core.redis_url import redact_url
 from recserver.eventlog.base import EventLog
+from recserver.eventlog.config import EventLogConfig
 from recserver.eventlog.file_log import FileEventLog
 from recserver.eventlog.redis_stream import RedisStreamLog
-from recserver.ingest.config import IngestConfig
 
 ENV_URL = "RECSERVER_EVENT_LOG_URL"
 
@@ -28,7 +28,7 @@ class LogChoice:
 
 
 def resolve_url(
-    flag: str | None, cfg: IngestConfig, env: Mapping[str, str] | None = None
+    flag: str | None, cfg: EventLogConfig, env: Mapping[str, str] | None = None
 ) -> tuple[str | None, str]:
     """The event log's Redis URL and its origin: the flag, else the environment, else the file."""
     environ = os.environ if env is None else env
@@ -42,7 +42,7 @@ def resolve_url(
 
 
 def choose(
-    cfg: IngestConfig,
+    cfg: EventLogConfig,
     *,
     url_flag: str | None = None,
     data_dir: str | Path | None = None,
@@ -76,7 +76,7 @@ def choose(
                      "(pass --data-dir or --event-log-url)")
 
 
-def _file(choice: LogChoice, cfg: IngestConfig) -> EventLog:
+def _file(choice: LogChoice, cfg: EventLogConfig) -> EventLog:
     assert choice.directory is not None
     return FileEventLog(
         choice.directory, fsync=cfg.file.fsync, fsync_interval_s=cfg.file.fsync_interval_ms / 1e3,
@@ -84,7 +84,7 @@ def _file(choice: LogChoice, cfg: IngestConfig) -> EventLog:
     )
 
 
-def _redis(choice: LogChoice, cfg: IngestConfig) -> EventLog:
+def _redis(choice: LogChoice, cfg: EventLogConfig) -> EventLog:
     assert choice.url is not None
     r = cfg.redis
     return RedisStreamLog(
@@ -95,13 +95,13 @@ def _redis(choice: LogChoice, cfg: IngestConfig) -> EventLog:
 
 
 #: Backend name -> constructor: the one place a backend is picked.
-BACKENDS: dict[str, Callable[[LogChoice, IngestConfig], EventLog]] = {
+BACKENDS: dict[str, Callable[[LogChoice, EventLogConfig], EventLog]] = {
     "file": _file,
     "redis": _redis,
 }
 
 
-def open_log(choice: LogChoice, cfg: IngestConfig) -> EventLog | None:
+def open_log(choice: LogChoice, cfg: EventLogConfig) -> EventLog | None:
     """The chosen log, opened (``None`` when ingest is off)."""
     if choice.backend is None:
         return None
