@@ -15,8 +15,6 @@ from recserver.ann.runtime import AnnRuntime
 from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
 from recserver.core.redis_url import resolve_redis_url
-from recserver.eval.online import OnlineQuality, OnlineQualityConfig
-from recserver.eval.online_stability import OnlineStability
 from recserver.graph.bootstrap import BuildReport
 from recserver.graph.live import LiveGraph
 from recserver.graph.walk import warm_up
@@ -24,6 +22,9 @@ from recserver.ingest.runtime import IngestRuntime
 from recserver.metrics import Metrics
 from recserver.metrics.http import MetricsServer, serving_registry
 from recserver.node.builder import DataSource, bootstrap
+from recserver.online.config import OnlineQualityConfig
+from recserver.online.quality import OnlineQuality
+from recserver.online.stability import OnlineStability
 from recserver.server.grpc_server import GrpcServer
 from recserver.service.fallback import FallbackChain
 from recserver.service.observer import Observers

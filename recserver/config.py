@@ -6,7 +6,7 @@ YAML layout::
     surfaces:   {home: {...}, item_page: {...}}
     graph:      {...}                     # recserver.graph.config.GraphConfig
     server:     {port: 50051, ...}
-    ingest:     {data_dir: ..., ...}      # recserver.ingest.config.IngestConfig (log: eventlog.config)
+    ingest:     {data_dir: ..., ...}      # recserver.ingest.config.IngestConfig
 
 ``load_config`` names the file, the field and the fix in every error, and never returns a
 half-valid config: callers keep serving the old one when loading fails.
@@ -26,9 +26,9 @@ from recserver.ann.config import AnnConfig
 from recserver.catalog.items import category_problem
 from recserver.config_errors import collect_errors, format_problems, raise_problems, yaml_lines
 from recserver.core.model import RELOADS, ReloadScope, StrictModel
-from recserver.eval.online_config import OnlineQualityConfig
 from recserver.graph.config import GraphConfig, WalkConfig
 from recserver.ingest.config import IngestConfig
+from recserver.online.config import OnlineQualityConfig
 from recserver.security import AuthConfig, TlsConfig
 
 #: Names a surface may list in ``fallback.tiers`` (``recserver.service.tiers`` builds each).

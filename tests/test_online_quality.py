@@ -10,11 +10,12 @@ from prometheus_client import CollectorRegistry
 
 from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
-from recserver.eval.online import OnlineQuality, OnlineQualityConfig
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.metrics import Metrics, OnlineQualityMetrics
+from recserver.online.config import OnlineQualityConfig
+from recserver.online.quality import OnlineQuality
 from recserver.service.observer import Observers
 from recserver.service.types import Recommendation, RecommendedItem, RecommendQuery
 from tests.service_fixtures import clustered_graph, make_recommender, surface_config

@@ -22,7 +22,8 @@ HEAVY = ("numpy", "numba", "faiss", "grpc", "pyarrow", "scipy", "implicit", "red
 BUILD_AND_WRITE = ("faiss", "implicit", "redis", "recserver.ann.index", "recserver.ann.als",
                    "recserver.ann.precompute", "recserver.graph.live", "recserver.graph.loaders",
                    "recserver.ingest.runtime", "recserver.eventlog.file_log",
-                   "recserver.eval.evaluate", "recserver.eval.online")
+                   "recserver.eval.evaluate", "recserver.online.quality",
+                   "recserver.online.stability")
 
 
 def imported_after(code: str) -> set[str]:

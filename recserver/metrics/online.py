@@ -12,7 +12,7 @@ from recserver.service.types import SOURCES
 log = logging.getLogger(__name__)
 
 class OnlineQualityMetrics:
-    """Online quality (``recserver.eval.online``): sampled served answers and their outcome.
+    """Online quality (``recserver.online.quality``): sampled served answers and their outcome.
 
     ``sampled`` when an answer is kept, ``hit`` when a later event of its user touched one of its
     items within the window, ``missed`` when the window passed without one, ``dropped`` when the

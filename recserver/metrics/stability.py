@@ -1,4 +1,4 @@
-"""Metrics of answer stability (``recserver.eval.online_stability``).
+"""Metrics of answer stability (``recserver.online.stability``).
 
 ``recserver_online_stability_overlap_ratio{surface}``: a histogram of overlap@k between two
 consecutive answers to the same sampled user on the same surface when the user had no accepted

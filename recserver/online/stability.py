@@ -17,16 +17,15 @@ answered forgotten first), each with one list per surface.
 from __future__ import annotations
 
 import threading
-import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
-from recserver.eval.online import OnlineQualityConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.store import IngestOutcome
+from recserver.online.config import OnlineQualityConfig, sampled_user
 from recserver.service.types import Recommendation, RecommendQuery
 
 
@@ -34,11 +33,6 @@ class OverlapSink(Protocol):
     """Where overlaps go (``recserver.metrics.stability.StabilityMetrics`` implements it)."""
 
     def overlap(self, surface: str, value: float) -> None: ...
-
-
-def sampled_user(user: str, rate: float) -> bool:
-    """True for a stable share ``rate`` of user ids (the same answer in every process)."""
-    return zlib.crc32(user.encode("utf-8")) < rate * 2**32
 
 
 def overlap(a: Sequence[str], b: Sequence[str]) -> float:

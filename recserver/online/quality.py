@@ -31,9 +31,9 @@ from typing import Protocol
 
 import numpy as np
 
-from recserver.eval.online_config import OnlineQualityConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.store import IngestOutcome
+from recserver.online.config import OnlineQualityConfig
 from recserver.service.types import Recommendation, RecommendQuery
 
 __all__ = ["NullOnlineMetrics", "OnlineMetrics", "OnlineQuality", "OnlineQualityConfig"]

@@ -1,9 +1,13 @@
-"""The ``online_quality`` config section, apart from ``eval.online``: the config is read by
-every process of a node, the node supervisor included, which should not import numpy and the
-graph code ``eval.online`` needs to match answers."""
+"""The ``online_quality`` config section and the stability sample's user test.
+
+Apart from ``online.quality``: the config is read by every process of a node, the node
+supervisor included, which should not import numpy and the graph code the matching needs; a
+serving worker samples with ``sampled_user`` without importing the matching either.
+"""
 
 from __future__ import annotations
 
+import zlib
 from typing import ClassVar
 
 from pydantic import Field
@@ -22,3 +26,8 @@ class OnlineQualityConfig(StrictModel):
     late_s: float = Field(default=60.0, ge=0, description="wait this long for late events")
     clock_skew_s: float = Field(default=5.0, ge=0, description="events slightly before serving")
     max_pending_per_surface: int = Field(default=10_000, ge=1, le=10_000_000)
+
+
+def sampled_user(user: str, rate: float) -> bool:
+    """True for a stable share ``rate`` of user ids (the same answer in every process)."""
+    return zlib.crc32(user.encode("utf-8")) < rate * 2**32
