@@ -1,4 +1,4 @@
-"""The builder's side of an ANN build in a child process (``ann.child_build``).
+"""The builder's side of an ANN build in a child process (``node.child_build``).
 
 Why a child: a build is seconds of CPU (12 s for 1M events here) that must only use idle CPU,
 and a SCHED_IDLE *thread* of the builder would hold the builder's GIL while it waits for a core,
@@ -105,7 +105,7 @@ class ChildBuilder:
             if self._killed:
                 raise ChildBuildFailed("the builder is stopping; no ANN build started")
             proc = subprocess.Popen(
-                [sys.executable, "-m", "recserver.ann.child_build"], stdin=subprocess.PIPE,
+                [sys.executable, "-m", "recserver.node.child_build"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=errors, close_fds=True)
             self._proc, self.last_pid = proc, proc.pid
         set_idle(proc.pid)  # at once: its interpreter's start is bulk work too

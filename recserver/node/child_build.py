@@ -1,5 +1,6 @@
-"""One ANN build in a process of its own, at SCHED_IDLE: ``python -m recserver.ann.child_build``.
+"""One ANN build in a process of its own, at SCHED_IDLE: ``python -m recserver.node.child_build``.
 
+A process of the node (it maps the builder's run directory like a worker), hence in ``node``.
 The builder (``ann.child_runner``) starts this process for every build. It puts all its threads
 in SCHED_IDLE before anything else (a whole process, so no GIL of the builder is ever held at
 that class), maps the newest snapshot the builder published in the run directory (as a serving
