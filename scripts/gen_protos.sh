@@ -40,12 +40,12 @@ protos=$(cd protos && find . -name '*.proto' | sed 's|^\./||' | LC_ALL=C sort)
   exit 1
 }
 
-# protoc names modules after the include root (recserver.v1...); the package lives one level
-# down (recserver.proto.recserver.v1...), so rewrite the cross-module imports.
+# protoc names modules after the include root (recserver.v1..., recserver.internal.v1...); the
+# package lives one level down (recserver.proto.recserver...), so rewrite the cross-module imports.
 find "$tmp" -name '*.py' -o -name '*.pyi' | while read -r f; do
   sed -i -E \
-    -e 's/^from recserver\.v1(\.[a-z0-9_.]*)? import/from recserver.proto.recserver.v1\1 import/' \
-    -e 's/^import recserver\.v1\./import recserver.proto.recserver.v1./' \
+    -e 's/^from recserver\.((internal\.)?v1)(\.[a-z0-9_.]*)? import/from recserver.proto.recserver.\1\3 import/' \
+    -e 's/^import recserver\.((internal\.)?v1)\./import recserver.proto.recserver.\1./' \
     "$f"
 done
 
