@@ -25,21 +25,13 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
-import socket
-import subprocess
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 from recserver.app import App, DataSource
@@ -48,11 +40,7 @@ from recserver.config_reload import ConfigHolder
 from recserver.metrics import Metrics
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-
-ROOT = Path(__file__).resolve().parents[1]
-RULES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
-DASHBOARD = ROOT / "deploy" / "grafana" / "recserver-dashboard.json"
-PROMETHEUS = shutil.which("prometheus")
+from tests.prometheus_fixture import DASHBOARD, PROMETHEUS, Prometheus
 
 pytestmark = [
     pytest.mark.slow,
@@ -69,88 +57,8 @@ LOAD_SECONDS = 10.0
 SLA_MS = {"home": 80.0, "item_page": 60.0, "search": 50.0}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def slow_walk(steps_done: int) -> None:
     time.sleep(0.0005)  # every batch: the walk runs until its deadline, not to completion
-
-
-class Prometheus:
-    """A Prometheus process on loopback with its HTTP API."""
-
-    def __init__(self, workdir: Path, target: str) -> None:
-        config = {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(p) for p in RULES],
-            "scrape_configs": [{
-                "job_name": "recserver",
-                "scrape_interval": "1s",
-                "scrape_timeout": "900ms",
-                "static_configs": [{"targets": [target]}],
-            }],
-        }
-        config_file = workdir / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(config))
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self.log = (workdir / "prometheus.log").open("w")
-        assert PROMETHEUS is not None
-        self.proc = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={config_file}",
-             f"--web.listen-address={self.url.removeprefix('http://')}",
-             f"--storage.tsdb.path={workdir / 'data'}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        try:
-            self._wait_ready(60.0)
-        except BaseException:
-            self.stop()
-            raise
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        until = time.monotonic() + timeout_s
-        while time.monotonic() < until:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("prometheus did not become ready")
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            body = json.loads(resp.read())
-        assert body["status"] == "success", body
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def by_surface(self, expr: str) -> dict[str, float]:
-        return {r["metric"]["surface"]: float(r["value"][1]) for r in self.query(expr)}
-
-    def wait_for(self, expr: str, n: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
-        until = time.monotonic() + timeout_s
-        while True:
-            result = self.query(expr)
-            if len(result) >= n or time.monotonic() > until:
-                return result
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,10 @@ class OnlineQualityMetrics:
         }
         self._dropped = Counter("recserver_online_answers_dropped", "Answers not sampled because "
                                 "the surface's sample was full", ["surface"], registry=reg)
+        self._report_dropped = Counter(
+            "recserver_online_reports_dropped", "Sampled answers a serving worker dropped "
+            "before the builder matched them: its report queue was full, or the builder could "
+            "not be reached", ["reason"], registry=reg)
         self._children: dict[tuple[str, str, str], Any] = {}
 
     def _inc(self, outcome: str, surface: str, source: str) -> None:
@@ -52,3 +56,7 @@ class OnlineQualityMetrics:
 
     def dropped(self, surface: str) -> None:
         self._dropped.labels(surface).inc()
+
+    def report_dropped(self, reason: str, n: int) -> None:
+        """``n`` sampled answers a worker could not report (``online.report.DROP_REASONS``)."""
+        self._report_dropped.labels(reason).inc(n)

@@ -37,6 +37,7 @@ from recserver.metrics import Metrics
 from recserver.metrics.http import MetricsServer, serving_registry
 from recserver.node.layout import RunDir
 from recserver.node.snapshot_files import SnapshotWriter
+from recserver.online.intake import OnlineIntake
 from recserver.server.grpc_server import GrpcServer
 from recserver.service.trending import keep_trending
 from recserver.service.types import Recommendation, RecommendQuery
@@ -161,6 +162,12 @@ class Builder:
         self.metrics.watch_ingest(self.ingest)
         self.server = GrpcServer(_NoRecommend(), ServerSection(), unix_socket=run.builder_socket,
                                  ingest=self.ingest)
+        # Online quality for the whole node: workers report what they served on this socket,
+        # matched here with the events this graph applies; counted on this /metrics.
+        self.online = OnlineIntake(config.online_quality, self.graph,
+                                   quality_metrics=self.metrics.online,
+                                   stability_metrics=self.metrics.stability)
+        self.server.add_service(self.online.register)
         self.metrics_server = MetricsServer(
             serving_registry(self.metrics), config.server.metrics_host,
             config.server.metrics_port if metrics_port is None else metrics_port)
@@ -183,6 +190,7 @@ class Builder:
         self._write(self.graph.current)
         self.graph.start()
         self.ingest.start()
+        self.online.start()
         if any("ann" in s.fallback.tiers for s in self.holder.current.surfaces.values()):
             self.ann.start()
         if self.holder.path is not None:
@@ -212,6 +220,7 @@ class Builder:
         self.server.stop(2.0)
         self.ingest.stop()
         self.graph.stop()
+        self.online.stop()
         # The final checkpoint is written (ingest.stop): a half-done ANN build is not worth
         # holding the shutdown for (it would take up to its whole build time); a build child
         # is killed at once.

@@ -36,10 +36,12 @@ from recserver.metrics import Metrics
 from recserver.node.forward import ForwardingIngest
 from recserver.node.layout import RunDir
 from recserver.node.mapped import MappedGraph
+from recserver.online.report import ServedReporter
 from recserver.server.aio_server import AioGrpcServer
 from recserver.server.grpc_server import GrpcServer
 from recserver.server.servicer import encode_response
 from recserver.service.fallback import FallbackChain
+from recserver.service.observer import Observers
 from recserver.service.recommender import Recommender, WalkHook
 from recserver.service.tiers import build_tiers, uses_ann
 from recserver.service.types import RecommendQuery
@@ -112,9 +114,12 @@ class Worker:
                               cache=cache, builds=False,
                               where=None if url else f"files in {run.ann}")
         self._fallback = FallbackChain(build_tiers(self.graph, self.ann, lambda: holder.current))
+        # Online quality: sampled answers go to the builder, which sees every event to match.
+        self.reporter = ServedReporter(config.online_quality, run.builder_target,
+                                       metrics=self.metrics.online)
         self.recommender = Recommender(
             self.graph, lambda: holder.current, self._fallback, walk_hook=walk_hook,
-            observer=self.metrics,
+            observer=Observers([self.metrics, self.reporter]),
         )
         holder.add_listener(self._on_config)
         self.ingest = ForwardingIngest(run.builder_target, self.graph)
@@ -164,6 +169,7 @@ class Worker:
         # Last before listening: no full collection may walk start-up's heap again (each one
         # held the GIL for 80-150 ms in a worker), and the collection it runs must not delay
         # calls the kernel already handed to this worker.
+        self.reporter.start()
         frozen = freeze_startup_heap()
         log.info("start-up heap frozen out of garbage collection: %d objects", frozen)
         port = self.server.start()
@@ -182,4 +188,5 @@ class Worker:
         self.graph.stop()
         self.ann.stop()
         self.ingest.close()
+        self.reporter.stop()
         self.holder.stop_watching()

@@ -61,12 +61,16 @@ class OnlineStability:
                 or query.context_item_ids or not sampled_user(query.user_id,
                                                               self.cfg.sample_rate)):
             return  # an answer to a context (item page, search) is not a list the user keeps
-        items = tuple(item.item_id for item in rec.items)
+        self.observe_answer(surface, query.user_id, tuple(item.item_id for item in rec.items))
+
+    def observe_answer(self, surface: str, user: str, items: tuple[str, ...]) -> None:
+        """Compare ``items``, an answer to ``user`` on ``surface`` (already sampled and to no
+        context), with that user's previous answer there, and remember it instead."""
         with self._lock:
-            answers = self._last.pop(query.user_id, None) or {}
+            answers = self._last.pop(user, None) or {}
             previous = answers.get(surface)
             answers[surface] = items
-            self._last[query.user_id] = answers
+            self._last[user] = answers
             while len(self._last) > self.cfg.max_pending_per_surface:
                 self._last.popitem(last=False)
         if previous is not None:

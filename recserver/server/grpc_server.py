@@ -196,6 +196,11 @@ class GrpcServer(Endpoint):
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
 
+    def add_service(self, register: Callable[[grpc.Server], None]) -> None:
+        """Serve one more gRPC service, before ``start``: ``register(server)`` adds it (the
+        builder's internal ``ServedAnswers``, for one)."""
+        register(self._server)
+
     @property
     def executor(self) -> AdmissionExecutor:
         return self._executor
