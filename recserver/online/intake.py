@@ -7,7 +7,8 @@ Workers sample what they serve (``online.report``) and send it on the builder's 
 whichever worker served it). Both follow the builder's graph: every applied batch reaches them
 through ``LiveGraph.on_ingest``, and a background step counts answers whose window passed as
 misses every ``EXPIRE_EVERY_S`` (an idle graph publishes nothing, so a publish hook would leave
-them waiting). Their counters live in the builder's ``Metrics``, which its ``/metrics`` (the node's one) serves.
+them waiting). Their counters live in the builder's ``Metrics``, which its ``/metrics`` (the
+node's one) serves.
 
 An answer reaches the builder up to a report interval (half a second) after it was served: an
 event applied before its answer arrived is not matched (a click faster than that counts as a
