@@ -215,7 +215,8 @@ def test_every_dashboard_expression_runs(prometheus: Prometheus, load: Measured)
         if not prometheus.query(concrete):  # raises on a PromQL error
             empty.append(concrete)
     # Some panels are empty on a fresh server with no Redis and no errors; the core ones are not.
-    # Online quality lags by its window and stability needs repeat answers of sampled users.
+    # Online quality lags by its window and stability needs repeat answers of sampled users
+    # (tests/test_online_node.py gives those panels data on a node).
     core = [e for e in empty if "cache" not in e and "code!=" not in e and "reload" not in e
             and "recserver_online_" not in e]
     assert not core, core
