@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         "pid": os.getpid(), "metrics_port": builder.metrics_server.port,
         "metrics_url": builder.metrics_server.url, "edges": snap.n_edges,
         "source": report.source if report else "?", "example_user": example,
-    })  # fmt: skip
+    })
     log.info("builder published version %d: %d users, %d items, %d edges", snap.version,
              snap.n_users, snap.n_items, snap.n_edges)
     while not stop.wait(0.5):

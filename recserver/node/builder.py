@@ -85,7 +85,7 @@ def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metri
             source=f"checkpoint {restored.folder}", events_read=0,
             events_accepted=restored.events_applied, duplicates=0, rejected=0,
             rejection_summary="", load_seconds=restored.seconds, build_seconds=0.0,
-        )  # fmt: skip
+        )
     if ingest.catch_up() or restored is not None or erased:
         graph.publish(compact=True)
     return report

@@ -177,7 +177,7 @@ def _serve_node(args: argparse.Namespace, holder: ConfigHolder, data_dir: Path,
     builder_argv = recserver_argv(
         "builder", "--run-dir", str(run.root), "--data-dir", str(data_dir),
         *common, *_passthrough(args, ("events", "synthetic", "strict", "items",
-                                      "event_log_url", "metrics_port")))  # fmt: skip
+                                      "event_log_url", "metrics_port")))
 
     # Each worker walks on its share of the cores: N workers on N cores each walk one at a
     # time (one walk thread per worker process sharing a core would only time-slice walks).
