@@ -1,9 +1,10 @@
 """Running a node: ``cmd_serve_node`` supervises one builder and N workers on one machine.
 
-``recserver serve`` runs the whole node; ``recserver builder`` and ``recserver worker``
-(``recserver.cli``) run one role each (Kubernetes: one builder and N worker containers in a pod
-sharing the run directory). ``serve --single-process`` keeps the older one-process server, the
-baseline the stall benchmark compares against. Kept free of heavy imports (see ``entry``).
+``recserver serve`` runs the whole node (what ``deploy/k8s`` runs: one container per pod);
+``recserver builder`` and ``recserver worker`` (``recserver.cli``) run one role each, for a
+layout that starts them apart (e.g. a builder and N worker containers sharing the run
+directory). ``serve --single-process`` keeps the older one-process server, the baseline the
+stall benchmark compares against. Kept free of heavy imports (see ``entry``).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--redis-url", help="ANN result cache (redis://, rediss://, unix://); wins over "
-        "RECSERVER_REDIS_URL and the config's ann.redis_url; unset everywhere: in-process cache"
+        "RECSERVER_REDIS_URL and the config's ann.redis_url; unset everywhere: files in the run dir"
     )
     parser.add_argument(
         "--data-dir", type=Path, help="the file event log and checkpoints (wins over the "
