@@ -154,7 +154,8 @@ def check_data_dir(args: argparse.Namespace, config: RecServerConfig, data_dir: 
             Path(ingest.checkpoint.dir) if ingest.checkpoint.dir else data_dir / "checkpoints",
             run_dir)
         log.warning("--reset-data-dir: deleted %s", ", ".join(map(str, gone)) or "nothing")
-        if args.event_log_url or os.environ.get(EVENT_LOG_URL_ENV) or ingest.url():
+        redis_log = getattr(args, "event_log_url", None) or os.environ.get(EVENT_LOG_URL_ENV)
+        if redis_log or ingest.url():
             log.warning("--reset-data-dir: a Redis event log is shared by replicas and is not "
                         "cleared; the new graph replays what it holds")
     return source_record.check(data_dir, source_record.Requested(
