@@ -48,7 +48,7 @@ def slice_cols(cols: EventColumns, lo: int, hi: int, ts: np.ndarray | None = Non
         type_codes=cols.type_codes[lo:hi], weight=cols.weight[lo:hi],
         timestamp=cols.timestamp[lo:hi] if ts is None else ts,
         user_names=cols.user_names, item_names=cols.item_names, type_names=cols.type_names,
-    )  # fmt: skip
+    )
 
 
 @dataclass
@@ -119,7 +119,7 @@ def bench_build(n_events: int) -> tuple[LiveGraph, list[list[str]]]:
          "<= 30 s", f"generation {t_gen:.1f} s", verdict(t_build, 30, higher_is_better=False)],
         ["snapshot bytes/edge (all arrays)", f"{snap.nbytes() / m:.1f}", "<= 20",
          "networkx ~210 (bench_walk)", verdict(snap.nbytes() / m, 20, higher_is_better=False)],
-    ]  # fmt: skip
+    ]
     return live, rows
 
 
@@ -181,7 +181,7 @@ def bench_ingest(
         [f"publishes: overlay-only / compacting [{label}]",
          f"{n_over} / {n_comp}", "", f"p50 {pct(log.overlay_ms, 50):.0f} / "
          f"{pct(log.compact_ms, 50):.0f} ms a publish", ""],
-    ]  # fmt: skip
+    ]
 
 
 def bench_visibility(
@@ -207,7 +207,7 @@ def bench_visibility(
                                                                           batch.timestamp[-1]),
                 user_names=[*batch.user_names, name], item_names=batch.item_names,
                 type_names=batch.type_names,
-            )  # fmt: skip
+            )
             t0 = time.perf_counter()
             live.ingest(marked)
             call.append(time.perf_counter() - t0)
@@ -243,7 +243,7 @@ def bench_visibility(
         f"interval {live.cfg.publish_interval_s:g} s + publish {pct(log.overlay_ms, 50):.0f} ms"
         f" + ingest() {pct(call_ms, 50):.0f} ms (p50)",
         verdict(ms.max(), 1000, higher_is_better=False),
-    ]]  # fmt: skip
+    ]]
 
 
 def disable_hash_unique() -> None:

@@ -161,7 +161,7 @@ class Serve:
             [*pin, sys.executable, "-m", "recserver.cli", "serve", "--port", "0",
              "--metrics-port", "0", "--config", str(config), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-        )  # fmt: skip
+        )
         self.tail: deque[str] = deque(maxlen=30)
         self.address = ""
         self._ready = threading.Event()

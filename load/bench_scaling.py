@@ -91,7 +91,7 @@ def measure_size(n_events: int, queries: int, ingest_events: int) -> dict[str, A
         "dedup_bpe": dedup_bytes / m, "process_bpe": rss_graph / m,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "dedup_keys": len(store.dedup),
-    }  # fmt: skip
+    }
 
     # Ingest into this graph, then what the publisher does with it.
     stream = Stream(live, max(ingest_events, BATCH), seed=11)
@@ -133,7 +133,7 @@ def measure_size(n_events: int, queries: int, ingest_events: int) -> dict[str, A
     seeds, weights = user_seeds(snap, heavy, 16)
     c0 = time.perf_counter()
     res = run_walk(snap, seeds, weights, WalkConfig(steps=5_000_000, n_p=0, batch_steps=65_536),
-                   k=100)  # fmt: skip
+                   k=100)
     out["hops_per_s"] = res.steps_done / (time.perf_counter() - c0)
 
     out["user_walks"] = []
@@ -178,7 +178,7 @@ def metrics_cost(surface_counts: list[int]) -> list[list[str]]:
             items=[], source="graph", degraded=True, degraded_reasons=["deadline"],
             coverage=0.6, budget_ms=40.0, server_elapsed_ms=30.0, snapshot_version=1,
             stage_ms={"queue": 0.2, "seeds": 0.3, "walk": 25.0, "fallback": 0.8, "rank": 0.4},
-        )  # fmt: skip
+        )
         for surface in surfaces:
             for source in SOURCES:
                 rec.source = source
@@ -191,7 +191,7 @@ def metrics_cost(surface_counts: list[int]) -> list[list[str]]:
             generate_latest(metrics.registry)
         render_ms = (time.process_time() - cpu0) / renders * 1e3
         rows.append([str(n), f"{series:,}", f"{len(body) / 1024:,.0f} KiB", f"{render_ms:.1f} ms",
-                     f"{render_ms / 15 / 10:.2f}%"])  # fmt: skip
+                     f"{render_ms / 15 / 10:.2f}%"])
     return rows
 
 
@@ -222,27 +222,27 @@ def main() -> int:
           f"{r['build_s']:.1f} s", f"{r['snapshot_bpe']:.1f}", f"{r['store_bpe']:.1f}",
           f"{r['dedup_bpe']:.1f}", f"{r['process_bpe']:.0f}", f"{r['peak_rss_mib']:,.0f} MiB"]
          for r in results],
-    )  # fmt: skip
+    )
     print(f"\ningest ({args.ingest_events:,} fresh events in {BATCH:,}-event batches) and publish")
     print_table(
         ["base edges", "ingest events/s", "overlay publish", "full compaction"],
         [[f"{r['edges']:,}", f"{r['ingest_eps'] / 1e3:,.0f} k", f"{r['overlay_publish_ms']:.0f} ms",
           f"{r['compaction_s']:.1f} s"] for r in results],
-    )  # fmt: skip
+    )
     print("\nwalks: hops/s (one 5M-step walk) and 100k-step query ms (seeds + walk + rank)")
     print_table(
         ["base edges", "hops/s"], [[f"{r['edges']:,}", f"{r['hops_per_s'] / 1e6:.1f} M"]
                                    for r in results],
-    )  # fmt: skip
+    )
     print()
     rows = []
     for r in results:
         for label, count, p50, p90, e50, e90 in r["user_walks"]:
             rows.append([f"{r['edges']:,}", f"user, {label} items", f"{count:,}",
-                         f"{p50:.2f} / {p90:.2f}", f"{e50:.2f} / {e90:.2f}"])  # fmt: skip
+                         f"{p50:.2f} / {p90:.2f}", f"{e50:.2f} / {e90:.2f}"])
         for label, count, p50, p90 in r["item_walks"]:
             rows.append([f"{r['edges']:,}", f"item, degree {label}", f"{count:,}",
-                         f"{p50:.2f} / {p90:.2f}", "-"])  # fmt: skip
+                         f"{p50:.2f} / {p90:.2f}", "-"])
     print_table(
         ["base edges", "seed", "nodes in bucket", "full p50 / p90 ms", "early stop p50 / p90"],
         rows,

@@ -52,7 +52,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [*pin, sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1,
-        )  # fmt: skip
+        )
         self.tail: deque[str] = deque(maxlen=40)
         self.port = 0
         self.serving_line = ""
@@ -130,7 +130,7 @@ def make_request(
         user_id=f"u{rnd.randrange(n_users)}", surface=surface, debug=True,
         context_item_ids=context if surface == "item_page" else [],
         request_id=f"bench-{rnd.getrandbits(48):x}",
-    )  # fmt: skip
+    )
 
 
 def run_block(
@@ -188,7 +188,7 @@ def report(results: dict[str, tuple[Sample, Sample]]) -> None:
             _ms(real.server_ms, 50, 99, 100), verdict(p99, real.budget_ms, higher_is_better=False),
             f"{100 * real.degraded / max(n, 1):.1f}%", _ms(real.client_ms, 50, 99),
             _ms(real.walk_ms, 50, 99),
-        ])  # fmt: skip
+        ])
         less_walk = [c - w for c, w in zip(real.client_ms, real.walk_ms, strict=True)]
         in_server = [s - w for s, w in zip(real.server_ms, real.walk_ms, strict=True)]
         o50 = pct(less_walk, 50) - pct(empty.client_ms, 50)
@@ -199,18 +199,18 @@ def report(results: dict[str, tuple[Sample, Sample]]) -> None:
             surface, _ms(less_walk, 50, 99), f"{_ms(empty.client_ms, 50, 99)} (n={n_empty})",
             f"{o50:.2f} / {o99:.2f}", verdict(o99, 1.0, higher_is_better=False),
             _ms(in_server, 50, 99), cpu,
-        ])  # fmt: skip
+        ])
         stages = ", ".join(f"{k} {_ms(v, 50, 99)}" for k, v in real.stage_ms.items())
         notes.append(f"{surface}: sources {dict(real.sources)}; degraded reasons "
                      f"{dict(real.reasons)}; errors real {dict(real.errors)} empty "
-                     f"{dict(empty.errors)}\n  stages p50 / p99 ms: {stages}")  # fmt: skip
+                     f"{dict(empty.errors)}\n  stages p50 / p99 ms: {stages}")
     print("\nserver-side latency vs surface budget (ms; p50 / p99 / max)")
     print_table(["surface", "budget", "requests", "server p50/p99/max", "p99 <= budget",
-                 "degraded", "client p50/p99", "walk p50/p99"], budget_rows)  # fmt: skip
+                 "degraded", "client p50/p99", "walk p50/p99"], budget_rows)
     print("\nservice overhead over an empty handler (ms; p50 / p99)")
     print_table(["surface", "real: client - walk", "empty handler: client", "overhead",
                  "overhead p99 <= 1 ms", "in server: elapsed - walk",
-                 "server CPU ms/req real / empty"], over_rows)  # fmt: skip
+                 "server CPU ms/req real / empty"], over_rows)
     print()
     for note in notes:
         print(note)
@@ -225,7 +225,7 @@ def main() -> None:
     parser.add_argument(
         "--no-settle", dest="settle", action="store_false",
         help="measure at once, while start-up background work (e.g. an ANN build) still runs",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {CLIENT_CORE})
     print(machine_line())
@@ -238,12 +238,12 @@ def main() -> None:
     channels: list[grpc.Channel] = []
     try:
         real = ServerProcess(["-m", "recserver.cli", "serve", "--port", "0",
-                              "--synthetic", args.synthetic, "--metrics-port", "0"])  # fmt: skip
+                              "--synthetic", args.synthetic, "--metrics-port", "0"])
         servers.append(real)
         print(f"real server ready in {time.perf_counter() - started:.1f} s: {real.serving_line}")
         settle = real.wait_idle() if args.settle else 0.0
         print(f"waited {settle:.1f} s for the server's start-up background work to finish "
-              f"(it idles below 5% of a core; --no-settle skips)")  # fmt: skip
+              f"(it idles below 5% of a core; --no-settle skips)")
         empty = ServerProcess(["-m", "load.empty_server", "--port", "0"])
         servers.append(empty)
         sizes = re.search(r"([\d,]+) users, ([\d,]+) items", real.serving_line)

@@ -140,7 +140,7 @@ def main() -> None:
     snap = build(args.edges)
     print(f"graph: {snap.n_users:,} users, {snap.n_items:,} items, {snap.n_edges:,} edges, "
           f"{snap.over_users.nnz:,} of them in the overlay (built in "
-          f"{time.perf_counter() - t0:.1f}s)")  # fmt: skip
+          f"{time.perf_counter() - t0:.1f}s)")
     rng = np.random.default_rng(3)
     udeg = np.diff(snap.base_users.indptr) + np.diff(snap.over_users.indptr)
     order = np.argsort(udeg, kind="stable")
@@ -161,7 +161,7 @@ def main() -> None:
     rows = [("hops/s, one core (10M-step walk)", f"{hop_s / 1e6:.1f} M"),
             ("item visits/s", f"{hop_s / 2e6:.1f} M"),
             ("alias packing, both sides", f"{PACK_SECONDS[0] * 1e3:.0f} ms "
-                                          f"({pack_rate / 1e6:.0f} M edges/s)")]  # fmt: skip
+                                          f"({pack_rate / 1e6:.0f} M edges/s)")]
     for name, users in (("median user", median_users), ("heavy user (top 1%)", heavy_users)):
         for label, cfg in (("100k steps", full), ("100k, early stop", early)):
             p50, p90 = query_ms(snap, users, cfg)

@@ -78,19 +78,19 @@ def summary_rows(result: dict[str, Any]) -> list[list[str]]:
                      f"{s['achieved_rate']:.0f}",
                      " / ".join(_fmt(lat[k]) for k in ("p50", "p90", "p99", "p99.9", "max")),
                      _fmt(s["server_ms"]["p99"]), errors, f"{100 * s['degraded_share']:.1f}%",
-                     f"{100 * s['graph_share']:.1f}%", f"{s['mean_coverage']:.3f}"])  # fmt: skip
+                     f"{100 * s['graph_share']:.1f}%", f"{s['mean_coverage']:.3f}"])
         for source, b in s.get("by_source", {}).items():
             lat = b["latency_ms"]
             rows.append([f"  {source}", "", "", f"{b['achieved_rate']:.0f}",
                          " / ".join(_fmt(lat[k]) for k in ("p50", "p90", "p99", "p99.9", "max")),
                          _fmt(b["server_ms"]["p99"]), "", f"{100 * b['degraded_share']:.1f}%",
-                         "", f"{b['mean_coverage']:.3f}"])  # fmt: skip
+                         "", f"{b['mean_coverage']:.3f}"])
     return rows
 
 
 SUMMARY_HEADER = ["surface/source", "budget", "offered/s", "achieved/s",
                   "p50 / p90 / p99 / p99.9 / max ms", "server p99", "errors", "degraded",
-                  "graph", "coverage"]  # fmt: skip
+                  "graph", "coverage"]
 
 
 def print_summary(result: dict[str, Any]) -> None:
@@ -104,7 +104,7 @@ def print_summary(result: dict[str, Any]) -> None:
     print_table(SUMMARY_HEADER, summary_rows(result))
     for event in result.get("events", []):
         print(f"  at {event['t']:.1f}s: {event['what']}" + ("" if event["ok"] else
-              f" FAILED {event.get('error')}"))  # fmt: skip
+              f" FAILED {event.get('error')}"))
 
 
 def write_result(result: dict[str, Any], out: Path, name: str = "result.json") -> Path:
@@ -137,7 +137,7 @@ def main() -> None:
         schedule=Schedule(args.rate, args.duration, args.schedule, args.max_requests, args.seed),
         channels=args.channels, timeout_s=args.timeout, warmup_s=args.warmup,
         max_in_flight=args.max_in_flight, progress=not args.quiet, label=args.label,
-    )  # fmt: skip
+    )
     result = run(cfg, pool)
     print_summary(result)
     path = write_result(result, args.out)
@@ -164,7 +164,7 @@ def make_pool(args: argparse.Namespace, n: int, cols: Any = None) -> list[Any]:
     cols = population(args) if cols is None else cols
     spec = WorkloadSpec(mix=parse_mix(args.mix), context_items=args.context_items,
                         cold_share=args.cold_share, debug=args.debug,
-                        seed=args.seed)  # fmt: skip
+                        seed=args.seed)
     return list(Workload(cols, spec).build(min(max(n, 1), POOL_MAX)))
 
 

@@ -21,7 +21,7 @@ NINES = (0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 
 Result = Mapping[str, Any]
 SOURCE_COLOURS = {"graph": "#2a7", "graph_partial": "#8c4", "blended": "#dc3",
-                  "ann_fallback": "#e83", "popular": "#c44", "unspecified": "#888"}  # fmt: skip
+                  "ann_fallback": "#e83", "popular": "#c44", "unspecified": "#888"}
 PCT_STYLES = (("p50", ":"), ("p99", "-"), ("p99.9", "--"))
 
 
@@ -34,26 +34,26 @@ def _surfaces(results: Sequence[Result]) -> list[str]:
 
 def _budget(results: Sequence[Result], surface: str) -> float:
     return max((r["surfaces"].get(surface, {}).get("budget_ms", 0.0) for r in results),
-               default=0.0)  # fmt: skip
+               default=0.0)
 
 
 def plot_vs_load(series: Mapping[str, Sequence[Result]], path: Path, title: str = "",
-                 metric: str = "latency_ms") -> Path:  # fmt: skip
+                 metric: str = "latency_ms") -> Path:
     """p50/p99/p99.9 latency against the total offered rate, a panel per surface, a colour per
     series (e.g. enforcement on / off); dashed grey: the surface budget. ``metric``:
     ``latency_ms`` (client, from the due time) or ``server_ms`` (the server's own figure)."""
     everything = [r for rs in series.values() for r in rs]
     surfaces = _surfaces(everything)
     fig, axes = plt.subplots(1, max(len(surfaces), 1), figsize=(5 * max(len(surfaces), 1), 4),
-                             squeeze=False, sharey=True)  # fmt: skip
+                             squeeze=False, sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, surface in zip(axes[0], surfaces, strict=False):
         for c, (label, results) in enumerate(series.items()):
             pts = sorted((r["total"]["offered_rate"], r["surfaces"][surface][metric])
-                         for r in results if surface in r["surfaces"])  # fmt: skip
+                         for r in results if surface in r["surfaces"])
             for key, style in PCT_STYLES:
                 ax.plot([p[0] for p in pts], [p[1][key] for p in pts], style, marker=".",
-                        color=colours[c % len(colours)], label=f"{label} {key}")  # fmt: skip
+                        color=colours[c % len(colours)], label=f"{label} {key}")
         budget = _budget(everything, surface)
         if budget:
             ax.axhline(budget, color="grey", ls="--", lw=1, label=f"budget {budget:g} ms")
@@ -63,7 +63,7 @@ def plot_vs_load(series: Mapping[str, Sequence[Result]], path: Path, title: str 
         ax.set_xlabel("offered load (requests/s, all surfaces)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].set_ylabel("client latency from due time (ms)" if metric == "latency_ms"
-                          else "server-side latency (ms)")  # fmt: skip
+                          else "server-side latency (ms)")
     axes[0][-1].legend(fontsize=7, loc="upper left")
     fig.suptitle(title or "latency percentiles vs offered load")
     return _save(fig, path)
@@ -73,7 +73,7 @@ def plot_cdf(results: Mapping[str, Result], path: Path, title: str = "") -> Path
     """Latency CDF per surface (logit y axis: the tail is visible), a line per result."""
     surfaces = _surfaces(list(results.values()))
     fig, axes = plt.subplots(1, max(len(surfaces), 1), figsize=(5 * max(len(surfaces), 1), 4),
-                             squeeze=False)  # fmt: skip
+                             squeeze=False)
     for ax, surface in zip(axes[0], surfaces, strict=False):
         for label, result in results.items():
             cdf = result["surfaces"].get(surface, {}).get("cdf", [])
@@ -118,7 +118,7 @@ def plot_timeline(result: Result, path: Path, title: str = "") -> Path:
     shares = [[r["sources"].get(s, 0) / max(r["ok"], 1) for r in rows] for s in sources]
     if sources:
         bottom.stackplot(t, shares, labels=sources, step="post",
-                         colors=[SOURCE_COLOURS[s] for s in sources])  # fmt: skip
+                         colors=[SOURCE_COLOURS[s] for s in sources])
     bottom.set_ylim(0, 1)
     bottom.set_ylabel("share of answers")
     bottom.set_xlabel("seconds into the measured window")
@@ -128,7 +128,7 @@ def plot_timeline(result: Result, path: Path, title: str = "") -> Path:
             ax.axvline(event["t"], color="black", lw=0.8, ls=":")
     for event in result.get("events", []):
         top.annotate(event["what"], (event["t"], top.get_ylim()[1]), fontsize=7, rotation=90,
-                     va="top", ha="right")  # fmt: skip
+                     va="top", ha="right")
     fig.suptitle(title or "timeline")
     return _save(fig, path)
 

@@ -64,7 +64,7 @@ class IngestPlan:
         events = list(self.events)
         return [pb.RecordEventsRequest(events=events[i * self.batch:(i + 1) * self.batch],
                                        request_id=f"loadgen-ingest-{i}")
-                for i in range(n) if events[i * self.batch:(i + 1) * self.batch]]  # fmt: skip
+                for i in range(n) if events[i * self.batch:(i + 1) * self.batch]]
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def check_loopback(target: str) -> None:
         ok = False
     if not ok:
         raise ValueError(f"target {target!r}: the load generator only drives a server on this "
-                         "machine (127.0.0.1, ::1, localhost, unix:)")  # fmt: skip
+                         "machine (127.0.0.1, ::1, localhost, unix:)")
 
 
 class _Progress:
@@ -121,7 +121,7 @@ class _Progress:
         if 0 <= second < len(rec.timeline):
             row = rec.timeline[second].row(second)
             recent = (f" | t={second}s: {row['ok']}/s p99 {row['p99_ms']:.1f} ms "
-                      f"degraded {row['degraded']}")  # fmt: skip
+                      f"degraded {row['degraded']}")
         t = rec.total
         line = (f"{self.label}{min(elapsed, self.total_s):5.1f}/{self.total_s:.0f}s due {t.due} "
                 f"ok {t.ok} err {sum(t.errors.values())} in-flight {in_flight}{recent}")
@@ -135,14 +135,14 @@ async def _run(cfg: RunConfig, pool: Sequence[Planned]) -> dict[str, Any]:
         raise ValueError("no requests to send (empty pool)")
     loop = asyncio.get_running_loop()
     channels = [grpc.aio.insecure_channel(cfg.target, options=CHANNEL_OPTIONS)
-                for _ in range(max(cfg.channels, 1))]  # fmt: skip
+                for _ in range(max(cfg.channels, 1))]
     try:
         await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), 15.0)
         stubs = [pb_grpc.RecommenderStub(c) for c in channels]
         rec = Recorder()
         warm = cfg.warmup_s
         schedule = Schedule(cfg.schedule.rate, cfg.schedule.duration_s + warm, cfg.schedule.kind,
-                            cfg.schedule.max_requests, cfg.schedule.seed)  # fmt: skip
+                            cfg.schedule.max_requests, cfg.schedule.seed)
         offsets = schedule.offsets().tolist()
         in_flight: set[asyncio.Task[None]] = set()
         progress = _Progress(cfg.label, cfg.schedule.duration_s, cfg.progress)
@@ -160,7 +160,7 @@ async def _run(cfg: RunConfig, pool: Sequence[Planned]) -> dict[str, Any]:
             except grpc.aio.AioRpcError as exc:
                 if measured:
                     rec.failed(planned.surface, exc.code().name, time.perf_counter() - due_at,
-                               second)  # fmt: skip
+                               second)
                 return
             except asyncio.CancelledError:
                 if measured:
@@ -169,7 +169,7 @@ async def _run(cfg: RunConfig, pool: Sequence[Planned]) -> dict[str, Any]:
             done = time.perf_counter()
             if measured:
                 rec.answered(planned.surface, resp, done - due_at, sent - due_at, second,
-                             planned.cold)  # fmt: skip
+                             planned.cold)
                 last_done[0] = done
 
         async def act(action: Action) -> None:
@@ -195,7 +195,7 @@ async def _run(cfg: RunConfig, pool: Sequence[Planned]) -> dict[str, Any]:
                 if b == 0:
                     events.append({"t": plan.start_s, "what": "RecordEvents on", "ok": True})
                 sends.append(loop.create_task(ingest.send(stubs[b % len(stubs)], request,
-                                                          due_at, cfg.timeout_s)))  # fmt: skip
+                                                          due_at, cfg.timeout_s)))
             if requests:
                 events.append({"t": plan.stop_s, "what": "RecordEvents off", "ok": True})
             await asyncio.gather(*sends, return_exceptions=True)
@@ -224,7 +224,7 @@ async def _run(cfg: RunConfig, pool: Sequence[Planned]) -> dict[str, Any]:
                 if len(in_flight) >= cfg.max_in_flight:
                     if offsets[i] >= warm:
                         rec.failed(pool[i % len(pool)].surface, "CLIENT_BACKLOG", None,
-                                   int(offsets[i] - warm))  # fmt: skip
+                                   int(offsets[i] - warm))
                 else:
                     task = loop.create_task(call(i, start + offsets[i]))
                     in_flight.add(task)
@@ -279,7 +279,7 @@ class _IngestStats:
         self.errors: Counter[str] = Counter()
 
     async def send(self, stub: pb_grpc.RecommenderStub, request: pb.RecordEventsRequest,
-                   due_at: float, timeout_s: float) -> None:  # fmt: skip
+                   due_at: float, timeout_s: float) -> None:
         try:
             call: Any = stub.RecordEvents(request, timeout=timeout_s)  # aio: awaitable
             resp = await call
@@ -297,7 +297,7 @@ class _IngestStats:
                 "to_s": plan.stop_s, "batches_ok": self.batches, "accepted": self.accepted,
                 "duplicates": self.duplicates, "rejected": self.rejected,
                 "errors": dict(self.errors),
-                "latency_ms": percentiles_ms(self.latency)}  # fmt: skip
+                "latency_ms": percentiles_ms(self.latency)}
 
 
 def run(cfg: RunConfig, pool: Sequence[Planned]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ class Schedule:
     def offsets(self) -> npt.NDArray[np.float64]:
         """Due times in seconds from the start, ascending, all ``< duration_s``."""
         return schedule_offsets(self.kind, self.rate, self.duration_s, self.max_requests,
-                                self.seed)  # fmt: skip
+                                self.seed)
 
     @property
     def expected_requests(self) -> int:

@@ -26,7 +26,7 @@ PERCENTILES: tuple[float, ...] = (50.0, 90.0, 99.0, 99.9)
 CDF_POINTS: tuple[float, ...] = tuple(np.round(np.concatenate([
     np.arange(0.0, 90.0, 2.5), np.arange(90.0, 99.0, 0.5), np.arange(99.0, 99.9, 0.1),
     np.arange(99.9, 99.99, 0.01), [99.995, 99.999, 100.0],
-]), 4).tolist())  # fmt: skip
+]), 4).tolist())
 SOURCE_NAMES: dict[int, str] = {
     value: name.lower() for name, value in pb.Source.items() if value != 0
 }
@@ -130,7 +130,7 @@ class Bucket:
         if self.stages:
             out["stage_ms"] = {stage: {k: v for k, v in percentiles_ms(h).items()
                                        if k in ("p50", "p99", "max")}
-                               for stage, h in self.stages.items()}  # fmt: skip
+                               for stage, h in self.stages.items()}
         if full:
             out["cdf"] = cdf_ms(self.latency)
             out["hdr"] = base64.b64encode(self.latency.encode()).decode("ascii")
@@ -154,7 +154,7 @@ class Window:
         return {"t": second, "due": self.due, "ok": self.ok, "errors": self.errors,
                 "degraded": self.degraded, "sources": dict(self.sources),
                 "p50_ms": lat["p50"], "p99_ms": lat["p99"], "max_ms": lat["max"],
-                "snapshot": self.snapshot}  # fmt: skip
+                "snapshot": self.snapshot}
 
 
 class Recorder:
@@ -185,7 +185,7 @@ class Recorder:
         self._window(second).due += 1
 
     def answered(self, surface: str, resp: pb.RecommendResponse, latency_s: float,
-                 lag_s: float, second: int, cold: bool = False) -> None:  # fmt: skip
+                 lag_s: float, second: int, cold: bool = False) -> None:
         source = SOURCE_NAMES.get(resp.source, "unspecified")
         self._surface(surface).answered(resp, latency_s, source)
         self.total.answered(resp, latency_s, source)
@@ -247,4 +247,4 @@ def phase_summary(windows: list[Window], name: str, t0: float, t1: float) -> dic
     return {"phase": name, "from_s": t0, "to_s": t1, "due": due, "ok": ok, "errors": errors,
             "degraded_share": round(degraded / max(ok, 1), 5),
             "source_shares": {s: round(n / max(ok, 1), 5) for s, n in sources.items()},
-            "latency_ms": percentiles_ms(merged)}  # fmt: skip
+            "latency_ms": percentiles_ms(merged)}

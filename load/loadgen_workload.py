@@ -123,12 +123,12 @@ class Workload:
                     extra = rng.choice(history, size=min(spec.context_items - 1,
                                                          history.shape[0]), replace=False)
                     context += [cols.item_names[int(j)] for j in extra
-                                if cols.item_names[int(j)] not in context]  # fmt: skip
+                                if cols.item_names[int(j)] not in context]
             request = pb.RecommendRequest(
                 user_id=f"{COLD_PREFIX}{i}" if cold[i] else cols.user_names[user],
                 surface=surface, k=spec.k, context_item_ids=context,
                 request_id=f"lg-{spec.seed}-{i}", debug=spec.debug,
-            )  # fmt: skip
+            )
             if spec.budget_ms is not None:
                 request.budget_ms = spec.budget_ms
             out.append(Planned(surface, request, bool(cold[i])))
@@ -149,4 +149,4 @@ def ingest_events(cols: EventColumns, n: int, *, rate: float, seed: int = 0) -> 
     return [pb.Event(event_id=f"loadgen-{seed}-{i}", user_id=cols.user_names[int(users[i])],
                      item_id=cols.item_names[int(items[i])], event=cols.type_names[int(types[i])],
                      weight=float(weights[i]), timestamp=t0 + i / rate)
-            for i in range(n)]  # fmt: skip
+            for i in range(n)]

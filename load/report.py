@@ -24,7 +24,7 @@ TITLES = {
     "saturation": "2. Saturation search", "steady": "1. Steady at half saturation",
     "overload": "3. Twice the full-quality saturation rate", "redis-down": "4. Redis stopped",
     "redis-pause": "5. Redis paused in bursts", "reload": "6. Config reload and snapshot publish",
-}  # fmt: skip
+}
 
 
 def _ms(v: Any) -> str:
@@ -62,13 +62,13 @@ def surface_rows(run: dict[str, Any], verdict: dict[str, Any] | None = None) -> 
                      " / ".join(_ms(lat[k]) for k in ("p50", "p99", "p99.9", "max")),
                      f"{s['offered_rate']:.0f} / {s['achieved_rate']:.0f}", _errors(s),
                      _pct(s["graph_share"]), _pct(s["degraded_share"]), _reasons(s),
-                     f"{s['mean_coverage']:.2f}"])  # fmt: skip
+                     f"{s['mean_coverage']:.2f}"])
     return rows
 
 
 SURFACE_HEADER = ["surface", "budget ms", "server p99 ms", "p99 <= budget, no errors",
                   "client p50 / p99 / p99.9 / max ms", "offered / answered per s", "errors",
-                  "graph-served", "degraded", "top reasons", "coverage"]  # fmt: skip
+                  "graph-served", "degraded", "top reasons", "coverage"]
 
 
 def _head(payload: dict[str, Any]) -> str:
@@ -76,7 +76,7 @@ def _head(payload: dict[str, Any]) -> str:
     if "rate" in payload:
         parts.append(f"offered {payload['rate']:.0f} requests/s = {payload.get('load', 0):g} x "
                      f"the full-quality saturation rate {payload.get('saturation_rps', 0):.0f}/s "
-                     f"(from {payload.get('saturation_from', '?')})")  # fmt: skip
+                     f"(from {payload.get('saturation_from', '?')})")
     parts.append(f"command `{payload.get('command', '?')}`")
     if payload.get("quick"):
         parts.append("**quick run: figures for checking the tooling only**")
@@ -88,9 +88,9 @@ def _phases(run: dict[str, Any]) -> str:
              _ms(p["latency_ms"]["max"]), str(p["errors"]), _pct(p["degraded_share"]),
              ", ".join(f"{s} {_pct(v)}" for s, v in sorted(p["source_shares"].items(),
                                                            key=lambda kv: -kv[1]))]
-            for p in run.get("phases", [])]  # fmt: skip
+            for p in run.get("phases", [])]
     header = ["phase", "seconds", "client p99 ms (all surfaces)", "max ms", "errors", "degraded",
-              "answers by source"]  # fmt: skip
+              "answers by source"]
     return _table(header, rows) if rows else ""
 
 
@@ -103,9 +103,9 @@ def _ladder(steps: list[dict[str, Any]]) -> str:
                      *(_ms(s["surfaces"][n]["server_ms"]["p99"]) + " / "
                        + _ms(s["surfaces"][n]["latency_ms"]["p99"]) for n in surfaces),
                      _pct(t["graph_share"]), str(t["error_count"]),
-                     "**crossed**" if s.get("crossing") else "held"])  # fmt: skip
+                     "**crossed**" if s.get("crossing") else "held"])
     header = ["offered/s", "answered/s", *(f"{n} server / client p99 ms" for n in surfaces),
-              "graph-served", "errors", "budget"]  # fmt: skip
+              "graph-served", "errors", "budget"]
     return _table(header, rows)
 
 
@@ -118,7 +118,7 @@ def render_scenario(name: str, payload: dict[str, Any], images: str = "") -> str
         on = f"{cross['enforced']:.0f}/s" if cross["enforced"] else "no step (up to the last)"
         out.append(f"Full-quality saturation (last step without enforcement inside every budget): "
                    f"**{payload['full_quality_saturation_rps']:.0f} requests/s**. p99 crosses the "
-                   f"budget at {off} without degradation and at {on} with it.\n")  # fmt: skip
+                   f"budget at {off} without degradation and at {on} with it.\n")
         for label, key in (("Without enforcement", "not_enforced"), ("Enforced", "enforced")):
             out += [f"**{label}**\n", _ladder(payload["ladders"][key]), ""]
         out.append(_images(images, name, ["server_vs_load.png", "latency_vs_load.png",
@@ -126,9 +126,9 @@ def render_scenario(name: str, payload: dict[str, Any], images: str = "") -> str
     elif name == "overload":
         for label, run in payload["runs"].items():
             out += [f"**{label}**\n", _table(SURFACE_HEADER, surface_rows(
-                run, payload["verdict"].get(label))), ""]  # fmt: skip
+                run, payload["verdict"].get(label))), ""]
         out.append(_images(images, name, ["cdf.png", "timeline_enforced.png",
-                                          "timeline_not_enforced.png"]))  # fmt: skip
+                                          "timeline_not_enforced.png"]))
     else:
         run = payload["run"]
         out += [_table(SURFACE_HEADER, surface_rows(run, payload.get("verdict"))), ""]
@@ -139,11 +139,11 @@ def render_scenario(name: str, payload: dict[str, Any], images: str = "") -> str
             out.append(f"Ingest over RecordEvents: {ing['accepted']:,} events accepted at "
                        f"{ing['rate']:g}/s, errors {ing['errors'] or 0}, call p99 "
                        f"{_ms(ing['latency_ms']['p99'])} ms; snapshot versions seen by the "
-                       f"load: {payload.get('snapshot_versions_seen', '?')}.\n")  # fmt: skip
+                       f"load: {payload.get('snapshot_versions_seen', '?')}.\n")
         elif "ingest_mode" in payload:
             out.append(f"Ingest: {payload['ingest_mode']} at {payload['ingest_rate']:g} "
                        f"events/s; snapshot versions seen: "
-                       f"{payload.get('snapshot_versions_seen', '?')}.\n")  # fmt: skip
+                       f"{payload.get('snapshot_versions_seen', '?')}.\n")
         out.append(_images(images, name, ["cdf.png", "timeline.png"]))
     return "\n".join(out).rstrip() + "\n"
 

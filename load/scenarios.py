@@ -58,11 +58,11 @@ def overload(ctx: Context) -> dict[str, Any]:
         runs[label] = ctx.drive(server, offered["rate"], d, f"overload {label}")
         ctx.stop_server(server)
         plot_timeline(runs[label], ctx.out / f"timeline_{label.replace(' ', '_')}.png",
-                      f"scenario 3: {offered['load']:g}x saturation, {label}")  # fmt: skip
+                      f"scenario 3: {offered['load']:g}x saturation, {label}")
     plot_cdf(runs, ctx.out / "cdf.png", f"scenario 3: {offered['rate']:.0f}/s offered "
-             f"({offered['load']:g}x saturation)")  # fmt: skip
+             f"({offered['load']:g}x saturation)")
     return {"runs": runs, **offered,
-            "verdict": {label: budget_verdict(r) for label, r in runs.items()}}  # fmt: skip
+            "verdict": {label: budget_verdict(r) for label, r in runs.items()}}
 
 
 SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
@@ -77,7 +77,7 @@ SCENARIOS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m load.scenarios",
-                                     description=__doc__.splitlines()[0])  # fmt: skip
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
     parser.add_argument("--quick", action="store_true", help="seconds, not minutes: a smoke test")
     parser.add_argument("--rate", type=float, help="full-quality saturation rate to assume")

@@ -100,7 +100,7 @@ class PinnedRedis(RedisServer):
             self.waiting = []
         waiting = subprocess.Popen(["bash", "-c", "read _ && exec " + shlex.join(self.command())],
                                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)  # fmt: skip
+                                   stderr=subprocess.DEVNULL)
         self.waiting.append(waiting)
 
         def restart() -> None:
@@ -153,7 +153,7 @@ class Context:
         self, label: str, overrides: dict[str, Any] | None = None, *,
         redis_url: str | None = None, module: str = "recserver.cli serve",
         extra: list[str] | None = None, settle: bool = True, require_ann: bool = False,
-    ) -> ServerProcess:  # fmt: skip
+    ) -> ServerProcess:
         """Write ``<label>.yaml`` (base + overrides) and start a pinned server on it.
 
         ``require_ann``: the ANN tier must have published a build (the Redis scenarios measure
@@ -164,24 +164,24 @@ class Context:
         for attempt in (1, 2, 3):
             name = label if attempt == 1 else f"{label}.attempt{attempt}"
             server = self._start_server(label, overrides, redis_url=redis_url, module=module,
-                                        extra=extra, settle=settle, log_name=name)  # fmt: skip
+                                        extra=extra, settle=settle, log_name=name)
             if not require_ann or ann_published(server):
                 self.notes.append(f"{label}: started on attempt {attempt}")
                 return server
             self.stop_server(server)
             log(f"{label}: the ANN build did not publish (attempt {attempt}; see "
-                f"{self.out / (name + '.log')})")  # fmt: skip
+                f"{self.out / (name + '.log')})")
         raise RuntimeError(f"{label}: the ANN tier never published a build")
 
     def _start_server(
         self, label: str, overrides: dict[str, Any] | None, *, redis_url: str | None,
         module: str, extra: list[str] | None, settle: bool, log_name: str,
-    ) -> ServerProcess:  # fmt: skip
+    ) -> ServerProcess:
         document = deep_merge(BASE_DOCUMENT, overrides or {})
         config = self.out / f"{label}.yaml"
         config.write_text(yaml.safe_dump(document, sort_keys=False))
         cmd = ["-m", *module.split(), "--port", "0", "--metrics-port", "0",
-               "--config", str(config), *self.source_args(), *(extra or [])]  # fmt: skip
+               "--config", str(config), *self.source_args(), *(extra or [])]
         if redis_url:
             cmd += ["--redis-url", redis_url]
         started = time.perf_counter()
@@ -189,7 +189,7 @@ class Context:
         self.servers.append(server)
         waited = server.wait_idle(max_s=10.0 if self.quick else 60.0) if settle else 0.0
         log(f"{label}: server pid {server.proc.pid} on port {server.port} ready in "
-            f"{time.perf_counter() - started:.1f} s (idle after {waited:.1f} s more)")  # fmt: skip
+            f"{time.perf_counter() - started:.1f} s (idle after {waited:.1f} s more)")
         return server
 
     def stop_server(self, server: ServerProcess) -> None:
@@ -225,7 +225,7 @@ class Context:
     def drive(self, server: ServerProcess, rate: float, duration_s: float, label: str, *,
               actions: tuple[Action, ...] = (), phases: tuple[tuple[str, float, float], ...] = (),
               warmup_s: float | None = None, ingest: IngestPlan | None = None,
-              ) -> dict[str, Any]:  # fmt: skip
+              ) -> dict[str, Any]:
         """One open-loop run against ``server``; prints its table and returns the result."""
         args = self.args
         warm = (1.0 if self.quick else 3.0) if warmup_s is None else warmup_s
@@ -234,7 +234,7 @@ class Context:
             schedule=Schedule(rate, duration_s, args.schedule, 2_000_000, args.seed),
             channels=args.channels, timeout_s=args.timeout, warmup_s=warm,
             progress=not args.quiet, label=label, actions=actions, phases=phases, ingest=ingest,
-        )  # fmt: skip
+        )
         cpu0 = server.cpu_s()
         result = run(cfg, self.ensure_pool())
         result["server_cpu_s"] = round(server.cpu_s() - cpu0, 3)
@@ -247,7 +247,7 @@ class Context:
         saturation, source = self.saturation()
         load = self.args.load if self.args.load is not None else default_load
         return {"rate": load * saturation, "load": load, "saturation_rps": saturation,
-                "saturation_from": source}  # fmt: skip
+                "saturation_from": source}
 
     def saturation(self) -> tuple[float, str]:
         """The full-quality saturation rate and where it came from."""
@@ -266,7 +266,7 @@ class Context:
     def write(self, payload: dict[str, Any]) -> Path:
         payload = {"scenario": self.name, "machine": machine_line(),
                    "command": " ".join(["python -m load.scenarios", *self.args.argv]),
-                   "quick": self.quick, "notes": self.notes, **payload}  # fmt: skip
+                   "quick": self.quick, "notes": self.notes, **payload}
         path = write_result(payload, self.out)
         log(f"wrote {path}")
         return path
@@ -310,5 +310,5 @@ def budget_verdict(result: dict[str, Any]) -> dict[str, Any]:
             "sla_p99_ms": sla, "client_p99_ms": s["latency_ms"]["p99"],
             "client_p99_ok": s["latency_ms"]["p99"] <= sla,
             "errors": s["error_count"], "graph_share": s["graph_share"],
-        }  # fmt: skip
+        }
     return verdict

@@ -37,13 +37,13 @@ REDIS_OVERRIDES: dict[str, Any] = {"ann": {"socket_timeout_ms": 1.0, "connect_ti
 
 
 def _finish(ctx: Context, result: dict[str, Any], title: str, extra: dict[str, Any]
-            ) -> dict[str, Any]:  # fmt: skip
+            ) -> dict[str, Any]:
     plot_timeline(result, ctx.out / "timeline.png", title)
     plot_cdf({ctx.name: result}, ctx.out / "cdf.png", f"{title}: latency CDF")
     for phase in result["phases"]:
         log(f"phase {phase['phase']:>14}: p99 {phase['latency_ms']['p99']} ms, max "
             f"{phase['latency_ms']['max']} ms, errors {phase['errors']}, sources "
-            f"{phase['source_shares']}")  # fmt: skip
+            f"{phase['source_shares']}")
     return {"run": result, "verdict": budget_verdict(result), **extra}
 
 
@@ -74,7 +74,7 @@ def redis_pause(ctx: Context) -> dict[str, Any]:
     pause_ms, period = ctx.args.pause_ms, max(d / 15, 1.0)
     times = np.arange(d / 4, 3 * d / 4, period)
     actions = tuple(Action(float(t), f"pause {pause_ms} ms", lambda: redis.pause(pause_ms))
-                    for t in times)  # fmt: skip
+                    for t in times)
     phases = (("before", 0, d / 4), ("pauses", d / 4, 3 * d / 4), ("after", 3 * d / 4, d))
     result = ctx.drive(server, offered["rate"], d, "redis pauses", actions=actions, phases=phases)
     ctx.stop_server(server)
@@ -84,7 +84,7 @@ def redis_pause(ctx: Context) -> dict[str, Any]:
 
 #: What the reload changes: smaller walks on home, a looser item_page budget (then back).
 RELOADED: dict[str, Any] = {"surfaces": {"home": {"walk": {"steps": 60_000}},
-                                         "item_page": {"budget_ms": 45}}}  # fmt: skip
+                                         "item_page": {"budget_ms": 45}}}
 
 
 def reload(ctx: Context) -> dict[str, Any]:
@@ -123,7 +123,7 @@ def reload(ctx: Context) -> dict[str, Any]:
         n_events = int(0.8 * d * ingest_rate) + 1
         plan = IngestPlan(ingest_events(ctx.population(), n_events, rate=ingest_rate,
                                         seed=ctx.args.seed),
-                          rate=ingest_rate, start_s=0.1 * d, stop_s=0.9 * d)  # fmt: skip
+                          rate=ingest_rate, start_s=0.1 * d, stop_s=0.9 * d)
         toggles: tuple[Action, ...] = ()
     else:
         toggles = (Action(0.1 * d, "ingest on", lambda: proc.send_signal(signal.SIGUSR2)),
@@ -136,9 +136,9 @@ def reload(ctx: Context) -> dict[str, Any]:
     )
     phases = (("no ingest", 0, 0.1 * d), ("ingest", 0.1 * d, 0.3 * d),
               ("reloaded", 0.3 * d, 0.5 * d), ("after publish", 0.5 * d, 0.7 * d),
-              ("reloaded back", 0.7 * d, 0.9 * d), ("ingest off", 0.9 * d, d))  # fmt: skip
+              ("reloaded back", 0.7 * d, 0.9 * d), ("ingest off", 0.9 * d, d))
     result = ctx.drive(server, offered["rate"], d, "reload+publish", actions=actions,
-                       phases=phases, ingest=plan)  # fmt: skip
+                       phases=phases, ingest=plan)
     log_lines = [line for line in getattr(server, "lines", server.tail)
                  if any(w in line for w in ("reload", "compact", "ingest", "publish"))]
     ctx.stop_server(server)
@@ -150,7 +150,7 @@ def reload(ctx: Context) -> dict[str, Any]:
         log(f"RecordEvents: {result['ingest']}")
     return _finish(ctx, result, "scenario 6: config reload and snapshot publishes under ingest",
                    {**offered, "ingest_rate": ingest_rate, "ingest_mode": mode,
-                    "snapshot_versions_seen": len(versions), "server_log": log_lines})  # fmt: skip
+                    "snapshot_versions_seen": len(versions), "server_log": log_lines})
 
 
 def _serve_accepts(flag: str) -> bool:

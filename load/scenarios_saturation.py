@@ -47,7 +47,7 @@ def crossing(result: dict[str, Any]) -> list[str]:
 
 def ladder(ctx: Context, server: ServerProcess, label: str, *, start: float, factor: float,
            step_s: float, max_steps: int, max_rate: float, beyond: int = 1
-           ) -> tuple[list[dict[str, Any]], float | None]:  # fmt: skip
+           ) -> tuple[list[dict[str, Any]], float | None]:
     """Step the rate up until ``beyond`` steps past the first crossing (or a limit); returns
     the steps and the first crossing rate (None: never crossed)."""
     steps: list[dict[str, Any]] = []

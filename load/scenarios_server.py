@@ -82,7 +82,7 @@ class Ingest:
             outcome = self.app.graph.ingest(batch)
             self.applied += outcome.n_accepted
             self.app.metrics.record_ingest(outcome.n_accepted, int(outcome.duplicate.sum()),
-                                           int(outcome.rejected.sum()))  # fmt: skip
+                                           int(outcome.rejected.sum()))
 
 
 def population(args: argparse.Namespace) -> EventColumns:
@@ -101,7 +101,7 @@ def main() -> int:
     add_serve_args(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cols = population(args)
 
     def on_loaded(app: App) -> None:
@@ -115,14 +115,14 @@ def main() -> int:
                 started = time.perf_counter()
                 snap = app.graph.publish(compact=True)
                 log.warning("forced compacting publish: version %d in %.2f s", snap.version,
-                            time.perf_counter() - started)  # fmt: skip
+                            time.perf_counter() - started)
 
             threading.Thread(target=run, name="scenario-publish", daemon=True).start()
 
         signal.signal(signal.SIGUSR2, start_stop)
         signal.signal(signal.SIGUSR1, force_publish)
         print("scenario hooks: SIGUSR2 toggles ingest, SIGUSR1 forces a compacting publish",
-              flush=True)  # fmt: skip
+              flush=True)
 
     return cmd_serve(args, on_loaded=on_loaded)
 

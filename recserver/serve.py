@@ -46,7 +46,15 @@ def cmd_serve(
         from recserver.node.commands import cmd_serve_node
 
         return cmd_serve_node(args)
+    from pathlib import Path
+
+    from recserver.node.commands import check_data_dir
+
     holder = ConfigHolder(args.config)
+    # The node's rule here too: a data dir serves only the source it was built from.
+    data_dir = getattr(args, "data_dir", None) or holder.current.ingest.data_dir
+    serving = check_data_dir(args, holder.current, Path(data_dir), Path(data_dir) / "run") \
+        if data_dir else ""
     app = App(holder, port=args.port, metrics_port=args.metrics_port, redis_url=args.redis_url,
               walk_hook=fault_walk_hook(), event_log_url=getattr(args, "event_log_url", None),
               data_dir=getattr(args, "data_dir", None))
@@ -64,8 +72,10 @@ def cmd_serve(
           "loading the graph", flush=True)
     print(f"recserver metrics on {app.metrics_server.url} (port {app.metrics_server.port})",
           flush=True)
+    if serving:
+        print(f"recserver: {serving}", flush=True)
     app.load(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict,
-                        items=args.items))
+                        items=args.items, data_dir=Path(data_dir) if data_dir else None))
     report = app.report
     snap = app.graph.current
     print(

@@ -50,7 +50,7 @@ class Server(CollectedProcess):
     def __init__(self, config: Path, *args: str) -> None:
         super().__init__([sys.executable, "-m", "recserver.cli", "serve", "--port", "0",
                           "--metrics-port", "0", "--synthetic", SYNTHETIC, "--config", str(config),
-                          *args])  # fmt: skip
+                          *args])
         self.address = ""
         self._channel: grpc.Channel | None = None
         self.stub: Any = None

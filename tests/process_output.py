@@ -24,7 +24,7 @@ class CollectedProcess:
             cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
             env={**os.environ, "PYTHONUNBUFFERED": "1", NUMBA_CACHE: str(SHARED_NUMBA_CACHE),
                  **(env or {})},
-        )  # fmt: skip
+        )
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._eof = False

@@ -34,7 +34,7 @@ class SlowHandler(EmptyHandler):
         self._lock = threading.Lock()
 
     def recommend(self, query: RecommendQuery, *, arrival: float,
-                  client_remaining_s: float | None) -> Recommendation:  # fmt: skip
+                  client_remaining_s: float | None) -> Recommendation:
         with self._lock:
             self.calls += 1
         time.sleep(HOLD_S)

@@ -86,3 +86,13 @@ def test_build_reads_the_graph_section_of_a_config(
     every_type = capsys.readouterr().out
     assert "0 rejected" in every_type
     assert "0 rejected" not in only_views  # clicks, carts and purchases have no weight there
+
+
+def test_build_saves_nothing_that_no_command_could_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A node starts from DATA_DIR's checkpoints; a bare snapshot folder had no reader.
+    with pytest.raises(SystemExit) as refused:
+        main(["build", "--synthetic", "3000", "--out", str(tmp_path / "snap")])
+    assert refused.value.code == 2 and "--out" in capsys.readouterr().err
+    assert not (tmp_path / "snap").exists()

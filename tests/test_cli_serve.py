@@ -66,7 +66,7 @@ class ServerProcess(CollectedProcess):
             cli("serve", "--port", "0", "--metrics-port", "0", "--synthetic", SYNTHETIC_SIZE,
                 "--config", str(config), "--data-dir", str(config.parent / "data")),
             env={FAULT_WALK_DELAY_ENV: WALK_DELAY_MS},
-        )  # fmt: skip
+        )
         self.address = ""
         self.port = 0
 

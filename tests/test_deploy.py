@@ -500,7 +500,7 @@ def test_k8s_manifests_validate_against_their_schemas() -> None:
         kv.validate(doc, version, strict=True)  # raises ValidationError naming the field
         checked.append(doc["kind"])
     assert {"Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "ServiceAccount"} <= set(checked)  # fmt: skip
+            "PodDisruptionBudget", "ServiceAccount"} <= set(checked)
 
 
 def test_deployment_probes_use_grpc_health_on_the_grpc_port(
@@ -510,7 +510,7 @@ def test_deployment_probes_use_grpc_health_on_the_grpc_port(
     (container,) = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"grpc": container_config.server.port,
-                     "metrics": container_config.server.metrics_port}  # fmt: skip
+                     "metrics": container_config.server.metrics_port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         grpc_probe = container[probe]["grpc"]
         assert grpc_probe["port"] == ports["grpc"], probe

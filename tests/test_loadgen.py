@@ -48,7 +48,7 @@ def test_poisson_schedule_has_the_offered_rate_and_is_reproducible() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"rate": 0}, {"duration_s": -1}, {"kind": "burst"},
-                                    {"max_requests": 0}])  # fmt: skip
+                                    {"max_requests": 0}])
 def test_schedule_rejects_bad_arguments(kwargs: dict) -> None:
     args = {"rate": 10.0, "duration_s": 1.0, **kwargs}
     with pytest.raises(ValueError):
@@ -63,7 +63,7 @@ def _response(
 ) -> pb.RecommendResponse:
     return pb.RecommendResponse(server_elapsed_ms=ms, source=source, degraded=degraded,
                                 degraded_reasons=["deadline"] if degraded else [],
-                                coverage=0.5 if degraded else 1.0, budget_ms=50.0)  # fmt: skip
+                                coverage=0.5 if degraded else 1.0, budget_ms=50.0)
 
 
 def test_bucket_percentiles_match_the_recorded_values() -> None:
@@ -93,7 +93,7 @@ def test_recorder_splits_by_surface_source_and_second() -> None:
         rec.due("home", i // 5)
         degraded = i % 2 == 0
         rec.answered("home", _response(5.0, pb.BLENDED if degraded else pb.GRAPH, degraded),
-                     0.005, 0.0001, i // 5)  # fmt: skip
+                     0.005, 0.0001, i // 5)
     rec.due("search", 1)
     rec.failed("search", "INVALID_ARGUMENT", 0.001, 1)
     out = rec.summary(window_s=2.0, elapsed_s=2.0)
@@ -113,7 +113,7 @@ def test_recorder_splits_by_surface_source_and_second() -> None:
 
 def _population() -> EventColumns:
     events = [Event(f"u{u}", f"i{(u * 7 + j) % 40}", "purchase", 1.0, 1_000.0 + u * 10 + j)
-              for u in range(20) for j in range(5)]  # fmt: skip
+              for u in range(20) for j in range(5)]
     return EventColumns.from_events(events)
 
 
@@ -127,7 +127,7 @@ def test_parse_mix_normalises_and_rejects_nonsense() -> None:
 def test_workload_replays_users_with_context_on_item_pages() -> None:
     cols = _population()
     spec = WorkloadSpec(mix={"home": 0.5, "item_page": 0.5}, context_items=3, cold_share=0.25,
-                        seed=1)  # fmt: skip
+                        seed=1)
     pool = Workload(cols, spec).build(400)
     assert len(pool) == 400
     assert {p.surface for p in pool} == {"home", "item_page"}
@@ -143,7 +143,7 @@ def test_workload_replays_users_with_context_on_item_pages() -> None:
     # Replay order: the n-th request is the n-th event's user.
     first = [p for p in pool[:20] if not p.cold]
     assert all(p.request.user_id == cols.user_names[cols.user_codes[i]]
-               for i, p in enumerate(pool[:20]) if not p.cold) and first  # fmt: skip
+               for i, p in enumerate(pool[:20]) if not p.cold) and first
 
 
 # -- runner -----------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ class StallingHandler(EmptyHandler):
         self._lock = threading.Lock()
 
     def recommend(self, query: RecommendQuery, *, arrival: float,
-                  client_remaining_s: float | None) -> Recommendation:  # fmt: skip
+                  client_remaining_s: float | None) -> Recommendation:
         with self._lock:
             self.calls += 1
             first = self.calls == 1
@@ -194,13 +194,13 @@ def stalling() -> Iterator[tuple[GrpcServer, StallingHandler]]:
 
 def _pool(surfaces: tuple[str, ...] = ("home",)) -> list[Planned]:
     return [Planned(s, pb.RecommendRequest(user_id=f"u{i}", surface=s), False)
-            for i in range(50) for s in surfaces]  # fmt: skip
+            for i in range(50) for s in surfaces]
 
 
 def test_open_loop_keeps_sending_through_a_stall_and_charges_it(stalling) -> None:
     server, handler = stalling
     cfg = RunConfig(target=server.address, schedule=Schedule(100.0, 1.0, "constant"),
-                    channels=2, timeout_s=5.0, progress=False)  # fmt: skip
+                    channels=2, timeout_s=5.0, progress=False)
     result = run(cfg, _pool())
     total = result["total"]
     # Every scheduled request was sent and answered, though the first answer took 300 ms.
@@ -222,7 +222,7 @@ def test_errors_are_counted_by_status_code_and_the_schema_holds(stalling) -> Non
     server, _ = stalling
     cfg = RunConfig(target=server.address, schedule=Schedule(200.0, 0.5, "poisson", seed=2),
                     channels=3, timeout_s=5.0, progress=False, label="schema",
-                    phases=(("all", 0.0, 1.0),))  # fmt: skip
+                    phases=(("all", 0.0, 1.0),))
     result = run(cfg, _pool(("home", "bad")))
     assert result["schema"] == "recserver.loadgen/1" and result["label"] == "schema"
     assert set(result["surfaces"]) == {"home", "bad"}
@@ -237,5 +237,5 @@ def test_errors_are_counted_by_status_code_and_the_schema_holds(stalling) -> Non
     assert set(home["by_source"]) == {"graph"}
     assert result["phases"][0]["due"] == result["total"]["requests"]
     assert {"t", "due", "ok", "errors", "degraded", "sources", "p50_ms", "p99_ms", "max_ms",
-            "snapshot"} <= set(result["timeline"][0])  # fmt: skip
+            "snapshot"} <= set(result["timeline"][0])
     assert result["config"]["schedule"]["kind"] == "poisson"

@@ -43,7 +43,7 @@ def result(app: App) -> dict:
     pool = Workload(cols, spec).build(500)
     cfg = RunConfig(target=app.server.address, schedule=Schedule(60.0, 2.0, "poisson"),
                     channels=2, timeout_s=5.0, warmup_s=0.5, progress=False,
-                    label="e2e")  # fmt: skip
+                    label="e2e")
     return run(cfg, pool)
 
 
@@ -67,9 +67,9 @@ def test_outputs_render_from_a_real_run(result: dict, tmp_path: Path, capsys) ->
     assert json.loads(path.read_text())["label"] == "e2e"
     for png in (plot_cdf({"e2e": result}, tmp_path / "cdf.png"),
                 plot_timeline(result, tmp_path / "timeline.png"),
-                plot_vs_load({"e2e": [result]}, tmp_path / "vs.png")):  # fmt: skip
+                plot_vs_load({"e2e": [result]}, tmp_path / "vs.png")):
         assert png.stat().st_size > 10_000
     payload = {"scenario": "steady", "run": result, "rate": 60.0, "load": 0.5,
-               "saturation_rps": 120.0, "saturation_from": "--rate", "verdict": {}}  # fmt: skip
+               "saturation_rps": 120.0, "saturation_from": "--rate", "verdict": {}}
     markdown = render_scenario("steady", payload)
     assert "| home |" in markdown and "p99" in markdown

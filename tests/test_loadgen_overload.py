@@ -26,7 +26,7 @@ def config(budget_ms: float = 50.0, **server: Any) -> RecServerConfig:
                               "k_default": 5, "k_max": 20,
                               "walk": {"steps": STEPS, "batch_steps": 256, "n_p": 0}}},
         "server": server,
-    })  # fmt: skip
+    })
 
 
 def ask(rec: Any, arrival: float) -> Recommendation:
@@ -88,7 +88,7 @@ class Gate:
 def _hold_slot(rec: Any, gate: Gate) -> tuple[threading.Thread, list[Recommendation]]:
     out: list[Recommendation] = []
     holder = threading.Thread(target=lambda: out.append(ask(rec, time.perf_counter())),
-                              name="holder")  # fmt: skip
+                              name="holder")
     holder.start()
     assert gate.entered.wait(10.0)
     return holder, out
@@ -104,7 +104,7 @@ def _ask_in_thread(rec: Any) -> tuple[threading.Thread, list[Recommendation]]:
 def test_a_full_waiting_room_sheds_at_once_and_a_waiter_gets_the_slot() -> None:
     live, gate = clustered_graph(), Gate()
     rec = make_recommender(live, config(5_000.0, max_concurrent_walks=1, max_walk_waiters=1,
-                                        walk_slot_wait_ms=5_000), walk_hook=gate)  # fmt: skip
+                                        walk_slot_wait_ms=5_000), walk_hook=gate)
     holder, _ = _hold_slot(rec, gate)
     waiter, waited = _ask_in_thread(rec)
     time.sleep(0.1)  # the waiter is in the waiting room now
@@ -122,7 +122,7 @@ def test_a_full_waiting_room_sheds_at_once_and_a_waiter_gets_the_slot() -> None:
 def test_a_waiter_gives_up_after_walk_slot_wait_ms() -> None:
     live, gate = clustered_graph(), Gate()
     rec = make_recommender(live, config(5_000.0, max_concurrent_walks=1, walk_slot_wait_ms=30),
-                           walk_hook=gate)  # fmt: skip
+                           walk_hook=gate)
     holder, _ = _hold_slot(rec, gate)
     started = time.perf_counter()
     answer = ask(rec, started)
@@ -136,7 +136,7 @@ def test_a_waiter_gives_up_after_walk_slot_wait_ms() -> None:
 def test_without_enforcement_a_request_waits_for_a_slot_however_long() -> None:
     live, gate = clustered_graph(), Gate()
     rec = make_recommender(live, config(50.0, max_concurrent_walks=1, max_walk_waiters=0,
-                                        enforce_budgets=False), walk_hook=gate)  # fmt: skip
+                                        enforce_budgets=False), walk_hook=gate)
     holder, _ = _hold_slot(rec, gate)
     waiter, waited = _ask_in_thread(rec)
     time.sleep(0.3)  # six budgets

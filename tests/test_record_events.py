@@ -47,7 +47,7 @@ def rows(*events: tuple[str, str, str, str, float, float]) -> EventRows:
         event_ids=[e[0] for e in events], user_ids=[e[1] for e in events],
         item_ids=[e[2] for e in events], events=[e[3] for e in events],
         weights=[e[4] for e in events], timestamps=[e[5] for e in events],
-    )  # fmt: skip
+    )
 
 
 class FailingLog:
@@ -106,7 +106,7 @@ def test_a_bad_event_is_rejected_with_its_reason_and_the_rest_accepted(setup: An
         ("e4", "u2", "i2", "click", -1.0, NOW - 10),
         ("e5", "u2", "i3", "click", 1.0, NOW + 10 * 86_400),
         ("e6", "u2", "i4", "purchase", 2.0, NOW - 5),
-    ))  # fmt: skip
+    ))
     assert outcome.status.tolist() == [ACCEPTED, REJECTED, REJECTED, REJECTED, REJECTED, ACCEPTED]
     assert "unknown event type 'teleport'" in outcome.reasons[1]
     assert outcome.reasons[2] == "empty user_id"

@@ -85,7 +85,7 @@ def test_a_restore_maps_the_saved_id_maps_and_answers_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = [(f"user-{u % 37}-é", f"item-{(u * 11 + j) % 53}", f"e{u}-{j}")
-            for u in range(120) for j in range(4)]  # fmt: skip
+            for u in range(120) for j in range(4)]
     graph = LiveGraph(config())
     graph.ingest(cols_of(rows), log_position="1-0")
     graph.publish()

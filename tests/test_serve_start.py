@@ -77,7 +77,7 @@ def test_the_try_hint_runs_as_printed_from_a_shell_without_the_venv(node: Node) 
 def test_a_second_serve_on_the_same_data_dir_stops_at_once_naming_the_first(node: Node) -> None:
     markers = sorted((node.run / "ready").iterdir())
     done = subprocess.run(node.argv(1), capture_output=True, text=True,
-                          timeout=REFUSAL_TIMEOUT_S)  # fmt: skip
+                          timeout=REFUSAL_TIMEOUT_S)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"another recserver node (pid {node.proc.pid}) is serving from {node.data}" in \
         done.stderr

@@ -64,7 +64,7 @@ def test_deadline_stops_between_batches(snap: GraphSnapshot) -> None:
     # Batches start at t=0, 1, 2; the one that would start at 3 would end at 4 > 3.5. (The
     # half second leaves room for the learned scoring time the walk also keeps back.)
     res = run_walk(snap, *seeds_of(3), cfg, k=20, deadline=3.5, clock=lambda: now[0],
-                   on_batch=on_batch)  # fmt: skip
+                   on_batch=on_batch)
     assert res.stopped_by == "deadline"
     assert len(batches) == 3 and batches == sorted(batches)
     assert res.steps_done == batches[-1] < res.steps_planned
@@ -120,7 +120,7 @@ def test_exclusion_and_invalid_ids(snap: GraphSnapshot) -> None:
 )
 def test_no_seeds(snap: GraphSnapshot, seeds: list[int], weights: list[float]) -> None:
     res = run_walk(snap, np.array(seeds, np.int32), np.array(weights, np.float32),
-                   WalkConfig(), k=10)  # fmt: skip
+                   WalkConfig(), k=10)
     assert (res.stopped_by, res.steps_done, res.coverage, len(res.items)) == ("no_seeds", 0, 0.0, 0)
 
 
@@ -135,7 +135,7 @@ def test_overlay_only_edge_is_walked() -> None:
 def test_dead_ends_restart_and_terminate(snap: GraphSnapshot) -> None:
     # Users with no item edges: every move dead-ends at the user and restarts at the seed.
     broken = dataclasses.replace(snap, base_users=CsrSide.empty(50, True),
-                                 over_users=CsrSide.empty(50, True))  # fmt: skip
+                                 over_users=CsrSide.empty(50, True))
     res = run_walk(broken, *seeds_of(3), WalkConfig(steps=10_000, n_p=0), k=5)
     assert res.stopped_by == "completed" and res.steps_done == 10_000 and len(res.items) == 0
 
@@ -166,7 +166,7 @@ SEED_SETS = [((3,), (1.0,)), ((3, 7, 20), (1.0, 2.0, 0.7))]
 @pytest.mark.parametrize(("seeds", "weights"), SEED_SETS)
 @pytest.mark.parametrize("restart", [0.5, 0.8])
 def test_matches_reference_walk(snap: GraphSnapshot, seeds: tuple[int, ...],
-                                weights: tuple[float, ...], restart: float) -> None:  # fmt: skip
+                                weights: tuple[float, ...], restart: float) -> None:
     """Total-variation distance between the visit distributions of the fast and the reference
     walk over the merged graph (networkx); sampling noise at 100k visits is about 0.01."""
     cfg = WalkConfig(steps=200_000, n_p=0, boost="sum", degree_beta=0.0, restart_prob=restart)
@@ -248,7 +248,7 @@ def test_multi_hit_prefers_items_shared_by_seeds() -> None:
     cfg = WalkConfig(steps=100_000, n_p=0, restart_prob=0.9)
     seeds = seeds_of(0, 1, weights=(1.0, 0.3))
     res = {b: run_walk(snap, *seeds, cfg.model_copy(update={"boost": b}), k=4)
-           for b in ("sum", "multi_hit")}  # fmt: skip
+           for b in ("sum", "multi_hit")}
     assert res["sum"].items.tolist() == [2, 3]
     assert res["multi_hit"].items.tolist() == [3, 2]
 
@@ -291,7 +291,7 @@ def test_plan_walkers_allocation(snap: GraphSnapshot) -> None:
 
 def test_user_seeds_merge_overlay_and_rank() -> None:
     snap = build_snapshot([0, 0, 0, 1], [0, 1, 2, 2], [1.0, 3.0, 2.0, 1.0],
-                          overlay=([0, 0], [0, 3], [2.5, 0.5]))  # fmt: skip
+                          overlay=([0, 0], [0, 3], [2.5, 0.5]))
     items, weights = user_seeds(snap, 0, max_seeds=3)
     assert items.tolist() == [0, 1, 2] and weights.tolist() == pytest.approx([3.5, 3.0, 2.0])
     assert items.dtype == np.int32 and weights.dtype == np.float32

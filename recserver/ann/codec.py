@@ -123,16 +123,6 @@ def encode_meta(meta: dict[str, Any]) -> bytes:
     return json.dumps(meta, sort_keys=True).encode()
 
 
-def decode_meta(blob: bytes) -> dict[str, Any]:
-    try:
-        meta = json.loads(blob)
-    except ValueError as exc:
-        raise PayloadError(f"meta unreadable: {exc}") from None
-    if not isinstance(meta, dict):
-        raise PayloadError("meta is not a mapping")
-    return meta
-
-
 def encode_rows(
     version: int, ids: npt.NDArray[np.integer], scores: npt.NDArray[np.floating],
     counts: npt.NDArray[np.integer],

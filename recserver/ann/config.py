@@ -78,7 +78,8 @@ class AnnConfig(StrictModel):
     reload_scope: ClassVar[ReloadScope | None] = "restart"  # read once at start
 
     redis_url: SecretStr | None = Field(
-        default=None, description="redis://, rediss:// or unix://; null: in-process LRU"
+        default=None, description="redis://, rediss:// or unix://; null: files in "
+        "the node's run dir (--single-process: an in-process LRU)"
     )
     key_prefix: str = Field(default="recserver:ann", min_length=1, max_length=100)
     ttl_s: int = Field(default=86_400, ge=60, le=30 * 86_400, description="every key expires")
@@ -97,7 +98,8 @@ class AnnConfig(StrictModel):
     connect_timeout_ms: float = Field(default=1.0, gt=0, le=10_000)
     build_timeout_s: float = Field(default=10.0, gt=0, le=600, description="bulk writes")
     max_idle_connections: int = Field(default=32, ge=1, le=1_024)
-    lru_max_mb: float = Field(default=64.0, gt=0, description="in-process cache size")
+    lru_max_mb: float = Field(default=64.0, gt=0, description="the in-process LRU's size "
+                              "(--single-process and the offline commands; no Redis)")
     compute_on_miss: bool = Field(default=True, description="search in-process when time allows")
     write_back: bool = Field(default=True, description="store computed results, off the path")
     write_back_queue: int = Field(default=1_024, ge=1)

@@ -199,7 +199,7 @@ class FileCache:
             write_json_atomic(self.folder / MANIFEST, {
                 "name": name, "entries": len(self._pending), "sealed_at": time.time(),
                 "erased": erased, "retired": retired,
-            })  # fmt: skip
+            })
         self._erased = frozenset(erased)
         self._sealed, self._sealed_name, self._pending = sealed, name, {}
         self._checked = time.monotonic()

@@ -80,11 +80,3 @@ def user_vector(
         return fold.user(chosen), uniq.astype(np.int32)
     vector = (chosen_w[None, :] @ item_vectors[chosen]).astype(np.float32)
     return unit_rows(vector)[0], uniq.astype(np.int32)
-
-
-def context_vector(item_vectors: Float32Array, items: Int32Array) -> Float32Array:
-    """The unit mean of the context items' vectors (items without one are skipped)."""
-    items = items[(items >= 0) & (items < item_vectors.shape[0])]
-    if items.shape[0] == 0:
-        return np.zeros(item_vectors.shape[1], np.float32)
-    return unit_rows(item_vectors[items].sum(axis=0, keepdims=True))[0]

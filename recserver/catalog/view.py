@@ -103,11 +103,6 @@ class CatalogView:
         return ItemRules(bool(self.hidden[item]), float(self.expires_at[item]),
                          tuple(self.categories[c] for c in self.cat_ids[lo:hi].tolist()))
 
-    def blocked_now(self, now: float) -> Int32Array:
-        """Every item hidden or expired at ``now`` (sorted ids)."""
-        exp = self.expires_at
-        return np.flatnonzero(self.hidden | ((exp > 0) & (exp <= now))).astype(np.int32)
-
 
 def _derive(cat_indptr: Int64Array, cat_ids: Int32Array, n_categories: int
             ) -> tuple[npt.NDArray[np.uint64], Int64Array, Int32Array]:

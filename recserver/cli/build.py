@@ -1,4 +1,8 @@
-"""``recserver build``: build the graph, print its stats, optionally save the snapshot."""
+"""``recserver build``: build the graph from events and print its stats (nothing is saved).
+
+It has no ``--out``: a saved snapshot held no edge store, dedup keys or log position, so
+nothing could serve it or apply events to it; a node starts from ``DATA_DIR``'s checkpoints.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,16 @@ from pathlib import Path
 from recserver.config import load_config
 from recserver.graph.bootstrap import BuildReport, build_graph
 from recserver.graph.live import LiveGraph
-from recserver.graph.persist import save_snapshot
 from recserver.node.serve_args import add_source_args
 
 NAME = "build"
-HELP = "build the graph, print its stats, optionally save it"
+HELP = "build the graph from events and print its stats"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_source_args(parser)
     parser.add_argument("--config", type=Path,
                         help="YAML config whose graph section is used (default: the embedded one)")
-    parser.add_argument("--out", type=Path,
-                        help="save the snapshot to this folder (default: do not save)")
 
 
 def format_graph_stats(graph: LiveGraph, report: BuildReport) -> str:
@@ -48,7 +49,4 @@ def run(args: argparse.Namespace) -> int:
         config.graph, events=args.events, synthetic=args.synthetic, strict=args.strict
     )
     print(format_graph_stats(graph, report))
-    if args.out is not None:
-        path = save_snapshot(graph.current, args.out)
-        print(f"saved           {path}")
     return 0

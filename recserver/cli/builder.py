@@ -9,6 +9,7 @@ from pathlib import Path
 
 from recserver.config_reload import ConfigHolder
 from recserver.core.durable import write_json_atomic
+from recserver.node import source_record
 from recserver.node.commands import DEFAULT_DATA_DIR, stop_event
 from recserver.node.layout import RunDir
 from recserver.node.serve_args import add_items_arg, add_source_args
@@ -65,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
         # late publishes under load (see DEFAULT_NICE). ANN builds need none: their child
         # runs at SCHED_IDLE whatever this is.
         os.nice(args.nice)
+    # Run as a role of its own (Kubernetes), the builder refuses a data dir built from another
+    # source as ``serve`` does; under ``serve`` the supervisor has checked already.
+    serving = source_record.check(Path(args.data_dir), source_record.Requested(
+        events=args.events, synthetic=args.synthetic, items=args.items))
+    if serving:
+        log.info("%s", serving)
     holder = ConfigHolder(args.config)
     holder.install_sighup()
     run_dir = RunDir(args.run_dir)
@@ -73,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                       metrics_port=args.metrics_port, ann_builds=args.ann_build)
     stop = stop_event()
     builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict,
-                             items=args.items))
+                             items=args.items, data_dir=Path(args.data_dir)))
     snap = builder.graph.current
     report = builder.report
     example = snap.users.name(0) if snap.n_users else "USER"
@@ -81,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         "pid": os.getpid(), "metrics_port": builder.metrics_server.port,
         "metrics_url": builder.metrics_server.url, "edges": snap.n_edges,
         "source": report.source if report else "?", "example_user": example,
-    })  # fmt: skip
+    })
     log.info("builder published version %d: %d users, %d items, %d edges", snap.version,
              snap.n_users, snap.n_items, snap.n_edges)
     while not stop.wait(0.5):

@@ -16,7 +16,8 @@ def resolve_redis_url(
 ) -> tuple[str | None, str]:
     """The URL to use and where it came from: the flag, else the environment, else the file.
 
-    An empty value counts as unset. ``None`` means no Redis: the in-process cache serves.
+    An empty value counts as unset. ``None`` means no Redis: a node's processes share sealed
+    files in its run directory (``ann.file_cache``); one process alone uses its in-process LRU.
     """
     environ = os.environ if env is None else env
     if flag:
@@ -25,7 +26,7 @@ def resolve_redis_url(
         return environ[ENV_VAR], ENV_VAR
     if file_value:
         return file_value, "config file"
-    return None, "none (in-process cache)"
+    return None, "none"
 
 
 def redact_url(url: str | None) -> str:

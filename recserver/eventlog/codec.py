@@ -145,7 +145,7 @@ def decode_batch(payload: bytes) -> LogBatch:
         user_codes=codes[0], item_codes=codes[1], type_codes=codes[2],
         weight=weight, timestamp=timestamp,
         user_names=name_lists[0], item_names=name_lists[1], type_names=name_lists[2],
-    )  # fmt: skip
+    )
     return LogBatch(cols=cols, keys=keys, appended_at=float(appended_at), origin=origin)
 
 
@@ -180,5 +180,5 @@ def concat_batches(batches: list[LogBatch]) -> tuple[EventColumns, U64 | None]:
         weight=np.concatenate([c.weight for c in cols]),
         timestamp=np.concatenate([c.timestamp for c in cols]),
         user_names=names["user"], item_names=names["item"], type_names=names["type"],
-    )  # fmt: skip
+    )
     return merged, keys

@@ -73,7 +73,7 @@ def _aggregate(runs: list[EdgeRun]) -> EdgeRun:
 def _merge_kernel(
     a_keys: I64, a_weight: F64, a_ts: F64, b_keys: I64, b_weight: F64, b_ts: F64,
     keys: I64, weight: F64, last_ts: F64,
-) -> None:  # fmt: skip
+) -> None:
     i = j = o = 0
     n_a, n_b = a_keys.shape[0], b_keys.shape[0]
     while i < n_a and j < n_b:
@@ -118,7 +118,7 @@ def merge_sorted(big: EdgeRun, small: EdgeRun) -> EdgeRun:
     n = len(big) + len(small) - common
     out = EdgeRun(np.empty(n, np.int64), np.empty(n, np.float64), np.empty(n, np.float64))
     _merge_kernel(big.keys, big.weight, big.last_ts, small.keys, small.weight, small.last_ts,
-                  out.keys, out.weight, out.last_ts)  # fmt: skip
+                  out.keys, out.weight, out.last_ts)
     return out
 
 

@@ -226,5 +226,5 @@ def by_column(
     _by_column_kernel(np.ascontiguousarray(rows, dtype=np.int32),
                       np.ascontiguousarray(cols, dtype=np.int32),
                       np.ascontiguousarray(weights, dtype=np.float32), mask, all_kept, indptr,
-                      out_rows, out_weights)  # fmt: skip
+                      out_rows, out_weights)
     return indptr, out_rows, out_weights

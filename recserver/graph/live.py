@@ -242,7 +242,7 @@ class LiveGraph:
                 max_ts=store.max_ts, log_position=self.applied_position,
                 events_applied=self.events_applied, catalog=self.catalog.view(),
                 clock=store.clock,
-            )  # fmt: skip
+            )
 
     def restore_state(self, state: StoreState) -> None:
         """Adopt a checkpoint (before the first publish); the next publish compacts it."""
@@ -301,7 +301,7 @@ class LiveGraph:
         return build_base(
             main, pending, self.cfg, scale=self.store.scale_at(t_ref), t_ref=t_ref,
             n_users=len(self.store.users), n_items=len(self.store.items),
-        )  # fmt: skip
+        )
 
     def _install(self, built: BaseBuild) -> None:
         """Adopt a new base (publish lock held)."""
@@ -326,7 +326,7 @@ class LiveGraph:
         def run() -> None:
             try:
                 built = build_base(inputs[0], inputs[1], self.cfg, scale=self.store.scale_at(t_ref),
-                                   t_ref=t_ref, n_users=sizes[0], n_items=sizes[1])  # fmt: skip
+                                   t_ref=t_ref, n_users=sizes[0], n_items=sizes[1])
             except Exception:  # the old base keeps serving; the edges stay in the overlay
                 log.exception("background compaction failed; the previous base keeps serving")
                 with self._publish_lock:

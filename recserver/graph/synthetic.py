@@ -31,27 +31,15 @@ import numpy.typing as npt
 
 from recserver.graph.events import EventColumns
 
-SIZES = {"small": 100_000, "medium": 1_000_000, "large": 10_000_000}
+# sizes are parsed without numpy (see synthetic_spec); re-exported for the callers here
+from recserver.graph.synthetic_spec import SIZES as SIZES
+from recserver.graph.synthetic_spec import parse_size as parse_size
+
 EVENT_TYPES = ["view", "click", "add_to_cart", "purchase"]
 TYPE_SHARES = (0.70, 0.20, 0.07, 0.03)
 ZIPF_EXPONENT = 1.0
 IN_CLUSTER = 0.8
 _BLOCK = 1 << 22  # events per item-sampling block: bounds the float64 temporaries to ~32 MB each
-
-
-def parse_size(size: str | int) -> int:
-    """Events for ``--synthetic SIZE``: a name in ``SIZES`` or a positive integer ("2_000_000")."""
-    if isinstance(size, str):
-        if size.lower() in SIZES:
-            return SIZES[size.lower()]
-        try:
-            size = int(size.replace("_", ""))
-        except ValueError:
-            names = ", ".join(SIZES)
-            raise ValueError(f"synthetic size {size!r}: use one of {names} or a number") from None
-    if size < 1:
-        raise ValueError(f"synthetic size {size}: need at least 1 event")
-    return size
 
 
 def recent_start(days: float = 90.0, now: float | None = None) -> float:

@@ -165,12 +165,12 @@ def run_walk(
     try:
         scratch.total[blocked] = wk.BLOCKED
         stopped = _run_batches(snapshot, plan, cfg, scratch, counters, log_end, multi_hit,
-                               rng_seed, deadline, clock, on_batch)  # fmt: skip
+                               rng_seed, deadline, clock, on_batch)
         finish_started = clock()
         n_touched = int(counters[wk.N_TOUCHED])
         scores = wk.score_touched(scratch.touched, n_touched, scratch.total, scratch.log_item,
                                   log_start, log_end, multi_hit, scratch.acc,
-                                  scratch.per_seed)  # fmt: skip
+                                  scratch.per_seed)
         items = scratch.touched[:n_touched].copy()
         if cfg.degree_beta > 0:
             scores = popularity_scaled(scores, items, snapshot.item_degree, cfg.degree_beta)
@@ -224,7 +224,7 @@ def _run_batches(
         cur, seed_item, seed_idx, left, rng, counters,
         scratch.total, scratch.touched, scratch.log_item, log_end,
         cfg.restart_prob, cfg.n_p, cfg.n_v,
-    )  # fmt: skip
+    )
     half_batch = cfg.batch_steps // 2
     walk_batch = wk.walk_batch
     # A batch is started only if it should end by the deadline: the last batch's duration
@@ -272,7 +272,7 @@ def warm_up() -> None:
     side_i = make_side(np.array([0, 1, 2]), np.zeros(2, np.int32), np.ones(2, np.float32), False)
     snap = GraphSnapshot(1, IdMap(["u"]), IdMap(["a", "b"]), side_u, side_i,
                          CsrSide.empty(1, True), CsrSide.empty(2, False),
-                         np.ones(2, np.int32), 0.0, 0.0)  # fmt: skip
+                         np.ones(2, np.int32), 0.0, 0.0)
     seeds, weights = np.array([0, 1], np.int32), np.ones(2, np.float32)
     for boost in ("multi_hit", "sum"):
         run_walk(snap, seeds, weights, WalkConfig(steps=64, boost=boost), k=1)

@@ -109,7 +109,7 @@ def _hop(
     src: I32, dst: I32, n: int, rng: U64,
     b_ip: I64, b_pk: U64, b_rw: F32, o_ip: I64, o_pk: U64, o_rw: F32,
     tmp_i: npt.NDArray[np.int64], tmp_f: npt.NDArray[np.float64],
-) -> None:  # fmt: skip
+) -> None:
     """Move walkers ``0..n-1`` from node ``src[w]`` to a weighted neighbour ``dst[w]`` (-1: none).
 
     Positions in the overlay's packed array are stored as ``~index`` (negative), so one int64
@@ -191,7 +191,7 @@ def walk_batch(
     cur: I32, seed_item: I32, seed_idx: I32, left: I64, rng: U64, counters: I64,
     total: I32, touched: I32, log_item: I32, log_end: I64,
     restart_p: float, n_p: int, n_v: int, max_rounds: int, log_visits: bool,
-) -> None:  # fmt: skip
+) -> None:
     """Advance the walk by up to ``max_rounds`` moves of every active walker.
 
     Walkers ``0..counters[N_ACTIVE]-1`` are active; per-walker arrays are compacted in place
@@ -213,9 +213,9 @@ def walk_batch(
         if n == 0 or counters[EARLY_STOP] != 0:
             break
         _hop(cur, mid, n, rng, item_b_ip, item_b_pk, item_b_rw,
-             item_o_ip, item_o_pk, item_o_rw, tmp_i, tmp_f)  # fmt: skip
+             item_o_ip, item_o_pk, item_o_rw, tmp_i, tmp_f)
         _hop(mid, nxt, n, rng, user_b_ip, user_b_pk, user_b_rw,
-             user_o_ip, user_o_pk, user_o_rw, tmp_i, tmp_f)  # fmt: skip
+             user_o_ip, user_o_pk, user_o_rw, tmp_i, tmp_f)
         for w in range(n):
             item = nxt[w]  # -1 after a dead end on either hop
             state = _next(rng[w])
@@ -258,7 +258,7 @@ def walk_batch(
 def score_touched(
     touched: I32, n_touched: int, total: I32, log_item: I32, log_start: I64, log_end: I64,
     multi_hit: bool, acc: F64, per_seed: I32,
-) -> F64:  # fmt: skip
+) -> F64:
     """Scores of ``touched[:n_touched]``: visit totals, or ``(sum_q sqrt(visits_q))**2``.
 
     Seed ``q``'s visits are ``log_item[log_start[q]:log_end[q]]``. ``acc`` (float64) and

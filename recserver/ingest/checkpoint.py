@@ -133,7 +133,7 @@ def load_checkpoint(folder: Path) -> StoreState:
         max_ts=-float("inf") if max_ts is None else float(max_ts),
         log_position=meta.get("log_position"), events_applied=int(meta.get("events_applied", 0)),
         catalog=catalog, clock=DecayClock.from_json(meta.get("decay_gaps")),
-    )  # fmt: skip
+    )
 
 
 class CheckpointStore:

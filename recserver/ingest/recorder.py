@@ -223,7 +223,7 @@ class EventRecorder:
             weight=np.fromiter(rows.weights, np.float64, n), timestamp=timestamp,
             user_names=user_names, item_names=item_names, type_names=type_names,
             event_ids=ids if any(ids) else None,
-        )  # fmt: skip
+        )
 
     def _duplicates(self, good: EventColumns, keys: U64 | None) -> npt.NDArray[np.bool_]:
         """Events seen before: earlier in the batch, in flight from this server, in the graph."""

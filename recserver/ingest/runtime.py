@@ -99,7 +99,7 @@ class IngestRuntime:
             origin=origin or f"{socket.gethostname()}:{os.getpid()}",
             off_reason=f"RecordEvents is off on this server ({self.choice.why})",
             observer=metrics,
-        )  # fmt: skip
+        )
         self.items = ItemRecorder(
             self.log, origin=self.recorder.origin, ready=lambda: self.recorder.ready,
             off_reason=self.recorder.off_reason, on_error=self._append_error,
@@ -110,7 +110,7 @@ class IngestRuntime:
             origin=self.recorder.origin,
             off_reason=f"DeleteUser is off on this server ({self.choice.why})",
             ledger=self.ledger,
-        )  # fmt: skip
+        )
 
     @property
     def enabled(self) -> bool:
@@ -183,7 +183,7 @@ class IngestRuntime:
                 interval_s=self.cfg.checkpoint.interval_s, observer=self.metrics,
                 extra={"log_backend": self.choice.backend, "log": self.log.where
                        if self.log is not None else None},
-            )  # fmt: skip
+            )
             if self.restored is not None and self.tailer.position == Position.parse(
                 self.restored.position or str(START)
             ):

@@ -35,6 +35,7 @@ from recserver.graph.snapshot import GraphSnapshot
 from recserver.ingest.runtime import IngestRuntime
 from recserver.metrics import Metrics
 from recserver.metrics.http import MetricsServer, serving_registry
+from recserver.node import source_record
 from recserver.node.layout import RunDir
 from recserver.node.snapshot_files import SnapshotWriter
 from recserver.online.intake import OnlineIntake
@@ -57,6 +58,8 @@ class DataSource:
     synthetic: str | None = None
     strict: bool = False
     items: Path | None = None  # catalogue items (``catalog.items_file``), like the events
+    #: where a first bootstrap records what it loaded (``node.source_record``); None: nowhere
+    data_dir: Path | None = None
 
 
 def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metrics: Metrics
@@ -73,6 +76,9 @@ def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metri
             updates = read_items(source.items)
             graph.update_items(updates)
             log.info("catalogue: %d items from %s", len(updates), source.items)
+        if source.data_dir is not None:  # before any checkpoint: none exists unrecorded
+            source_record.record(source.data_dir, source_record.describe(
+                source.events, source.synthetic, source.items))
         metrics.record_ingest(report.events_accepted, report.duplicates, report.rejected)
         erased = ingest.erase_ledgered()  # users erased before what is left of the log
     else:
@@ -80,7 +86,7 @@ def bootstrap(graph: LiveGraph, ingest: IngestRuntime, source: DataSource, metri
             source=f"checkpoint {restored.folder}", events_read=0,
             events_accepted=restored.events_applied, duplicates=0, rejected=0,
             rejection_summary="", load_seconds=restored.seconds, build_seconds=0.0,
-        )  # fmt: skip
+        )
     if ingest.catch_up() or restored is not None or erased:
         graph.publish(compact=True)
     return report

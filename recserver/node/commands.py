@@ -1,9 +1,10 @@
 """Running a node: ``cmd_serve_node`` supervises one builder and N workers on one machine.
 
-``recserver serve`` runs the whole node; ``recserver builder`` and ``recserver worker``
-(``recserver.cli``) run one role each (Kubernetes: one builder and N worker containers in a pod
-sharing the run directory). ``serve --single-process`` keeps the older one-process server, the
-baseline the stall benchmark compares against. Kept free of heavy imports (see ``entry``).
+``recserver serve`` runs the whole node (what ``deploy/k8s`` runs: one container per pod);
+``recserver builder`` and ``recserver worker`` (``recserver.cli``) run one role each, for a
+layout that starts them apart (e.g. a builder and N worker containers sharing the run
+directory). ``serve --single-process`` keeps the older one-process server, the baseline the
+stall benchmark compares against. Kept free of heavy imports (see ``entry``).
 """
 
 from __future__ import annotations
@@ -20,14 +21,19 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
 from recserver.core.durable import read_json, write_json_atomic
+from recserver.node import source_record
 from recserver.node.layout import RunDir
 from recserver.node.node_lock import NodeLock
 from recserver.node.supervisor import NUMBA_CACHE_ENV, Supervisor, recserver_argv, reserve_port
 
 log = logging.getLogger(__name__)
 
+#: The event log's Redis URL in the environment (``eventlog.registry.ENV_URL``, which imports
+#: Redis: the supervisor does not).
+EVENT_LOG_URL_ENV = "RECSERVER_EVENT_LOG_URL"
 #: Where the embedded default keeps its event log, checkpoints and run directory.
 DEFAULT_DATA_DIR = Path("var/recserver")
 
@@ -124,12 +130,40 @@ def cmd_serve_node(args: argparse.Namespace) -> int:
     # Before anything else touches the data dir: a second node there stops here, at once.
     lock = NodeLock(data_dir)
     try:
-        return _serve_node(args, holder, data_dir)
+        run_dir = args.run_dir if args.run_dir is not None else data_dir / "run"
+        # Before the builder starts: a data dir built from another source refuses here.
+        serving = check_data_dir(args, config, data_dir, run_dir)
+        return _serve_node(args, holder, data_dir, serving)
     finally:
         lock.release()
 
 
-def _serve_node(args: argparse.Namespace, holder: ConfigHolder, data_dir: Path) -> int:
+def check_data_dir(args: argparse.Namespace, config: RecServerConfig, data_dir: Path,
+                   run_dir: Path) -> str:
+    """``--reset-data-dir``, then the data dir's recorded source against the one asked for:
+    raises ``SourceMismatch`` (a ``ValueError``: exit code 2) when they differ; returns what
+    the node serves, in words, when the options leave the source to the data dir ("" else).
+
+    The reset deletes without asking (``serve`` runs under supervisors and containers, with no
+    one to answer) but only when asked by name, and logs every path it deletes: the event log
+    may hold the only copy of events recorded since the bootstrap."""
+    if getattr(args, "reset_data_dir", False):
+        ingest = config.ingest
+        gone = source_record.reset(
+            data_dir, Path(ingest.file.path) if ingest.file.path else data_dir / "log",
+            Path(ingest.checkpoint.dir) if ingest.checkpoint.dir else data_dir / "checkpoints",
+            run_dir)
+        log.warning("--reset-data-dir: deleted %s", ", ".join(map(str, gone)) or "nothing")
+        redis_log = getattr(args, "event_log_url", None) or os.environ.get(EVENT_LOG_URL_ENV)
+        if redis_log or ingest.url():
+            log.warning("--reset-data-dir: a Redis event log is shared by replicas and is not "
+                        "cleared; the new graph replays what it holds")
+    return source_record.check(data_dir, source_record.Requested(
+        events=args.events, synthetic=args.synthetic, items=args.items))
+
+
+def _serve_node(args: argparse.Namespace, holder: ConfigHolder, data_dir: Path,
+                serving: str) -> int:
     config = holder.current
     run = RunDir(args.run_dir if args.run_dir is not None else data_dir / "run")
     workers = args.workers or usable_cores()
@@ -145,7 +179,7 @@ def _serve_node(args: argparse.Namespace, holder: ConfigHolder, data_dir: Path) 
     builder_argv = recserver_argv(
         "builder", "--run-dir", str(run.root), "--data-dir", str(data_dir),
         *common, *_passthrough(args, ("events", "synthetic", "strict", "items",
-                                      "event_log_url", "metrics_port")))  # fmt: skip
+                                      "event_log_url", "metrics_port")))
 
     # Each worker walks on its share of the cores: N workers on N cores each walk one at a
     # time (one walk thread per worker process sharing a core would only time-slice walks).
@@ -164,6 +198,8 @@ def _serve_node(args: argparse.Namespace, holder: ConfigHolder, data_dir: Path) 
     # Not "listening": the port is only reserved; workers listen once their snapshot is mapped.
     print(f"recserver starting on {address} (port {port}), not answering yet: loading the "
           f"graph (1 builder + {workers} workers; data in {data_dir})", flush=True)
+    if serving:
+        print(f"recserver: {serving}", flush=True)
     spread = round_robin_target(config.server.host, [p for _, p in own])
     write_json_atomic(run.root / "ports.json", {"node": port, "workers": [p for _, p in own],
                                                 "round_robin_target": spread})

@@ -114,7 +114,7 @@ class ForwardingIngest:
             events_applied=s.events_applied,
             snapshot_version=mapped, apply_lag_s=s.apply_lag_seconds, last_error=s.last_error,
             checkpoint_position=s.checkpoint_position, checkpoint_at=s.checkpoint_at,
-        )  # fmt: skip
+        )
 
     def describe_user(self, user_id: str, limit: int = 0) -> UserEdges:
         from recserver.ingest.runtime import describe_user

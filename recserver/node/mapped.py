@@ -172,7 +172,7 @@ class MappedGraph:
             catalog=self._catalog[1],
             trending={str(key): load_array(over / f"trending-{key}.npy")
                       for key in manifest.get("trending") or ()},  # type: ignore[attr-defined]
-        )  # fmt: skip
+        )
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Poll until a snapshot is mapped (or ``timeout_s``); True when ready."""

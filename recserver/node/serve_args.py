@@ -28,7 +28,8 @@ def add_items_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--items", type=Path, help="catalogue items to load at the first start (.csv or .jsonl: "
         "item_id, hidden, categories, expires_at; see the README); like --events, a restart "
-        "from a checkpoint keeps the catalogue it had instead (default: none)"
+        "from a checkpoint keeps the catalogue it had, and a data dir built with other items "
+        "refuses to start (default: none)"
     )
 
 
@@ -41,11 +42,17 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--redis-url", help="ANN result cache (redis://, rediss://, unix://); wins over "
-        "RECSERVER_REDIS_URL and the config's ann.redis_url; unset everywhere: in-process cache"
+        "RECSERVER_REDIS_URL and the config's ann.redis_url; unset everywhere: files in the run dir"
     )
     parser.add_argument(
         "--data-dir", type=Path, help="the file event log and checkpoints (wins over the "
-        "config's ingest.data_dir); restarts recover from here"
+        "config's ingest.data_dir); restarts recover from here, and it serves only the source "
+        "it was built from"
+    )
+    parser.add_argument(
+        "--reset-data-dir", action="store_true", help="delete the data dir's checkpoints, "
+        "file event log and snapshots first, and build from the source given (a data dir "
+        "built from another source refuses to start without it; the erasure ledger stays)"
     )
     parser.add_argument(
         "--event-log-url", help="Redis stream event log shared by replicas (redis://...); wins "

@@ -123,7 +123,7 @@ class SnapshotWriter:
             "t_ref": snap.t_ref, "built_at": snap.built_at, "published_at": time.time(),
             "stats": snap.stats, "visible_position": visible_position,
             "catalog": self._catalog_name, "trending": sorted(snap.trending),
-        }  # fmt: skip
+        }
         # Not fsynced, like the snapshot's arrays: workers read it through the page cache, and
         # a restarted builder publishes anew. An fsync here waited behind a checkpoint's
         # writeback and made the publish, and every event it carried, late by up to 2.4 s.

@@ -18,7 +18,6 @@ same task there.
 from __future__ import annotations
 
 import threading
-import time
 from contextvars import ContextVar
 
 _local = threading.local()
@@ -34,8 +33,3 @@ def current_arrival() -> float | None:
     """
     arrival: float | None = getattr(_local, "arrival", None)
     return arrival if arrival is not None else ARRIVAL.get()
-
-
-def queued_ms(arrival: float, now: float | None = None) -> float:
-    """Milliseconds between ``arrival`` and ``now`` (default: the current ``perf_counter()``)."""
-    return ((time.perf_counter() if now is None else now) - arrival) * 1000.0

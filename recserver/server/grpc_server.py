@@ -222,11 +222,6 @@ class GrpcServer(Endpoint):
         for name in HEALTH_SERVICES:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    def set_not_serving(self) -> None:
-        """Report NOT_SERVING again (e.g. while the graph is being reloaded)."""
-        for name in HEALTH_SERVICES:
-            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-
     def stop(self, grace: float | None = None) -> None:
         """Drain and stop: NOT_SERVING, refuse new calls, wait up to ``grace`` s for in-flight.
 

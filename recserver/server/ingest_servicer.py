@@ -142,7 +142,7 @@ class IngestEndpoints:
             snapshot_version=s.snapshot_version, apply_lag_seconds=s.apply_lag_s,
             last_error=s.last_error, checkpoint_position=s.checkpoint_position,
             checkpoint_at=s.checkpoint_at,
-        )  # fmt: skip
+        )
 
     def DescribeUser(
         self, request: pb.DescribeUserRequest, context: grpc.ServicerContext

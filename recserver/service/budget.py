@@ -26,9 +26,6 @@ class Deadline:
     budget_ms: float  # the effective budget, from arrival
     limited_by: str  # "surface", "request" or "client"
 
-    def remaining_s(self, now: float) -> float:
-        return self.at - now
-
 
 def compute_deadline(
     *,
