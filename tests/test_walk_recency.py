@@ -12,8 +12,8 @@ from recserver.graph.config import GraphConfig, WalkConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.graph.recency import RECENCY_FLOOR, recency_weights
-from recserver.service.types import RecommendQuery
 from recserver.service.trending import keep_trending, trending_half_lives
+from recserver.service.types import RecommendQuery
 from tests.service_fixtures import make_recommender
 
 T = 1.7e9
@@ -39,7 +39,7 @@ def history() -> EventColumns:
     too and is asked. Nothing is newer than that yet."""
     day2 = T - 2 * 86_400.0
     pairs = [(f"r{n}", item, day2 + n) for n in range(40) for item in ("seed", "old")]
-    return clicks(pairs + [("me", "seed", day2 + 50)])
+    return clicks([*pairs, ("me", "seed", day2 + 50)])
 
 
 def ask(graph: LiveGraph, surface: str) -> list[str]:
