@@ -57,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--send-train", action="store_true",
                         help="with --target: record the events before the cutoff first (for a "
                         "server started without them)")
+    parser.add_argument("--learn-blend", type=Path, metavar="OUT.yaml",
+                        help="first learn the surface's blend (walk share, fusion mode) on a "
+                        "validation replay of the training period, write the config with it "
+                        "here, and replay the test period with it")
     parser.add_argument("--progress", action="store_true",
                         help="progress bars on stderr (default: when stderr is a terminal)")
     add_output_args(parser)
@@ -86,12 +90,31 @@ def run(args: argparse.Namespace) -> int:
         check_plotting()  # before the replay, not after minutes of it
     cols, source = load_source(config, args.events, args.synthetic, strict=args.strict,
                                seed=args.seed)
+    learnt = None
+    if args.learn_blend is not None:
+        import yaml
+
+        from recserver.eval.blend_learn import learn_blend
+        from recserver.eval.tune import merged_document
+
+        learnt = learn_blend(config, cols, opts.surface or next(iter(config.surfaces)),
+                             k=opts.k, test_fraction=opts.test_fraction, gap_s=opts.gap_s,
+                             window_s=opts.window_s, max_sessions=opts.max_sessions,
+                             seed=opts.seed)
+        merged = merged_document(args.config, learnt.fragment())
+        args.learn_blend.write_text(yaml.safe_dump(merged, sort_keys=False))
+        config = load_config(args.learn_blend)
+        print(f"learnt blend  {learnt.surface}: {learnt.mode}, walk share {learnt.share:g} "
+              f"(validation recall@{opts.k} {learnt.recall:.4f} on {learnt.sessions} sessions; "
+              f"written to {args.learn_blend})", file=sys.stderr)
     remote = None
     if args.target is not None:
         from recserver.eval.replay_remote import remote_factory
 
         remote = remote_factory(args.target, config, opts, send_train=args.send_train)
     doc = replay(config, cols, opts, source, remote=remote, target=args.target)
+    if learnt is not None:
+        doc["learnt_blend"] = learnt.record()
     if args.plot is not None:
         from recserver.eval.replay_plot import plot_freshness
 

@@ -152,3 +152,9 @@ class WalkConfig(StrictModel):
     batch_steps: int = Field(
         default=2_048, ge=64, le=65_536, description="steps between two deadline checks"
     )
+    recency_half_life_minutes: float | None = Field(
+        default=None, gt=0, le=10_080, description="where items churn: weight each candidate's "
+        "score by the item's events decayed with this half-life (saturating: one event just "
+        "now counts nearly fully), so articles read in the last minutes outrank yesterday's "
+        "hits; null: the walk's visits alone"
+    )

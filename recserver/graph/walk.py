@@ -33,6 +33,7 @@ from recserver.graph import walk_kernels as wk
 from recserver.graph.config import WalkConfig
 from recserver.graph.idmap import IdMap
 from recserver.graph.kernels import make_side
+from recserver.graph.recency import recency_weights
 from recserver.graph.seeds import WalkPlan, plan_walkers
 from recserver.graph.snapshot import CsrSide, Float32Array, GraphSnapshot, Int32Array
 
@@ -174,6 +175,9 @@ def run_walk(
         items = scratch.touched[:n_touched].copy()
         if cfg.degree_beta > 0:
             scores = popularity_scaled(scores, items, snapshot.item_degree, cfg.degree_beta)
+        recency = recency_weights(snapshot, items, cfg)
+        if recency is not None:  # a churn surface: items nobody read lately drop behind
+            scores = scores * recency
     finally:
         wk.reset_counts(scratch.total, scratch.touched, int(counters[wk.N_TOUCHED]), blocked)
         scratch.busy = False

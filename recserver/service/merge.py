@@ -74,6 +74,17 @@ class Answer:
     source: Source
 
 
+@dataclass(frozen=True)
+class MergeInputs:
+    """What ``merge_answer`` ranks one answer from, before any blend policy is applied."""
+
+    snap: GraphSnapshot
+    walk: WalkResult | None
+    chain: ChainResult | None
+    k: int
+    exclude: npt.NDArray[np.int32]
+
+
 def graph_slots(k: int, walk: WalkResult | None, topup_below_coverage: float) -> int:
     """How many of the ``k`` places the walk's candidates may take.
 

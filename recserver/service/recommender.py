@@ -27,7 +27,7 @@ from recserver.graph.source import SnapshotSource
 from recserver.graph.walk import WalkResult, run_walk, seed_from_id
 from recserver.service.budget import Deadline, ReserveEstimator, compute_deadline
 from recserver.service.fallback import FallbackChain, FallbackRequest
-from recserver.service.merge import graph_slots, merge_answer, pooled_walk
+from recserver.service.merge import MergeInputs, graph_slots, merge_answer, pooled_walk
 from recserver.service.observer import NullObserver, RequestObserver
 from recserver.service.stages import StageClock
 from recserver.service.types import Recommendation, RecommendQuery
@@ -92,6 +92,8 @@ class Recommender:
         self._walk_hook = walk_hook  # test seam: inject slowness between walk batches
         self._clock = clock
         self._observer: RequestObserver = observer or NullObserver()
+        #: evaluation seam (``recserver.eval.blend_learn``): sees each answer's blend inputs
+        self.on_merge: Callable[[MergeInputs], None] | None = None
         self._reserves: dict[str, ReserveEstimator] = {}
         self._walk_slots = threading.BoundedSemaphore(config().server.walk_slots)
         self._walk_waiters = threading.BoundedSemaphore(config().server.max_walk_waiters)
@@ -278,6 +280,8 @@ class Recommender:
             reasons.extend(r for r in chain.errors if r not in reasons
                            and (needs_fallback or r != "filtered"))
             stages.mark("fallback")
+        if self.on_merge is not None:
+            self.on_merge(MergeInputs(snap, walk, chain, k, exclude))
         answer = merge_answer(snap, walk, chain, k, surface.fallback.topup_below_coverage,
                               policy=surface.fallback.blend, exclude=exclude)
         stages.mark("rank")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recserver.graph.recency import recency_half_life_s
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.trending import TrendingCounters, half_life_key
 from recserver.service.fallback import (
@@ -41,9 +42,14 @@ def half_life_s(config: RecServerConfig, surface: str) -> float:
 
 
 def trending_half_lives(config: RecServerConfig) -> tuple[float, ...]:
-    """The half-lives (seconds) of the surfaces that list the trending tier, distinct, sorted."""
-    return tuple(sorted({half_life_s(config, name) for name, surface in config.surfaces.items()
-                         if TIER in surface.fallback.tiers}))
+    """The half-lives (seconds) to count, distinct, sorted: those of the surfaces that list the
+    trending tier, and the walk recency half-lives (``recserver.graph.recency``), which weight
+    candidates by the same counts."""
+    tiers = {half_life_s(config, name) for name, surface in config.surfaces.items()
+             if TIER in surface.fallback.tiers}
+    walks = {half_life for surface in config.surfaces.values()
+             if (half_life := recency_half_life_s(surface.walk)) is not None}
+    return tuple(sorted(tiers | walks))
 
 
 def keep_trending(graph: LiveGraph, config: RecServerConfig) -> None:
