@@ -41,7 +41,7 @@ def cmd_serve(
 ) -> int:
     """Serve until SIGTERM/SIGINT: a builder and serving workers (``--single-process``: one
     process). ``on_loaded(app)`` runs on the main thread once the single-process server is
-    SERVING (load/scenarios_server.py starts its ingest there)."""
+    SERVING (load/scenarios/server.py starts its ingest there)."""
     if not getattr(args, "single_process", False) and on_loaded is None:
         from recserver.node.commands import cmd_serve_node
 

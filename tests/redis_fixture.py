@@ -1,5 +1,5 @@
-"""pytest fixtures around a real ``redis-server`` (``load.redis_server``): a free port, a temp
-dir, no persistence, never 6379. Import the fixtures into a test module::
+"""pytest fixtures around a real ``redis-server`` (``load.common.redis_server``): a free port, a
+temp dir, no persistence, never 6379. Import the fixtures into a test module::
 
     from tests.redis_fixture import redis_server  # noqa: F401
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from load.redis_server import REDIS_BIN, RedisServer, free_port
+from load.common.redis_server import REDIS_BIN, RedisServer, free_port
 
 __all__ = ["REDIS_BIN", "RedisServer", "free_port", "need_redis", "own_redis", "redis_server"]
 

@@ -20,7 +20,7 @@ def imports(path: Path) -> Iterator[str]:
 
 
 def test_benchmarks_do_not_import_the_tests() -> None:
-    offenders = [f"{p.name}: {name}" for p in sorted((ROOT / "load").glob("*.py"))
+    offenders = [f"{p.name}: {name}" for p in sorted((ROOT / "load").rglob("*.py"))
                  for name in imports(p) if name == "tests" or name.startswith("tests.")]
     assert offenders == []
 

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from load.empty_server import EmptyHandler
-from load.loadgen_runner import RunConfig, check_loopback, run
-from load.loadgen_schedule import Schedule, schedule_offsets
-from load.loadgen_stats import PERCENTILES, Bucket, Recorder, phase_summary
-from load.loadgen_workload import COLD_PREFIX, Planned, Workload, WorkloadSpec, parse_mix
+from load.common.empty_server import EmptyHandler
+from load.loadgen.runner import RunConfig, check_loopback, run
+from load.loadgen.schedule import Schedule, schedule_offsets
+from load.loadgen.stats import PERCENTILES, Bucket, Recorder, phase_summary
+from load.loadgen.workload import COLD_PREFIX, Planned, Workload, WorkloadSpec, parse_mix
 from recserver.config import ServerSection
 from recserver.graph.events import Event, EventColumns
 from recserver.proto.recserver.v1 import recommender_pb2 as pb

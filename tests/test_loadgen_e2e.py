@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from load.loadgen import print_summary, write_result
-from load.loadgen_plots import plot_cdf, plot_timeline, plot_vs_load
-from load.loadgen_runner import RunConfig, run
-from load.loadgen_schedule import Schedule
-from load.loadgen_workload import Workload, WorkloadSpec, load_population
-from load.report import render_scenario
+from load.loadgen.cli import print_summary, write_result
+from load.loadgen.plots import plot_cdf, plot_timeline, plot_vs_load
+from load.loadgen.runner import RunConfig, run
+from load.loadgen.schedule import Schedule
+from load.loadgen.workload import Workload, WorkloadSpec, load_population
+from load.scenarios.report import render_scenario
 from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
 from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from load.walk_reference import ReferenceWalker, graph_from_snapshot, item_totals
+from load.common.walk_reference import ReferenceWalker, graph_from_snapshot, item_totals
 from recserver.graph import walk as walk_mod
 from recserver.graph import walk_kernels as wk
 from recserver.graph.config import WalkConfig

@@ -1,6 +1,6 @@
 """The wire-latency parser of the node benchmark: streams paired, answers told from refusals."""
 
-from load.wire_latency import parse_frames
+from load.loadgen.wire_latency import parse_frames
 
 PORT = 50051
 

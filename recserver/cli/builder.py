@@ -23,7 +23,7 @@ ANN_BUILD_ENV = "RECSERVER_ANN_BUILD"
 #: What is left in the builder once ANN builds run in their SCHED_IDLE child is mostly
 #: real-time work (tail, fold, publish every second), which needs little CPU but needs it on
 #: time: on 2 saturated cores at 15k events/s, nice 10 fell behind (freshness p99 2.2 s)
-#: where nice 0 kept it under 1 s taking about the same CPU (load/bench_bulk.py).
+#: where nice 0 kept it under 1 s taking about the same CPU (load/benchmarks/bulk.py).
 DEFAULT_NICE = 0
 
 NAME = "builder"

@@ -30,7 +30,8 @@ Design
   ``fallback_error``), gRPC code names, cache ops from :data:`CACHE_OPS`. Never user or item ids.
 * **Cheap observation.** Label children are looked up once per (surface, source/stage/...) and
   cached in plain dicts; a request costs a dict lookup and an ``observe`` per stage, about 1.5 µs
-  each (``load/bench_metrics.py`` prints the per-request cost and the ``/metrics`` render cost).
+  each (``load/benchmarks/metrics.py`` prints the per-request cost and the ``/metrics`` render
+  cost).
   The children every request produces are created up front, so ``rate()`` sees each series from
   zero instead of losing the first scrape interval.
 * **Scrape-time values** (graph size, snapshot version and age, config reloads) come from

@@ -6,7 +6,7 @@ says which). It is separate from the gRPC port so scrapes never queue behind Rec
 port can stay private to the machine.
 
 Rendering holds the GIL (about 7-9 µs a series, some 750 series with the default config: 5-7 ms
-a scrape on the reference machine, see ``load/bench_metrics.py``), so series are kept few, and
+a scrape on the reference machine, see ``load/benchmarks/metrics.py``), so series are kept few, and
 ``_created`` series, which nothing here reads, are switched off when the server starts.
 
 With ``PROMETHEUS_MULTIPROC_DIR`` set (see ``recserver.metrics``) the served registry is a fresh
