@@ -1,14 +1,13 @@
-"""How cost grows with graph size: the figures behind docs/scaling.md.
-
-    .venv/bin/python -m load.benchmarks.scaling [--sizes 100000,1000000,5000000] [--queries 25]
-                                           [--ingest-events 200000] [--surfaces 1,3,10,30]
+"""The ``sizes`` part of ``load.benchmarks.build``: how cost grows with graph size, the figures
+behind docs/scaling.md.
 
 Each graph size runs in a fresh process (so resident memory is the graph's own), built from
 synthetic events (``recserver.graph.synthetic``) the way ``recserver serve`` builds it, and prints:
 
-1. build: edges, build time (ingest + compacting publish), snapshot bytes/edge, and the
-   process's resident memory growth per edge (snapshot + edge store + dedup index + id maps:
-   what a replica must hold), with the peak during the build;
+1. build: edges, build time (ingest + compacting publish), snapshot bytes/edge (split into the edge
+   arrays and the per-node arrays), and the process's resident memory growth per edge (snapshot +
+   edge store + dedup index + id maps: what a replica must hold), with the peak during the build;
+   target lines for the largest size (build <= 30 s at 10M events, snapshot <= 20 B/edge);
 2. ingest: fresh events (10k batches, no publisher running) applied per second into that graph,
    then the overlay publish and the full compaction at that size (both off the request path);
 3. walks: hops/s of one long walk, and the 100k-step query time (seeds + walk + rank) by seed
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import os
 import resource
 import time
@@ -32,7 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from load.common import machine_line, pct, print_table
+from load.benchmarks.build import ROOT, run_child
+from load.common import pct, print_table, verdict
 
 USER_BUCKETS = ((1, 4), (5, 19), (20, 99), (100, 1 << 30))
 ITEM_BUCKETS = ((1, 9), (10, 99), (100, 999), (1000, 1 << 30))
@@ -57,9 +56,15 @@ def _query_ms(fn: Any, rows: np.ndarray) -> tuple[float, float]:
     return pct(times, 50), pct(times, 90)
 
 
+def child_size(arg: str) -> dict[str, Any]:
+    """``EVENTS:QUERIES:INGEST_EVENTS``: :func:`measure_size` in this (fresh) process."""
+    n_events, queries, ingest_events = (int(x) for x in arg.split(":"))
+    return measure_size(n_events, queries, ingest_events)
+
+
 def measure_size(n_events: int, queries: int, ingest_events: int) -> dict[str, Any]:
-    """Build, ingest into and walk one graph of ``n_events`` synthetic events (child process)."""
-    from load.benchmarks.graph import Stream, slice_cols
+    """Build, ingest into and walk one graph of ``n_events`` synthetic events."""
+    from load.benchmarks.build_live import Stream, slice_cols
     from recserver.graph.bootstrap import CHUNK
     from recserver.graph.config import GraphConfig, WalkConfig
     from recserver.graph.live import LiveGraph
@@ -85,9 +90,14 @@ def measure_size(n_events: int, queries: int, ingest_events: int) -> dict[str, A
     store_bytes = sum(r.keys.nbytes + r.weight.nbytes + r.last_ts.nbytes for r in runs)
     dedup_bytes = len(store.dedup) * 8  # one uint64 key per event seen
     m = snap.n_edges
+    sides = (snap.base_users, snap.base_items, snap.over_users, snap.over_items)
+    edge_arrays = sum(s.packed.nbytes + (0 if s.weight is None else s.weight.nbytes)
+                      for s in sides)
     out: dict[str, Any] = {
         "events": n_events, "users": snap.n_users, "items": snap.n_items, "edges": m,
-        "build_s": build_s, "snapshot_bpe": snap.nbytes() / m, "store_bpe": store_bytes / m,
+        "build_s": build_s, "snapshot_bpe": snap.nbytes() / m,
+        "snapshot_edge_bpe": edge_arrays / m, "prune": live.last_prune.summary(),
+        "store_bpe": store_bytes / m,
         "dedup_bpe": dedup_bytes / m, "process_bpe": rss_graph / m,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "dedup_keys": len(store.dedup),
@@ -195,24 +205,17 @@ def metrics_cost(surface_counts: list[int]) -> list[list[str]]:
     return rows
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100000,1000000,5000000", help="events per graph")
-    parser.add_argument("--queries", type=int, default=25, help="walk queries per degree bucket")
-    parser.add_argument("--ingest-events", type=int, default=200_000)
-    parser.add_argument("--surfaces", default="1,3,10,30", help="surface counts for metrics")
-    args = parser.parse_args()
-    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s]
+def run(args: argparse.Namespace) -> None:
+    """The sizes part: one fresh process per size, then the tables."""
     started = time.perf_counter()
-    print(machine_line())
-
     results = []
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter per size: honest RSS
-    for n in sizes:
-        with ctx.Pool(1) as pool:
-            r = pool.apply(measure_size, (n, args.queries, args.ingest_events))
+    for n in args.sizes:  # a fresh interpreter per size: honest RSS
+        r = run_child(ROOT, "size", f"{n}:{args.queries}:{args.ingest_events}")
+        if r is None:
+            raise RuntimeError(f"the {n:,}-event size failed")
         results.append(r)
-        print(f"size {n:,} events done ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(f"size {n:,} events done ({time.perf_counter() - started:.0f} s): "
+              f"{r['prune']}", flush=True)
 
     print("\nbuild and memory (one replica holds all of this)")
     print_table(
@@ -223,6 +226,17 @@ def main() -> int:
           f"{r['dedup_bpe']:.1f}", f"{r['process_bpe']:.0f}", f"{r['peak_rss_mib']:,.0f} MiB"]
          for r in results],
     )
+    big = results[-1]
+    print()
+    print_table(["figure", "measured", "target", "note", "verdict"], [
+        [f"snapshot build, {big['events'] / 1e6:g}M events (ingest+publish)",
+         f"{big['build_s']:.1f} s", "<= 30 s at 10M events", "",
+         verdict(big["build_s"], 30, higher_is_better=False) if big["events"] >= 10_000_000
+         else "-"],
+        ["snapshot bytes/edge (all arrays)", f"{big['snapshot_bpe']:.1f}", "<= 20",
+         f"{big['snapshot_edge_bpe']:.1f} in edge arrays; networkx ~210 (walk.py)",
+         verdict(big["snapshot_bpe"], 20, higher_is_better=False)],
+    ])
     print(f"\ningest ({args.ingest_events:,} fresh events in {BATCH:,}-event batches) and publish")
     print_table(
         ["base edges", "ingest events/s", "overlay publish", "full compaction"],
@@ -252,9 +266,3 @@ def main() -> int:
         ["surfaces", "series", "body", "render CPU", "of one core at 15 s"],
         metrics_cost([int(s) for s in args.surfaces.split(",") if s]),
     )
-    print(f"\ntotal {time.perf_counter() - started:.0f} s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,9 +1,8 @@
-"""Memory and parse speed of loading and holding the graph, beside the previous code's figures.
+"""The ``memory`` part of ``load.benchmarks.build``: the serve path's memory and parse speed,
+beside the previous code's figures, and the fresh-process runner every part measures in.
 
-    .venv/bin/python -m load.benchmarks.memory [--events 10000000] [--baseline-ref REF]
-
-Writes the synthetic log (``--events``, default 10M) as CSV and Parquet in a temporary folder,
-then measures, each in a fresh process:
+Per size, writes the synthetic log as CSV and Parquet in a temporary folder, then measures, each
+in a fresh process:
 
 1. parse rate on one core (``sched_setaffinity``): ``load_events`` of the CSV and the Parquet file;
 2. a build from the CSV (``build_graph``, as ``recserver build``/``serve`` do): resident memory
@@ -14,7 +13,7 @@ then measures, each in a fresh process:
    background compactions, with the heap release that follows an installed compaction and
    with it disabled.
 
-"Today's figures" come from the same steps run on the code before the Arrow loaders (``git
+"Previous code" figures come from the same steps run on the code before the Arrow loaders (``git
 archive`` of ``--baseline-ref``, default the parent of the commit that brought pyarrow into the
 loaders), in this run, on the same files. Each target line says met / MISSED.
 """
@@ -23,18 +22,16 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from load.common import machine_line, print_table, verdict
+from load.benchmarks.build import ROOT, run_child
+from load.common import print_table, verdict
 
-ROOT = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
 
 
@@ -66,6 +63,7 @@ def _trim() -> None:
 
 
 def child_parse(path: str) -> dict[str, Any]:
+    """Best of two ``load_events`` of ``path`` on one core, after a warm-up read."""
     from recserver.graph.config import EventWeightsConfig
     from recserver.graph.loaders import load_events
 
@@ -83,6 +81,7 @@ def child_parse(path: str) -> dict[str, Any]:
 
 
 def child_build(path: str) -> dict[str, Any]:
+    """Resident memory before, at the peak of and after ``build_graph`` of ``path``."""
     import numpy as np  # imported before the baseline RSS is taken
 
     from recserver.graph.bootstrap import build_graph
@@ -116,7 +115,9 @@ def child_build(path: str) -> dict[str, Any]:
             "ids": len(store.users) + len(store.items)}
 
 
-def child_idmap(n: int) -> dict[str, Any]:
+def child_idmap(arg: str) -> dict[str, Any]:
+    """Resident bytes per id and lookup time of an ``IdMap`` of ``arg`` user ids."""
+    n = int(arg)
     from recserver.graph.idmap import IdMap
 
     names = [f"u{i}" for i in range(n)]  # the synthetic log's user ids
@@ -181,21 +182,6 @@ CHILDREN = {"parse": child_parse, "build": child_build, "idmap": child_idmap,
 # --- driver ---------------------------------------------------------------------------------
 
 
-def _run_child(code_root: Path, mode: str, arg: str) -> dict[str, Any] | None:
-    env = {**os.environ, "PYTHONPATH": f"{code_root}{os.pathsep}{ROOT}"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "load.benchmarks.memory", "--child", mode, arg],
-        cwd=code_root, env=env, capture_output=True, text=True, timeout=1800,
-    )
-    if proc.returncode != 0:
-        print(f"  [{mode} on {code_root.name}] failed: {proc.stderr.strip()[-400:]}")
-        return None
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    if not result["code"].startswith(str(code_root)):
-        raise RuntimeError(f"{mode} ran {result['code']}, not the code under {code_root}")
-    return result
-
-
 def _baseline_tree(ref: str | None, into: Path) -> Path | None:
     """The previous code (``recserver/`` of ``ref``) unpacked under ``into``."""
     try:
@@ -214,10 +200,6 @@ def _baseline_tree(ref: str | None, into: Path) -> Path | None:
         return None
     into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    (into / "load").mkdir(exist_ok=True)
-    (into / "load" / "__init__.py").write_text("")
-    for name in ("bench_memory.py", "common.py"):
-        (into / "load" / name).write_text((ROOT / "load" / name).read_text())
     return into
 
 
@@ -225,49 +207,38 @@ def _mib(x: float | None) -> str:
     return "-" if x is None else f"{x / MIB:,.0f} MiB"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--baseline-ref", default=None)
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        mode, arg = args.child
-        import recserver
-
-        result = CHILDREN[mode](int(arg) if mode == "idmap" else arg)  # type: ignore[operator]
-        print(json.dumps({**result, "code": recserver.__file__}))
-        return
-
-    print(machine_line())
+def run(args: argparse.Namespace) -> None:
+    """The memory part, once per size in ``args.sizes``."""
     from recserver.graph.event_files import write_events
     from recserver.graph.synthetic import generate
 
-    with tempfile.TemporaryDirectory(prefix="bench_memory_") as tmp:
-        folder = Path(tmp)
-        cols = generate(args.events, seed=0)
-        csv = write_events(cols, folder / "e.csv")
-        parquet = write_events(cols, folder / "e.parquet")
-        del cols
-        print(f"{args.events:,} synthetic events: CSV {csv.stat().st_size / MIB:,.0f} MiB, "
-              f"Parquet {parquet.stat().st_size / MIB:,.0f} MiB")
-        old_root = _baseline_tree(args.baseline_ref, folder / "baseline")
-        new: dict[str, Any] = {}
-        old: dict[str, Any] = {}
-        for label, root, out in (("new", ROOT, new), ("previous", old_root, old)):
-            if root is None:
-                continue
-            print(f"measuring the {label} code ...", flush=True)
-            out["csv"] = _run_child(root, "parse", str(csv))
-            if label == "new":
-                out["parquet"] = _run_child(root, "parse", str(parquet))
-            out["build"] = _run_child(root, "build", str(csv))
-            ids = (out["build"] or {}).get("ids", 500_000)
-            out["idmap"] = _run_child(root, "idmap", str(ids))
-            if label == "new":  # the heap release after live compactions, on and off
-                for mode in ("release", "keep"):
-                    out[f"compact_{mode}"] = _run_child(root, "compactions", f"{csv}:{mode}")
-        _report(new, old)
+    for n_events in args.sizes:
+        with tempfile.TemporaryDirectory(prefix="bench_build_memory_") as tmp:
+            folder = Path(tmp)
+            cols = generate(n_events, seed=0)
+            csv = write_events(cols, folder / "e.csv")
+            parquet = write_events(cols, folder / "e.parquet")
+            del cols
+            print(f"\nmemory: {n_events:,} synthetic events: CSV "
+                  f"{csv.stat().st_size / MIB:,.0f} MiB, Parquet "
+                  f"{parquet.stat().st_size / MIB:,.0f} MiB")
+            old_root = _baseline_tree(args.baseline_ref, folder / "baseline")
+            new: dict[str, Any] = {}
+            old: dict[str, Any] = {}
+            for label, root, out in (("new", ROOT, new), ("previous", old_root, old)):
+                if root is None:
+                    continue
+                print(f"measuring the {label} code ...", flush=True)
+                out["csv"] = run_child(root, "parse", str(csv))
+                if label == "new":
+                    out["parquet"] = run_child(root, "parse", str(parquet))
+                out["build"] = run_child(root, "build", str(csv))
+                ids = (out["build"] or {}).get("ids", 500_000)
+                out["idmap"] = run_child(root, "idmap", str(ids))
+                if label == "new":  # the heap release after live compactions, on and off
+                    for mode in ("release", "keep"):
+                        out[f"compact_{mode}"] = run_child(root, "compactions", f"{csv}:{mode}")
+            _report(new, old)
 
 
 def _report(new: dict[str, Any], old: dict[str, Any]) -> None:
@@ -331,6 +302,3 @@ def _report(new: dict[str, Any], old: dict[str, Any]) -> None:
              for k, (a, b) in enumerate(zip(on["rss"], off["rss"], strict=True))],
         )
 
-
-if __name__ == "__main__":
-    main()

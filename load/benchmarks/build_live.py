@@ -1,15 +1,11 @@
-"""Graph-engine benchmark for the graph targets that ``load/benchmarks/walk.py`` does not cover.
+"""The ``live`` part of ``load.benchmarks.build``: a built graph taking events with its
+background publisher running; also the synthetic event stream the ``sizes`` part ingests.
 
-    .venv/bin/python -m load.benchmarks.graph [--build-events 10000000] [--ingest-seconds 12]
-                                         [--trials 20] [--large-ingest-seconds 8]
-
-1. Snapshot build from synthetic events (``generate``), generation timed apart from ingest +
-   ``publish(compact=True)``; edges and bytes/edge of the snapshot (target <= 30 s).
-2. Ingest into a live graph (a ``medium`` base, 1M events) in steady 10k-event batches with fresh
-   timestamps while the background publisher runs at its default 1 s interval: events/s applied
-   (target >= 500k; GraphJet's 1M edges/s beside it) and the time of each publish. The same
-   into the big graph of step 1 (``--large-ingest-seconds``): dedup cost grows with its index.
-3. Freshness: a batch carrying a marker edge (a new user -> an item) is ingested at a random phase
+1. Ingest into a live graph (a ``--live-base`` graph, default 1M events) in steady 10k-event
+   batches with fresh timestamps while the background publisher runs at its default 1 s interval:
+   events/s applied (target >= 500k; GraphJet's 1M edges/s beside it) and the time of each
+   publish. A bigger base (``--live-base 10000000``) shows the dedup cost growing with its index.
+2. Freshness: a batch carrying a marker edge (a new user -> an item) is ingested at a random phase
    of the publisher; ``live.current`` is polled until the new user's walk seeds hold the marker
    item (target <= 1 s), timed from the start of the ``ingest()`` call. The publish interval
    dominates (the wait is uniform in [0, interval]) unless a compaction or a dedup merge lands.
@@ -27,8 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from load.common import machine_line, pct, print_table, verdict
-from recserver.graph.bootstrap import CHUNK
+from load.common import pct, print_table, verdict
 from recserver.graph.config import GraphConfig, WalkConfig
 from recserver.graph.events import EventColumns
 from recserver.graph.live import LiveGraph
@@ -80,47 +75,6 @@ def instrument(live: LiveGraph) -> PublishLog:
 
     live.publish = timed  # type: ignore[method-assign]
     return log
-
-
-def bench_build(n_events: int) -> tuple[LiveGraph, list[list[str]]]:
-    """Generate ``n_events``, ingest them in bootstrap-sized chunks, publish compacted."""
-    t0 = time.perf_counter()
-    cols = generate(n_events)
-    t_gen = time.perf_counter() - t0
-    live = LiveGraph(GraphConfig())
-    t0 = time.perf_counter()
-    chunk_s = []
-    for lo in range(0, n_events, CHUNK):
-        c0 = time.perf_counter()
-        live.ingest(slice_cols(cols, lo, min(lo + CHUNK, n_events)))
-        chunk_s.append(time.perf_counter() - c0)
-    t_ingest = time.perf_counter() - t0
-    snap = live.publish(compact=True)
-    t_build = time.perf_counter() - t0
-    sides = (snap.base_users, snap.base_items, snap.over_users, snap.over_items)
-    per_edge = sum(s.packed.nbytes + (0 if s.weight is None else s.weight.nbytes) for s in sides)
-    per_node = snap.nbytes() - per_edge
-    m = snap.n_edges
-    print(
-        f"build: {n_events:,} events -> {snap.n_users:,} users, {snap.n_items:,} items, "
-        f"{m:,} edges ({live.last_prune.summary()})"
-    )
-    print(
-        f"build: generate {t_gen:.1f} s; ingest {t_ingest:.1f} s in {len(chunk_s)} chunks of "
-        f"{CHUNK:,} (" + ", ".join(f"{s:.1f}" for s in chunk_s) + " s); publish(compact) "
-        f"{t_build - t_ingest:.1f} s (compaction {live.last_compaction_s:.1f} s)"
-    )
-    print(
-        f"build: snapshot {snap.nbytes() / 2**20:.0f} MiB = {per_edge / m:.1f} B/edge in edge "
-        f"arrays + {per_node / m:.1f} B/edge in per-node arrays (indptr, row weights, degree)"
-    )
-    rows = [
-        [f"snapshot build, {n_events / 1e6:g}M events (ingest+publish)", f"{t_build:.1f} s",
-         "<= 30 s", f"generation {t_gen:.1f} s", verdict(t_build, 30, higher_is_better=False)],
-        ["snapshot bytes/edge (all arrays)", f"{snap.nbytes() / m:.1f}", "<= 20",
-         "networkx ~210 (bench_walk)", verdict(snap.nbytes() / m, 20, higher_is_better=False)],
-    ]
-    return live, rows
 
 
 class Stream:
@@ -253,45 +207,19 @@ def disable_hash_unique() -> None:
     _arraysetops_impl._unique_hash = lambda *a, **k: NotImplemented  # type: ignore[attr-defined]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build-events", type=int, default=10_000_000)
-    parser.add_argument("--ingest-base", type=int, default=1_000_000, help="events in the base")
-    parser.add_argument("--ingest-seconds", type=float, default=12.0)
-    parser.add_argument(
-        "--large-ingest-seconds",
-        type=float,
-        default=8.0,
-        help="also ingest into the big built graph for this long (0 skips)",
-    )
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--no-hash-unique", action="store_true", help="diagnostic, see above")
-    args = parser.parse_args()
+def run(args: argparse.Namespace) -> None:
+    """The live part: build the base, then ingest with the publisher on, then freshness."""
     if args.no_hash_unique:
         disable_hash_unique()
         print("diagnostic: numpy's hash-based unique disabled (sort path)")
-    print(machine_line())
-    started = time.perf_counter()
     warm_up()
-    rows: list[list[str]] = []
-    big, build_rows = bench_build(args.build_events)
-    rows += build_rows
-    if args.large_ingest_seconds > 0:
-        rows += bench_ingest(
-            big, instrument(big), Stream(big, 2_000_000), args.large_ingest_seconds, "big graph"
-        )
-    del big
     base = LiveGraph(GraphConfig())
-    base.ingest(generate(args.ingest_base))
+    base.ingest(generate(args.live_base))
     base.publish(compact=True)
-    stream, log = Stream(base, 3_000_000), instrument(base)
-    label = f"{args.ingest_base / 1e6:g}M base"
-    rows += bench_ingest(base, log, stream, args.ingest_seconds, label)
+    stream, log = Stream(base, min(max(3 * args.live_base, 100_000), 3_000_000)), instrument(base)
+    label = f"{args.live_base / 1e6:g}M base"
+    print(f"\nlive: {label}, {base.current.n_edges:,} edges")
+    rows = bench_ingest(base, log, stream, args.ingest_seconds, label)
     rows += bench_visibility(base, log, stream, args.trials)
     print()
     print_table(["figure", "measured", "target", "baseline / note", "verdict"], rows)
-    print(f"\n{machine_line()}; total {time.perf_counter() - started:.0f} s")
-
-
-if __name__ == "__main__":
-    main()
