@@ -76,4 +76,6 @@ def test_cli_protocol_option(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["replay", "--synthetic", "churn:8000", "--modes", "trending:1h", "-k", "5",
                  "--protocol", "next-click", "--stability-every", "0"]) == 0
     assert "mrr@5" in capsys.readouterr().out
-    assert main(["replay", "--synthetic", "8000", "--protocol", "next-item"]) == 2
+    with pytest.raises(SystemExit) as bad:
+        main(["replay", "--synthetic", "8000", "--protocol", "next-item"])
+    assert bad.value.code == 2
