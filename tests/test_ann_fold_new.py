@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from recserver.ann.vectors import user_vector
@@ -57,6 +59,39 @@ def test_a_new_item_gets_its_users_direction_and_joins_a_similar_items_cached_li
         live.publish()
         assert runtime.fold_new_items() == 1
         assert runtime.model.vectors[live.current.items.get("lonely-new")].any()
+    finally:
+        runtime.stop()
+        live.stop()
+
+
+def test_the_runtime_folds_new_items_in_the_background_between_builds() -> None:
+    live = synthetic_live(8_000, seed=4)
+    runtime = make_runtime(live, None, compute_on_miss=False, fold_min_users=1,
+                           fold_new_items_s=0.05)
+    try:
+        runtime.start()
+        deadline = time.monotonic() + 60.0
+        while runtime.model is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        model = runtime.model
+        assert model is not None
+        snap = live.current
+        user = snap.users.name(int(np.flatnonzero(np.diff(snap.base_users.indptr) >= 3)[0]))
+        live.ingest(EventColumns.from_events(
+            [Event(user, "fresh", "click", 1.0, snap.t_ref + 5.0)]))
+        live.publish()
+        new = live.current.items.get("fresh")
+        assert new is not None and new >= model.n_items
+        while time.monotonic() < deadline:
+            folded = runtime.model
+            if folded is not None and folded.n_items > new and folded.vectors[new].any():
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the new item was never folded in")
+        assert folded.version == model.version  # folded, not rebuilt
+        own, _ = runtime.tier.fetch(request(live.current, context=[new], k=20))
+        assert own.shape[0] > 0
     finally:
         runtime.stop()
         live.stop()

@@ -227,7 +227,8 @@ def publishing_lines(doc: dict[str, Any]) -> list[str]:
     """What publishing cost each in-process graph mode."""
     return [f"publishing in {record['mode']} (every "
             f"{format_duration(record['publish_interval_s'])}): {record['publishes']:,} "
-            f"publishes, {record['publish_cpu_ms_each']:.2f} ms CPU each, "
+            f"publishes ({record.get('publishes_skipped', 0):,} more came due that no ask "
+            f"read: folded only), {record['publish_cpu_ms_each']:.2f} ms CPU each, "
             f"{record['publish_cpu_s_per_day']:.2f} CPU s per simulated day"
             for record in doc["modes"] if record.get("publish_cpu_s_per_day") is not None]
 
