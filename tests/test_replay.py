@@ -22,10 +22,11 @@ from recserver.eval.replay_sessions import Ask, cut_timeline
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.synthetic import generate
 
-MODE_KEYS = {"mode", "kind", "recall@10", "ndcg@10", "hit_rate@10", "answers", "p50_ms",
+MODE_KEYS = {"mode", "kind", "recall@10", "ndcg@10", "hit_rate@10", "mrr@10", "answers", "p50_ms",
              "p99_ms", "stability_overlap@10", "stability_pairs", "cold_answers", "coverage",
              "freshness_s", "delay_s", "sources", "wall_s", "probes", "by_recency"}
-GRAPH_KEYS = {"publish_interval_s", "events_applied", "publishes", "publish_cpu_s",
+GRAPH_KEYS = {"publish_interval_s", "events_applied", "publishes", "publishes_skipped",
+              "publish_cpu_s",
               "ingest_cpu_s", "compactions"}
 BASELINE_KEYS = {"retrain_s", "retrains", "fit_s", "params"}
 

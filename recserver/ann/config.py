@@ -91,6 +91,10 @@ class AnnConfig(StrictModel):
                                    "the weighted mean of the user's strongest (recent) items")
     max_context_keys: int = Field(default=16, ge=1, le=1_000, description="context keys per MGET")
     rebuild_interval_s: float = Field(default=3_600.0, ge=0, description="0: build once only")
+    fold_new_items_s: float = Field(
+        default=60.0, ge=0, description="between builds, give items born since the build a "
+        "vector from their first users this often (a process holding the model); 0: off")
+    fold_min_users: int = Field(default=2, ge=1, description="users a new item needs first")
     pointer_poll_s: float = Field(default=2.0, gt=0, description="adopt another builder's version")
     old_version_grace_s: int = Field(default=120, ge=1, description="old keys live on this long")
     socket_timeout_ms: float = Field(default=1.0, gt=0, le=10_000,

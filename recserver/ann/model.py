@@ -29,6 +29,9 @@ class AnnModel:
     source: str
     seconds: dict[str, float] = field(default_factory=dict)
     fold: FoldIn | None = None  # ALS vectors: user vectors are solved from the user's items
+    #: items the build learned vectors for; ids from here on were folded in after it
+    #: (``ann.fold_new``), or are waiting for users; None: no item was folded in
+    built_items: int | None = None
 
     @property
     def n_items(self) -> int:

@@ -107,6 +107,27 @@ class AnnRuntime:
                      report.summary())
             return report
 
+    def fold_new_items(self) -> int:
+        """Give items born since the build a vector from their first users and publish what
+        makes them reachable (``ann.fold_new``), without a rebuild. Only a runtime holding
+        its model folds (this thread's builds): returns how many items got a vector."""
+        from recserver.ann.fold_new import fold_new_items, publish_new_items
+
+        with self._build_lock:
+            model, state = self.model, self.tier.state
+            if model is None or state is None or state.version != model.version:
+                return 0
+            folded = fold_new_items(model, self.graph.current, self.cfg,
+                                    min_users=self.cfg.fold_min_users)
+            if folded is None:
+                return 0
+            publish_new_items(folded, self.cache, self.cfg)
+            self.model = folded.model
+            self.tier.install(ServingState.local(folded.model, self.cfg.key_prefix))
+            log.info("ann: %d new items folded into version %d", folded.items.shape[0],
+                     model.version)
+            return int(folded.items.shape[0])
+
     def build(self) -> None:
         """One build, the way this runtime builds: in a child process, or in this thread."""
         if self.child is None:
@@ -195,6 +216,9 @@ class AnnRuntime:
                 return
         next_build = time.monotonic() if self.builds else float("inf")
         retry_s = 5.0
+        # Folding needs the model: a thread that builds (a child's builder has none).
+        fold_every = self.cfg.fold_new_items_s if self.builds and self.child is None else 0.0
+        next_fold = time.monotonic() + fold_every
         if not self.builds:
             self.poll_pointer()  # adopt what is published before the first wait
         while not self._stop.is_set():
@@ -217,6 +241,12 @@ class AnnRuntime:
                 else:
                     retry_s = 5.0
                     next_build = time.monotonic() + interval if interval else float("inf")
+            if fold_every and time.monotonic() >= next_fold:
+                try:
+                    self.fold_new_items()
+                except Exception:  # the build's vectors keep serving
+                    log.exception("ann: folding new items failed")
+                next_fold = time.monotonic() + fold_every
             wait = min(self.cfg.pointer_poll_s, max(next_build - time.monotonic(), 0.0))
             if self._stop.wait(wait):
                 return

@@ -31,8 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "itemknn, rp3beta, als retrained every P), baseline, trending:W (the "
                         "most-clicked items of the W before each ask); a graph mode may "
                         f"end in @INTERVAL (default {DEFAULT_MODES}; with --target: realtime)")
+    parser.add_argument("--protocol", choices=("sessions", "next-click"), default="sessions",
+                        help="sessions: ask at each session's start, score the new items of "
+                        "the window; next-click: ask with the item just clicked as context "
+                        "before the user's next click (within --session-gap), score that click "
+                        "(hit rate and MRR) (default sessions)")
     parser.add_argument("--session-gap", default="30m",
-                        help="a user's events closer than this form one session (default 30m)")
+                        help="a user's events closer than this form one session; next-click: "
+                        "the longest wait for the next click (default 30m)")
     parser.add_argument("--window", default="1d",
                         help="a session is scored on the new items the user touches within "
                         "this of its start (default 1d)")
@@ -77,7 +83,7 @@ def options_from_args(args: argparse.Namespace) -> ReplayOptions:
         probe_users=max(0, args.stability_users), max_sessions=args.max_sessions or None,
         seed=args.seed, tune_baselines=not args.no_tune_baselines,
         ease_max_items=args.ease_max_items,
-        progress=bool(args.progress or sys.stderr.isatty()),
+        progress=bool(args.progress or sys.stderr.isatty()), protocol=args.protocol,
     )
 
 

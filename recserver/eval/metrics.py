@@ -8,6 +8,7 @@ Definitions (``rec`` = the ranked answer cut to ``k``, ``rel`` = the user's rele
 * ``ndcg@k``: binary gains, ``DCG = sum over hits at rank r (1-based) of 1 / log2(r + 1)``,
   divided by the DCG of ``min(k, |rel|)`` hits at the top;
 * ``hit_rate@k``: 1 when at least one recommended item is relevant;
+* ``mrr@k``: 1 / the rank (1-based) of the first relevant item in the answer, 0 when none is;
 * catalogue ``coverage``: distinct items recommended to anyone / items in the catalogue;
 * ``popularity_bias``: the share of recommended places filled with the top 1% items (by distinct
   users in the training events);
@@ -50,6 +51,13 @@ def hit_at_k(rec: Sequence[str], rel: Collection[str], k: int) -> float:
     return 1.0 if any(item in rel for item in rec[:k]) else 0.0
 
 
+def reciprocal_rank_at_k(rec: Sequence[str], rel: Collection[str], k: int) -> float:
+    for rank, item in enumerate(rec[:k]):
+        if item in rel:
+            return 1.0 / (rank + 1)
+    return 0.0
+
+
 def overlap_at_k(a: Sequence[str], b: Sequence[str], k: int) -> float:
     """Share of the ``k`` places both answers fill with the same items (order ignored)."""
     if k <= 0:
@@ -83,6 +91,7 @@ class Scores:
     recall: list[float] = field(default_factory=list)
     ndcg: list[float] = field(default_factory=list)
     hits: list[float] = field(default_factory=list)
+    rr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     recommended: set[str] = field(default_factory=set)
     slots: int = 0
@@ -97,6 +106,7 @@ class Scores:
         self.recall.append(recall_at_k(rec, rel, self.k))
         self.ndcg.append(ndcg_at_k(rec, rel, self.k))
         self.hits.append(hit_at_k(rec, rel, self.k))
+        self.rr.append(reciprocal_rank_at_k(rec, rel, self.k))
         self.seconds.append(seconds)
         self.recommended.update(rec)
         self.slots += len(rec)
@@ -118,6 +128,7 @@ class Scores:
             f"recall@{k}": _mean(self.recall),
             f"ndcg@{k}": _mean(self.ndcg),
             f"hit_rate@{k}": _mean(self.hits),
+            f"mrr@{k}": _mean(self.rr),
             "coverage": len(self.recommended) / self.catalogue if self.catalogue else 0.0,
             "popularity_bias": self.top_slots / self.slots if self.slots else 0.0,
             "distinct_top5": len(self.top5) / len(self.list_pop) if self.list_pop else 0.0,

@@ -27,6 +27,7 @@ from recserver.eval.replay_baseline import BaselineReplayer
 from recserver.eval.replay_engine import AskHook, ModeResult, Replayer, run_mode
 from recserver.eval.replay_graph import GraphReplayer, time_ordered
 from recserver.eval.replay_modes import DEFAULT_MODES, Mode, format_duration, parse_modes
+from recserver.eval.replay_nextclick import cut_next_clicks
 from recserver.eval.replay_sessions import cut_timeline
 from recserver.eval.replay_trending import TrendingReplayer
 from recserver.eval.replay_verdict import (
@@ -63,6 +64,10 @@ class ReplayOptions:
     tune_baselines: bool = True
     ease_max_items: int = 20_000
     progress: bool = False
+    protocol: str = "sessions"  # or "next-click" (``replay_nextclick``)
+
+
+PROTOCOLS = ("sessions", "next-click")
 
 
 def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, source: str = "",
@@ -83,9 +88,18 @@ def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, sou
     modes = parse_modes(opts.modes, ease_fits=ease_fits)
     if remote is not None and any(m.kind != "graph" or m.name != "realtime" for m in modes):
         raise ValueError("--target replays the server as it runs: use --modes realtime")
-    timeline = cut_timeline(cols, cutoff, gap_s=opts.gap_s, window_s=opts.window_s,
-                            probe_every_s=opts.probe_every_s, probe_users=opts.probe_users,
-                            seed=opts.seed, max_sessions=opts.max_sessions)
+    if opts.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {opts.protocol!r}; use {' or '.join(PROTOCOLS)}")
+    if opts.protocol == "next-click":
+        timeline = cut_next_clicks(cols, cutoff, gap_s=opts.gap_s,
+                                   probe_every_s=opts.probe_every_s,
+                                   probe_users=opts.probe_users, seed=opts.seed,
+                                   max_sessions=opts.max_sessions)
+    else:
+        timeline = cut_timeline(cols, cutoff, gap_s=opts.gap_s, window_s=opts.window_s,
+                                probe_every_s=opts.probe_every_s,
+                                probe_users=opts.probe_users, seed=opts.seed,
+                                max_sessions=opts.max_sessions)
     asked = sum(1 for a in timeline.asks if not a.probe)
     if asked == 0:
         raise ValueError(f"{source}: no session after the cutoff has a new item; raise "
@@ -130,6 +144,7 @@ def replay(config: RecServerConfig, cols: EventColumns, opts: ReplayOptions, sou
         "schema": REPLAY_SCHEMA,
         "source": source,
         "target": target,
+        "protocol": opts.protocol,
         "surface": surface,
         "k": opts.k,
         "split": {
@@ -169,11 +184,19 @@ def format_document(doc: dict[str, Any]) -> str:
         f"{format_duration(doc['stability']['probe_every_s'])}",
         "",
     ]
-    header = ["mode", f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}", "answers", "cold", "p50_ms",
-              "p99_ms", f"overlap@{k}", "publishes", "publish_cpu_s"]
-    rows = [[r["mode"], r[f"recall@{k}"], r[f"ndcg@{k}"], r[f"hit_rate@{k}"], r["answers"],
-             r["cold_answers"], r["p50_ms"], r["p99_ms"],
-             _dash(r[f"stability_overlap@{k}"]), _dash(r.get("publishes")),
+    next_click = doc.get("protocol") == "next-click"
+    if next_click:  # one relevant item per ask: recall is the hit rate, ranks matter
+        lines[1] = (f"asks      {sessions['asked']:,} next clicks of {sessions['sessions']:,} "
+                    f"within {format_duration(sessions['gap_s'])} of the previous one "
+                    f"({sessions['without_new_items']:,} were to an item the user had "
+                    f"already), context: the item clicked before; surface {doc['surface']}")
+        quality = [f"hit_rate@{k}", f"mrr@{k}"]
+    else:
+        quality = [f"recall@{k}", f"ndcg@{k}", f"hit_rate@{k}"]
+    header = ["mode", *quality, "answers", "cold", "p50_ms", "p99_ms", f"overlap@{k}",
+              "publishes", "publish_cpu_s"]
+    rows = [[r["mode"], *(r[q] for q in quality), r["answers"], r["cold_answers"], r["p50_ms"],
+             r["p99_ms"], _dash(r[f"stability_overlap@{k}"]), _dash(r.get("publishes")),
              _dash(r.get("publish_cpu_s"))] for r in doc["modes"]]
     lines.append(report.table(rows, header))
     lines += ["", f"recall@{k} by time since the user's previous event (first: a user new to "
@@ -204,7 +227,8 @@ def publishing_lines(doc: dict[str, Any]) -> list[str]:
     """What publishing cost each in-process graph mode."""
     return [f"publishing in {record['mode']} (every "
             f"{format_duration(record['publish_interval_s'])}): {record['publishes']:,} "
-            f"publishes, {record['publish_cpu_ms_each']:.2f} ms CPU each, "
+            f"publishes ({record.get('publishes_skipped', 0):,} more came due that no ask "
+            f"read: folded only), {record['publish_cpu_ms_each']:.2f} ms CPU each, "
             f"{record['publish_cpu_s_per_day']:.2f} CPU s per simulated day"
             for record in doc["modes"] if record.get("publish_cpu_s_per_day") is not None]
 

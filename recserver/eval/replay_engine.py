@@ -70,6 +70,7 @@ class ModeResult:
             f"recall@{k}": summary[f"recall@{k}"],
             f"ndcg@{k}": summary[f"ndcg@{k}"],
             f"hit_rate@{k}": summary[f"hit_rate@{k}"],
+            f"mrr@{k}": summary[f"mrr@{k}"],
             "answers": self.scores.users,
             "p50_ms": summary["p50_ms"],
             "p99_ms": summary["p99_ms"],

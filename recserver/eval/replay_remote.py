@@ -119,6 +119,7 @@ class RemoteReplayer:
         prefix = "probe" if ask.probe else "replay"
         response: pb.RecommendResponse = self.stub.Recommend(
             pb.RecommendRequest(user_id=ask.user, surface=self.surface, k=k,
+                                context_item_ids=list(ask.context),
                                 request_id=f"{prefix}:{ask.index}:{ask.user}"),
             timeout=CALL_TIMEOUT_S, metadata=self._metadata)
         source = pb.Source.Name(response.source).lower() if response.source else ""

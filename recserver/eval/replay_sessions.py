@@ -36,6 +36,7 @@ class Ask:
     index: int  # position among asks of its kind (names the request, the same in every mode)
     probe: bool = False
     since_last_s: float = math.inf  # since the user's previous event (inf: their first)
+    context: tuple[str, ...] = ()  # items the request names as context (next-click: the current)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class Timeline:
         return bisect.bisect_left(self.user_times.get(user, []), t)
 
 
-def _per_user(cols: EventColumns) -> dict[str, tuple[np.ndarray, list[str]]]:
+def per_user(cols: EventColumns) -> dict[str, tuple[np.ndarray, list[str]]]:
     """User -> (timestamps sorted, items in that order)."""
     order = np.lexsort((cols.item_codes, cols.timestamp, cols.user_codes))
     codes = cols.user_codes[order]
@@ -84,7 +85,7 @@ def cut_timeline(
     user_times: dict[str, list[float]] = {}
     known_at_cutoff: list[str] = []
     end = float(cols.timestamp.max()) if len(cols) else cutoff
-    for user, (times, items) in _per_user(cols).items():
+    for user, (times, items) in per_user(cols).items():
         user_times[user] = times.tolist()
         first = int(np.searchsorted(times, cutoff, side="left"))
         if first > 0:
@@ -116,6 +117,17 @@ def cut_timeline(
         sessions = [sessions[i] for i in keep.tolist()]
     asks = [Ask(t, user, rel, i, since_last_s=since)
             for i, (t, user, rel, since) in enumerate(sessions)]
+    return with_probes(asks, total, skipped, user_times, known_at_cutoff, cutoff, end,
+                       probe_every_s=probe_every_s, probe_users=probe_users, seed=seed)
+
+
+def with_probes(
+    asks: list[Ask], total: int, skipped: int, user_times: dict[str, list[float]],
+    known_at_cutoff: list[str], cutoff: float, end: float, *, probe_every_s: float,
+    probe_users: int, seed: int,
+) -> Timeline:
+    """The timeline of ``asks`` and the stability probes of a seeded sample of the users
+    known at ``cutoff``, every ``probe_every_s`` until ``end``."""
     probed: list[str] = []
     if probe_users > 0 and probe_every_s > 0 and known_at_cutoff:
         known_at_cutoff.sort()
@@ -131,4 +143,3 @@ def cut_timeline(
             j += 1
     asks.sort(key=lambda a: (a.t, a.probe, a.index))
     return Timeline(asks, total, skipped, len(probed), user_times)
-

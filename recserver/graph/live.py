@@ -282,6 +282,19 @@ class LiveGraph:
                 self._start_compaction()
             return self._publish_overlay()
 
+    def fold_pending(self) -> bool:
+        """Fold accepted events into the pending run without publishing, as ``publish`` folds
+        first; True when a publish now would rebuild the base or start a compaction. A caller
+        that skips publishes nobody reads (replay) folds at each skipped one and publishes where
+        this says so, so the base is cut exactly where publishing every time would cut it."""
+        with self._publish_lock:
+            self.store.fold_incoming()
+            overlay = self._overlay_run()
+            return bool(self._base is None or self.store.base_stale(self._t_ref)
+                        or self._erase_pending or overlay_too_dense(overlay)
+                        or (self._compaction is None
+                            and len(overlay) > self._compact_threshold()))
+
     def _compact_threshold(self) -> float:
         base_edges = self._base.users.nnz if self._base is not None else 0
         return self.cfg.compact_overlay_fraction * max(base_edges, 1)
