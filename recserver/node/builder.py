@@ -190,8 +190,8 @@ class Builder:
         self.report = bootstrap(self.graph, self.ingest, source, self.metrics)
         if not self.graph.ready:
             self.graph.publish(compact=True)
-        # Written after the tailer's own publish hook (added while bootstrapping), so each
-        # manifest carries the log position its snapshot makes visible.
+        # Each snapshot carries the log position it makes visible (``log_position``, set by
+        # the publish itself), so this hook's place among the others does not matter.
         self.graph.on_publish.append(self._write)
         self._write(self.graph.current)
         self.graph.start()
@@ -204,10 +204,8 @@ class Builder:
         self.server.set_serving()
 
     def _write(self, snap: GraphSnapshot) -> None:
-        tailer = self.ingest.tailer
         try:
-            self.writer.write(snap, visible_position=str(tailer.visible_position)
-                              if tailer else "")
+            self.writer.write(snap)
         except OSError as exc:  # disk full, run dir gone: workers keep the last version
             self.publish_error = f"snapshot {snap.version} not published: {exc}"
             now = time.monotonic()

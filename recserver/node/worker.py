@@ -129,12 +129,12 @@ class Worker:
                                         observer=self.metrics, ingest=self.ingest,
                                         reuse_port=reuse_port, own_port=own_port,
                                         on_refused=self.metrics.call_refused,
-                                        walk_threads=walk_threads)
+                                        walk_threads=walk_threads, forward=self.ingest)
         else:
             self.server = GrpcServer(self.recommender, config.server, port=port,
                                      observer=self.metrics, ingest=self.ingest,
                                      reuse_port=reuse_port, own_port=own_port,
-                                     on_refused=self.metrics.call_refused)
+                                     on_refused=self.metrics.call_refused, forward=self.ingest)
         self._stopped = threading.Event()
 
     def _on_config(self, config: RecServerConfig) -> None:
