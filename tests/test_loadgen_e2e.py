@@ -20,8 +20,8 @@ from load.loadgen_runner import RunConfig, run
 from load.loadgen_schedule import Schedule
 from load.loadgen_workload import Workload, WorkloadSpec, load_population
 from load.report import render_scenario
-from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
+from recserver.node.single import App, DataSource
 from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config
 
 
