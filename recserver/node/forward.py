@@ -50,7 +50,7 @@ class ForwardingIngest:
             ("grpc.max_receive_message_length", max_message_bytes),
         ])
         # Identity (de)serializers: bytes in, bytes out.
-        self._methods = {name: self._channel.unary_unary(f"/{SERVICE_NAME}/{name}")
+        self._methods = {name: self._channel.unary_unary(f"/{SERVICE_NAME}/{name}", None, None)
                          for name in ("RecordEvents", "UpdateItems", "DeleteUser",
                                       "GetIngestStatus")}
 

@@ -13,7 +13,7 @@ caller's: ``recserver.node.forward`` dials the builder's Unix socket.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import grpc
@@ -47,7 +47,7 @@ class RawForwarder(Protocol):
         ...
 
 
-def relayed_metadata(metadata: Sequence[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
+def relayed_metadata(metadata: Iterable[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
     """The client's call metadata minus what belongs to this hop (pseudo-headers, grpc-*)."""
     return [(k, v) for k, v in metadata or ()
             if not k.startswith((":", "grpc-")) and k not in _HOP_KEYS]
@@ -106,7 +106,7 @@ def add_recommender(server: Any, servicer: pb_grpc.RecommenderServicer,
     (both tables grpc consults: registered methods win over generic handlers, so a generic
     relay added beside the servicer would never be asked)."""
     capture = _Capture()
-    pb_grpc.add_RecommenderServicer_to_server(servicer, capture)
+    pb_grpc.add_RecommenderServicer_to_server(servicer, capture)  # type: ignore[arg-type]
     unknown = set(replaced) - set(capture.handlers)
     if unknown:
         raise ValueError(f"not methods of {SERVICE_NAME}: {', '.join(sorted(unknown))}")
