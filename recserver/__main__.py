@@ -1,5 +1,5 @@
 """``python -m recserver``: the command line (the supervisor starts its roles this way)."""
 
-from recserver.entry import main
+from recserver.cli import main
 
 raise SystemExit(main())

@@ -10,8 +10,9 @@ describer. Imports under ``if TYPE_CHECKING:`` are for annotations only and not 
 
 From the bottom: shared helpers and the generated protobuf code; the data (graph, catalogue,
 event log); the config; the domain (answering a query); what observes it (metrics, online
-quality); the fallback tiers' ANN; ingest; the gRPC transport; the node's roles; the
-single-process composition and its serve; offline evaluation; the command line. Serving code
+quality); the fallback tiers' ANN; ingest; the gRPC transport; the node (its one wiring, its
+roles, the single-process composition of the same parts, running ``serve``); offline
+evaluation; the command line. Serving code
 imports nothing from ``eval`` (offline evaluation sits above every serving layer).
 """
 
@@ -29,8 +30,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ingest",),
     ("server",),
     ("node",),
-    ("app",),
-    ("serve",),
     ("eval",),
     ("cli", "entry", "__main__"),
 )

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from recserver.ann.codec import Keys, parse_pointer
-from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
+from recserver.node.single import App, DataSource
 from recserver.service.types import RecommendQuery
 from tests.ann_helpers import TEST_ANN
 from tests.redis_fixture import RedisServer, redis_server  # noqa: F401

@@ -20,9 +20,9 @@ from typing import Any
 import grpc
 import pytest
 
+from recserver.node.wiring import FAULT_WALK_DELAY_ENV
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
-from recserver.serve import FAULT_WALK_DELAY_ENV
 from tests.process_output import CollectedProcess
 from tests.server_fixtures import KNOWN_USER, SYNTHETIC_SIZE, config_document, write_config
 
@@ -38,7 +38,7 @@ DRAIN_SURFACE: dict[str, Any] = {
     "sla_p99_ms": 4000,
     "walk": {"steps": 10_000_000, "n_p": 0, "batch_steps": 65_536},
 }
-WALK_DELAY_MS = "50"  # every walk batch sleeps this long (see recserver.serve)
+WALK_DELAY_MS = "50"  # every walk batch sleeps this long (see recserver.node.wiring)
 
 ROW = re.compile(r"^\s*(\d+)\s+(\S+)\s+(\S+)\s+(graph|ann|popular)$")
 

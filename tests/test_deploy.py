@@ -299,8 +299,8 @@ def test_healthcheck_reports_a_real_servers_grpc_health(
     tmp_path: Path, runtime_stage: list[tuple[str, str]], container_config: RecServerConfig
 ) -> None:
     """The HEALTHCHECK command, pointed at a real server: 1 while loading, 0 once SERVING."""
-    from recserver.app import App, DataSource
     from recserver.config_reload import ConfigHolder
+    from recserver.node.single import App, DataSource
     from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config
 
     code = healthcheck_code(runtime_stage)

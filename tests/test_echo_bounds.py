@@ -18,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recserver.app import App
 from recserver.core.echo import (
     MESSAGE_WIRE_BYTES,
     SHOWN_CHARS,
@@ -26,6 +25,7 @@ from recserver.core.echo import (
     shown,
     wire_size,
 )
+from recserver.node.single import App
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from tests.server_fixtures import KNOWN_ITEM, KNOWN_USER

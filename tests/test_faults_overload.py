@@ -16,8 +16,8 @@ from typing import Any
 import grpc
 import pytest
 
-from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
+from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from tests.server_fixtures import (

@@ -56,7 +56,7 @@ def imported_modules(source: str, module: str) -> list[tuple[int, str]]:
             if node.level:  # relative: resolve against this module's package
                 anchor = package[: len(package) - node.level]
                 base = ".".join(anchor + ([base] if base else []))
-            # ``from recserver import app`` imports the module recserver.app
+            # ``from recserver import node`` imports the package recserver.node
             found.extend((node.lineno, f"{base}.{alias.name}" if is_module(f"{base}.{alias.name}")
                           else base) for alias in node.names)
     return sorted({(line, name) for line, name in found
@@ -98,13 +98,13 @@ def test_no_module_imports_from_a_higher_layer() -> None:
 
 def test_serving_code_imports_nothing_from_eval() -> None:
     serving = [entry for layer in LAYERS[: layer_of("recserver.eval")] for entry in layer]
-    assert {"config", "app", "node", "online", "server", "service"} <= set(serving)
+    assert {"config", "node", "online", "server", "service"} <= set(serving)
 
 
 @pytest.mark.parametrize(("source", "expected"), [
     ("from recserver.cli.serve import main\n", True),  # cli is above eventlog
     ("def f():\n    from recserver.ingest.config import IngestConfig\n", True),  # lazy
-    ("from .. import app\n", True),  # relative, resolved: recserver.app
+    ("from .. import node\n", True),  # relative, resolved: recserver.node
     ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from recserver.cli import x\n",
      False),
     ("from recserver.core.errors import Unavailable\n", False),

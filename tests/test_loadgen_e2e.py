@@ -20,8 +20,8 @@ from load.loadgen.runner import RunConfig, run
 from load.loadgen.schedule import Schedule
 from load.loadgen.workload import Workload, WorkloadSpec, load_population
 from load.scenarios.report import render_scenario
-from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
+from recserver.node.single import App, DataSource
 from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config
 
 

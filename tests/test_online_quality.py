@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.metrics import Metrics, OnlineQualityMetrics
+from recserver.node.single import App, DataSource
 from recserver.online.config import OnlineQualityConfig
 from recserver.online.quality import OnlineQuality
 from recserver.service.observer import Observers

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
 from recserver.graph.config import GraphConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.metrics import Metrics
 from recserver.metrics.stability import StabilityMetrics
+from recserver.node.single import App, DataSource
 from recserver.online.config import OnlineQualityConfig, sampled_user
 from recserver.online.stability import OnlineStability
 from recserver.server.client import RecommendClient

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
 from recserver.metrics.labels import REASONS
+from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from tests.server_fixtures import (

@@ -34,10 +34,10 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from recserver.app import App, DataSource
 from recserver.config import config_from_document
 from recserver.config_reload import ConfigHolder
 from recserver.metrics import Metrics
+from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from tests.prometheus_fixture import DASHBOARD, PROMETHEUS, Prometheus

@@ -16,7 +16,6 @@ import grpc
 import numpy as np
 import pytest
 
-from recserver.app import App, DataSource
 from recserver.config_reload import ConfigHolder
 from recserver.core.errors import FailedPrecondition, InvalidArgument, Unavailable
 from recserver.eventlog.base import START, LogRecord, LogUnavailable, Position
@@ -32,6 +31,7 @@ from recserver.ingest.recorder import (
     EventRows,
 )
 from recserver.ingest.tailer import LogTailer
+from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config

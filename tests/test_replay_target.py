@@ -14,7 +14,6 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from recserver.app import App, DataSource
 from recserver.cli import main
 from recserver.config import config_from_document
 from recserver.config_reload import ConfigHolder
@@ -25,6 +24,7 @@ from recserver.eval.replay_sessions import Ask
 from recserver.graph.events import EventColumns
 from recserver.graph.synthetic import generate
 from recserver.metrics import Metrics
+from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 
 DOCUMENT = {

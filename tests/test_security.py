@@ -20,7 +20,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from recserver.app import App, DataSource
 from recserver.cli.recommend import add_arguments as add_recommend_args
 from recserver.cli.recommend import run as cmd_recommend
 from recserver.config import ConfigError, load_config
@@ -28,6 +27,7 @@ from recserver.config_reload import ConfigHolder
 from recserver.core.errors import Unauthenticated
 from recserver.eventlog.registry import choose, describe
 from recserver.ingest.config import IngestConfig
+from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.auth import AuthInterceptor, bearer_metadata, protected_methods

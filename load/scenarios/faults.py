@@ -22,7 +22,7 @@ from load.loadgen.plots import plot_cdf, plot_timeline
 from load.loadgen.runner import Action, IngestPlan
 from load.loadgen.workload import ingest_events
 from load.scenarios.common import BASE_DOCUMENT, Context, budget_verdict, deep_merge, log
-from recserver.node.serve_args import add_serve_args
+from recserver.cli.serve import add_serve_options
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -155,7 +155,7 @@ def reload(ctx: Context) -> dict[str, Any]:
 
 def _serve_accepts(flag: str) -> bool:
     parser = argparse.ArgumentParser()
-    add_serve_args(parser)
+    add_serve_options(parser)
     return flag in parser._option_string_actions
 
 

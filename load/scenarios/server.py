@@ -1,10 +1,13 @@
-"""``recserver serve`` plus signal hooks for scenario 6 (config reload and publishes under load).
+"""``recserver serve --single-process`` plus signal hooks for scenario 6 (config reload and
+publishes under load).
 
     .venv/bin/python -m load.scenarios.server --events FILE --port 0 --config C.yaml \\
         [--data-dir DIR] [--ingest-rate 2000]
 
-The same server as ``recserver serve`` (it calls ``recserver.serve.cmd_serve`` and takes all its
-flags), with two signal hooks:
+**Not the node that ``serve`` ships**: the hooks below reach into the graph of the process that
+answers, which only the single-process server (``recserver.node.single``, built from the node's
+own wiring) has; it says so when it starts. It takes all of ``serve``'s flags and runs through
+``node.commands.cmd_serve`` with ``--single-process`` set, with two signal hooks:
 
 * SIGUSR1 forces a compacting publish (``LiveGraph.publish(compact=True)``: the base is rebuilt
   with pruning and swapped in), the heaviest publish there is.
@@ -29,10 +32,10 @@ from types import FrameType
 
 import numpy as np
 
-from recserver.app import App
+from recserver.cli.serve import add_serve_options
 from recserver.graph.events import EventColumns
-from recserver.node.serve_args import add_serve_args
-from recserver.serve import cmd_serve
+from recserver.node.commands import cmd_serve
+from recserver.node.single import App
 
 log = logging.getLogger("load.scenarios.server")
 BATCHES_PER_S = 10
@@ -98,8 +101,9 @@ def main() -> int:
     source.add_argument("--synthetic", metavar="SIZE")
     parser.add_argument("--strict", action="store_true")
     parser.add_argument("--ingest-rate", type=float, default=2_000.0, help="events/s")
-    add_serve_args(parser)
+    add_serve_options(parser)
     args = parser.parse_args()
+    args.single_process = True  # the hooks need the graph in the answering process
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     cols = population(args)
@@ -121,8 +125,8 @@ def main() -> int:
 
         signal.signal(signal.SIGUSR2, start_stop)
         signal.signal(signal.SIGUSR1, force_publish)
-        print("scenario hooks: SIGUSR2 toggles ingest, SIGUSR1 forces a compacting publish",
-              flush=True)
+        print("scenario hooks: SIGUSR2 toggles ingest, SIGUSR1 forces a compacting publish; "
+              "SINGLE PROCESS, not the node serve ships (the hooks need its graph)", flush=True)
 
     return cmd_serve(args, on_loaded=on_loaded)
 

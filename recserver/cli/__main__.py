@@ -1,4 +1,4 @@
-"""``python -m recserver.cli``: the full command line (``recserver.entry`` is the console one)."""
+"""``python -m recserver.cli``: the full command line (as the ``recserver`` console script)."""
 
 from recserver.cli import main
 

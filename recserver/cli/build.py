@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from recserver.cli._source_args import add_source_args
 from recserver.config import load_config
 from recserver.graph.bootstrap import BuildReport, build_graph
 from recserver.graph.live import LiveGraph
-from recserver.node.serve_args import add_source_args
 
 NAME = "build"
 HELP = "build the graph from events and print its stats"

@@ -13,10 +13,10 @@ from recserver.ann.cache import open_cache
 from recserver.ann.index import set_threads
 from recserver.ann.model import build_model, new_version
 from recserver.ann.precompute import publish
+from recserver.cli._source_args import add_source_args
 from recserver.config import load_config
 from recserver.core.redis_url import redact_url, resolve_redis_url
 from recserver.graph.bootstrap import build_graph
-from recserver.node.serve_args import add_source_args
 
 NAME = "build-ann"
 HELP = "build ANN results (embeddings, index, top-K) and publish them"

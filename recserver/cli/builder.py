@@ -7,12 +7,12 @@ import logging
 import os
 from pathlib import Path
 
+from recserver.cli._source_args import add_items_arg, add_source_args
 from recserver.config_reload import ConfigHolder
 from recserver.core.durable import write_json_atomic
 from recserver.node import source_record
 from recserver.node.commands import DEFAULT_DATA_DIR, stop_event
 from recserver.node.layout import RunDir
-from recserver.node.serve_args import add_items_arg, add_source_args
 
 log = logging.getLogger(__name__)
 

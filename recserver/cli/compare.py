@@ -11,6 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from recserver.cli._source_args import add_source_args
 from recserver.config import load_config
 from recserver.eval.compare import Side, compare_document, decide, markdown
 from recserver.eval.evaluate import load_source
@@ -19,7 +20,6 @@ from recserver.eval.output import add_output_args, emit
 from recserver.eval.setup import EvalSetup
 from recserver.eval.split import temporal_split
 from recserver.eval.strategies import ServingStrategy
-from recserver.node.serve_args import add_source_args
 
 log = logging.getLogger(__name__)
 WARMUP = 5

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from recserver.cli._source_args import add_source_args
 from recserver.config import load_config
 from recserver.eval import report
 from recserver.eval.evaluate import (
@@ -17,7 +18,6 @@ from recserver.eval.evaluate import (
 )
 from recserver.eval.output import add_output_args
 from recserver.eval.split import temporal_split
-from recserver.node.serve_args import add_source_args
 
 NAME = "evaluate"
 QUIET_LOGS = True  # the report is the output: progress logs only with -v

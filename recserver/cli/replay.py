@@ -6,12 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from recserver.cli._source_args import add_source_args
 from recserver.config import load_config
 from recserver.eval.evaluate import load_source
 from recserver.eval.output import add_output_args, emit
 from recserver.eval.replay import ReplayOptions, format_document, replay
 from recserver.eval.replay_modes import DEFAULT_MODES, parse_duration
-from recserver.node.serve_args import add_source_args
 
 NAME = "replay"
 QUIET_LOGS = True  # the report is the output: progress logs only with -v

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from recserver.cli._source_args import add_source_args
 from recserver.config import ConfigError, RecServerConfig, load_config
 from recserver.eval import report
 from recserver.eval.evaluate import load_source
@@ -32,7 +33,6 @@ from recserver.eval.tune import (
 )
 from recserver.eval.tune_plot import plot
 from recserver.eval.tune_scoring import DEFAULT_GRID, best_scoring, sweep_scoring
-from recserver.node.serve_args import add_source_args
 
 log = logging.getLogger(__name__)
 

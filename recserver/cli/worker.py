@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one serving worker until SIGTERM/SIGINT."""
+    from recserver.node.wiring import fault_walk_hook
     from recserver.node.worker import Worker
-    from recserver.serve import fault_walk_hook
 
     holder = ConfigHolder(args.config)
     holder.install_sighup()

@@ -93,6 +93,7 @@ class LiveGraph:
         # what it installs (or hands back when it fails).
         self._erased_in_flight: list[np.ndarray] = []
         self._folded_seq = 0  # every ingest call up to this one is in the latest snapshot
+        self._folded_position = ""  # ... and the event-log position the last of them reached
         #: the item catalogue (hidden, expiry, categories), applied from the log like events
         self.catalog = CatalogState()
         #: decayed per-item event counts for the trending tier (set before the first ingest by
@@ -258,7 +259,9 @@ class LiveGraph:
             self.events_applied = state.events_applied
 
     def publish(self, *, compact: bool = False) -> GraphSnapshot:
-        """Fold new events in and publish a snapshot.
+        """Fold new events in and publish a snapshot; its ``log_position`` is the event-log
+        position it makes visible, set before any ``on_publish`` listener sees it (so their
+        order does not matter).
 
         ``compact=True`` rebuilds the base now (waiting for a background compaction first);
         otherwise a compaction starts in the background when the overlay has grown too big.
@@ -266,10 +269,13 @@ class LiveGraph:
         if compact:
             self.wait_for_compaction()
         with self._publish_lock:
-            seq = self._ingest_seq  # read first: every ingest up to it is in this fold
+            with self._ingest_lock:  # read first, together: every ingest up to seq is in
+                # this fold, and position is where the last of them left the log
+                seq, position = self._ingest_seq, self.applied_position
             self._oldest_unpublished = None  # before the fold: later arrivals set it anew
             self.store.fold_incoming()
             self._folded_seq = seq
+            self._folded_position = position or ""
             overlay = self._overlay_run()
             # A base far behind the newest event would give overlay weights past float32.
             stale = self.store.base_stale(self._t_ref)
@@ -406,6 +412,7 @@ class LiveGraph:
             t_ref=self._t_ref,
             built_at=time.time(),
             stats={"overlay_edges": float(len(pending)), "ingest_seq": float(self._folded_seq)},
+            log_position=self._folded_position,
             catalog=self.catalog.view(),
             trending=(self.trending.at(self.store.max_ts, n_items)
                       if self.trending is not None else {}),

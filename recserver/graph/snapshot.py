@@ -110,6 +110,9 @@ class GraphSnapshot:
     #: trending counts per item by half-life key (``recserver.graph.trending``), decayed to
     #: the newest event at publish; empty when no surface uses the trending tier
     trending: dict[str, Float32Array] = field(default_factory=dict)
+    #: the event-log position every event and record it holds reaches: what its publish made
+    #: visible ("" when the graph is not fed from a log)
+    log_position: str = ""
 
     @property
     def n_users(self) -> int:

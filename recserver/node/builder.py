@@ -20,27 +20,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from recserver.ann.child_runner import ChildJob
-from recserver.ann.file_cache import FileCache
-from recserver.ann.runtime import AnnRuntime
 from recserver.catalog.items_file import read_items
 from recserver.config import ServerSection
 from recserver.config_reload import ConfigHolder
 from recserver.core.errors import Unavailable
-from recserver.core.redis_url import resolve_redis_url
 from recserver.eventlog.file_log import LogLocked
 from recserver.graph.bootstrap import BuildReport, load_into
 from recserver.graph.live import LiveGraph
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.ingest.runtime import IngestRuntime
 from recserver.metrics import Metrics
-from recserver.metrics.http import MetricsServer, serving_registry
-from recserver.node import source_record
+from recserver.node import source_record, wiring
 from recserver.node.layout import RunDir
 from recserver.node.snapshot_files import SnapshotWriter
 from recserver.online.intake import OnlineIntake
 from recserver.server.grpc_server import GrpcServer
-from recserver.service.trending import keep_trending
+from recserver.service.tiers import uses_ann
 from recserver.service.types import Recommendation, RecommendQuery
 
 log = logging.getLogger(__name__)
@@ -143,29 +138,15 @@ class Builder:
         config = holder.current
         self.holder = holder
         self.run = run.create()
-        self.metrics = Metrics(config)
+        self.metrics = wiring.role_metrics(holder, answers_as=None)
         self.writer = SnapshotWriter(self.run)
-        self.graph = LiveGraph(config.graph, first_version=self.writer.last_version() + 1)
-        keep_trending(self.graph, config)  # before any ingest: bootstrap, restore, the log
-        holder.add_listener(lambda new: keep_trending(self.graph, new))
-        self.metrics.watch_graph(self.graph)
-        self.metrics.watch_config(holder)
-        url, origin = resolve_redis_url(redis_url, config.ann.url())
-        # recheck_s=0: a version a build child sealed is adopted at once (the builder reads
-        # its cache seldom: pointer polls and erasures, never requests).
-        cache = None if url else FileCache(self.run.ann, writer=True, recheck_s=0.0)
-        child = ChildJob(self.run.root, redis_url=url) if ann_builds == "child" else None
-        self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache,
-                              cache=cache, where=None if url else f"files in {self.run.ann}",
-                              child=child)
-        log.info("ann results: %s (from %s); builds %s", self.ann.where,
-                 origin if url else "no Redis URL",
-                 "in a SCHED_IDLE child process" if child else "in the builder's own thread")
-        self.ann.follow_erasures(self.graph)
-        self.ingest = open_ingest(lambda: IngestRuntime(
-            config.ingest, self.graph, url_flag=event_log_url, data_dir=data_dir,
-            metrics=self.metrics.eventlog))
-        self.metrics.watch_ingest(self.ingest)
+        self.graph = wiring.writer_graph(holder, self.metrics,
+                                         first_version=self.writer.last_version() + 1)
+        self.ann = wiring.ann_runtime(config, self.graph, self.metrics, redis_url=redis_url,
+                                      run=self.run, child_builds=ann_builds == "child")
+        self.ingest = wiring.ingest_runtime(holder, self.graph, self.metrics,
+                                            event_log_url=event_log_url, data_dir=data_dir,
+                                            wait_for_log_s=60.0)
         self.server = GrpcServer(_NoRecommend(), ServerSection(), unix_socket=run.builder_socket,
                                  ingest=self.ingest)
         # Online quality for the whole node: workers report what they served on this socket,
@@ -174,9 +155,7 @@ class Builder:
                                    quality_metrics=self.metrics.online,
                                    stability_metrics=self.metrics.stability)
         self.server.add_service(self.online.register)
-        self.metrics_server = MetricsServer(
-            serving_registry(self.metrics), config.server.metrics_host,
-            config.server.metrics_port if metrics_port is None else metrics_port)
+        self.metrics_server = wiring.metrics_endpoint(config, self.metrics, metrics_port)
         self.report: BuildReport | None = None
         #: why the last snapshot could not be written ("" when it was)
         self.publish_error = ""
@@ -190,24 +169,22 @@ class Builder:
         self.report = bootstrap(self.graph, self.ingest, source, self.metrics)
         if not self.graph.ready:
             self.graph.publish(compact=True)
-        # Written after the tailer's own publish hook (added while bootstrapping), so each
-        # manifest carries the log position its snapshot makes visible.
+        # Each snapshot carries the log position it makes visible (``log_position``, set by
+        # the publish itself), so this hook's place among the others does not matter.
         self.graph.on_publish.append(self._write)
         self._write(self.graph.current)
         self.graph.start()
         self.ingest.start()
         self.online.start()
-        if any("ann" in s.fallback.tiers for s in self.holder.current.surfaces.values()):
+        if uses_ann(self.holder.current):
             self.ann.start()
         if self.holder.path is not None:
             self.holder.start_watching()
         self.server.set_serving()
 
     def _write(self, snap: GraphSnapshot) -> None:
-        tailer = self.ingest.tailer
         try:
-            self.writer.write(snap, visible_position=str(tailer.visible_position)
-                              if tailer else "")
+            self.writer.write(snap)
         except OSError as exc:  # disk full, run dir gone: workers keep the last version
             self.publish_error = f"snapshot {snap.version} not published: {exc}"
             now = time.monotonic()

@@ -1,10 +1,12 @@
-"""Running a node: ``cmd_serve_node`` supervises one builder and N workers on one machine.
+"""Running ``recserver serve`` (parsed by ``cli.serve``): ``cmd_serve`` checks the data dir
+and supervises one builder and N workers on one machine.
 
 ``recserver serve`` runs the whole node (what ``deploy/k8s`` runs: one container per pod);
 ``recserver builder`` and ``recserver worker`` (``recserver.cli``) run one role each, for a
 layout that starts them apart (e.g. a builder and N worker containers sharing the run
-directory). ``serve --single-process`` keeps the older one-process server, the baseline the
-stall benchmark compares against. Kept free of heavy imports (see ``entry``).
+directory). ``serve --single-process`` runs ``node.single`` instead, the baseline the node's
+benchmarks compare against (imported only then). Kept free of heavy imports: the supervisor
+holds no graph.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
@@ -28,6 +32,9 @@ from recserver.node import source_record
 from recserver.node.layout import RunDir
 from recserver.node.node_lock import NodeLock
 from recserver.node.supervisor import NUMBA_CACHE_ENV, Supervisor, recserver_argv, reserve_port
+
+if TYPE_CHECKING:
+    from recserver.node.single import App as SingleProcess
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +128,14 @@ def recserver_command(path_env: str | None = None) -> str:
     return f"{shlex.quote(sys.executable)} -m recserver"
 
 
-def cmd_serve_node(args: argparse.Namespace) -> int:
-    """Supervise one builder and ``--workers`` serving workers until SIGTERM/SIGINT."""
+def cmd_serve(args: argparse.Namespace, *,
+              on_loaded: Callable[[SingleProcess], None] | None = None) -> int:
+    """Supervise one builder and ``--workers`` serving workers until SIGTERM/SIGINT (with
+    ``--single-process``: one process; ``on_loaded(app)`` then runs once it is SERVING)."""
     holder = ConfigHolder(args.config)  # a bad config stops here, before any process starts
     config = holder.current
+    if getattr(args, "single_process", False) or on_loaded is not None:
+        return _serve_single_process(args, config, on_loaded)
     # --data-dir, else the config's ingest.data_dir, else ./var/recserver (ingest on by default).
     data_dir = Path(args.data_dir or config.ingest.data_dir or DEFAULT_DATA_DIR)
     # Before anything else touches the data dir: a second node there stops here, at once.
@@ -160,6 +171,20 @@ def check_data_dir(args: argparse.Namespace, config: RecServerConfig, data_dir: 
                         "cleared; the new graph replays what it holds")
     return source_record.check(data_dir, source_record.Requested(
         events=args.events, synthetic=args.synthetic, items=args.items))
+
+
+def _serve_single_process(args: argparse.Namespace, config: RecServerConfig,
+                          on_loaded: Callable[[SingleProcess], None] | None) -> int:
+    # No default data dir here: without --data-dir or ingest.data_dir, ingest is off (the
+    # baseline serves its source and takes no RecordEvents); with one, the node's rule holds.
+    data_dir = args.data_dir or config.ingest.data_dir
+    serving = check_data_dir(args, config, Path(data_dir), Path(data_dir) / "run") \
+        if data_dir else ""
+    from recserver.node.single import serve_single_process
+
+    if serving:
+        print(f"recserver: {serving}", flush=True)
+    return serve_single_process(args, stop_event(), on_loaded=on_loaded)
 
 
 def _serve_node(args: argparse.Namespace, holder: ConfigHolder, data_dir: Path,

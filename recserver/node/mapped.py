@@ -172,6 +172,7 @@ class MappedGraph:
             catalog=self._catalog[1],
             trending={str(key): load_array(over / f"trending-{key}.npy")
                       for key in manifest.get("trending") or ()},  # type: ignore[attr-defined]
+            log_position=str(manifest.get("visible_position") or ""),
         )
 
     def wait_ready(self, timeout_s: float) -> bool:

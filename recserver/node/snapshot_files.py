@@ -99,9 +99,9 @@ class SnapshotWriter:
         manifest = read_json(self.run.manifest)
         return int(manifest.get("version", 0)) if manifest else 0
 
-    def write(self, snap: GraphSnapshot, *, visible_position: str = "") -> None:
-        """Write ``snap`` and point the manifest at it; ``visible_position`` is the event-log
-        position it makes visible (workers report it in ``GetIngestStatus``)."""
+    def write(self, snap: GraphSnapshot) -> None:
+        """Write ``snap`` and point the manifest at it, with the event-log position it makes
+        visible (``snap.log_position``; workers report it in ``GetIngestStatus``)."""
         started = time.perf_counter()
         if self._base_side is not snap.base_users:
             self._write_base(snap)
@@ -121,7 +121,7 @@ class SnapshotWriter:
             "format": FORMAT, "version": snap.version, "base": self._base_name,
             "overlay": over_name, "n_users": snap.n_users, "n_items": snap.n_items,
             "t_ref": snap.t_ref, "built_at": snap.built_at, "published_at": time.time(),
-            "stats": snap.stats, "visible_position": visible_position,
+            "stats": snap.stats, "visible_position": snap.log_position,
             "catalog": self._catalog_name, "trending": sorted(snap.trending),
         }
         # Not fsynced, like the snapshot's arrays: workers read it through the page cache, and

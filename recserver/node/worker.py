@@ -22,28 +22,19 @@ from dataclasses import replace
 
 import numpy as np
 
-from recserver.ann.cache import ResultCache
-from recserver.ann.file_cache import FileCache
-from recserver.ann.runtime import AnnRuntime
-from recserver.config import RecServerConfig
 from recserver.config_reload import ConfigHolder
 from recserver.core.heap import freeze_startup_heap
-from recserver.core.redis_url import resolve_redis_url
 from recserver.graph.config import WalkConfig
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.walk import run_walk, warm_up
-from recserver.metrics import Metrics
+from recserver.node import wiring
 from recserver.node.forward import ForwardingIngest
 from recserver.node.layout import RunDir
 from recserver.node.mapped import MappedGraph
 from recserver.online.report import ServedReporter
-from recserver.server.aio_server import AioGrpcServer
-from recserver.server.grpc_server import GrpcServer
 from recserver.server.servicer import encode_response
-from recserver.service.fallback import FallbackChain
-from recserver.service.observer import Observers
 from recserver.service.recommender import Recommender, WalkHook
-from recserver.service.tiers import build_tiers, uses_ann
+from recserver.service.tiers import uses_ann
 from recserver.service.types import RecommendQuery
 
 log = logging.getLogger(__name__)
@@ -104,44 +95,23 @@ class Worker:
         config = holder.current
         self.holder = holder
         self.run = run
-        self.metrics = Metrics(config)
-        self.metrics.serve_as(name)
+        self.metrics = wiring.role_metrics(holder, answers_as=name)
         self.graph = MappedGraph(run)
         self.metrics.watch_graph(self.graph)
-        url, _ = resolve_redis_url(redis_url, config.ann.url())
-        cache: ResultCache | None = None if url else FileCache(run.ann, writer=False)
-        self.ann = AnnRuntime(config.ann, self.graph, redis_url=url, metrics=self.metrics.cache,
-                              cache=cache, builds=False,
-                              where=None if url else f"files in {run.ann}")
-        self._fallback = FallbackChain(build_tiers(self.graph, self.ann, lambda: holder.current))
+        self.ann = wiring.ann_runtime(config, self.graph, self.metrics, redis_url=redis_url,
+                                      run=run, writes=False)
         # Online quality: sampled answers go to the builder, which sees every event to match.
         self.reporter = ServedReporter(config.online_quality, run.builder_target,
                                        metrics=self.metrics.online)
-        self.recommender = Recommender(
-            self.graph, lambda: holder.current, self._fallback, walk_hook=walk_hook,
-            observer=Observers([self.metrics, self.reporter]),
-        )
-        holder.add_listener(self._on_config)
+        self.answering = wiring.Answering(holder, self.graph, self.ann, self.metrics,
+                                          observers=[self.reporter], walk_hook=walk_hook)
+        self.recommender = self.answering.recommender
+        # Writes are relayed to the builder as bytes; reads come from the mapped snapshot.
         self.ingest = ForwardingIngest(run.builder_target, self.graph)
-        self.server: GrpcServer | AioGrpcServer
-        if config.server.door == "aio":
-            self.server = AioGrpcServer(self.recommender, config.server, port=port,
-                                        observer=self.metrics, ingest=self.ingest,
-                                        reuse_port=reuse_port, own_port=own_port,
-                                        on_refused=self.metrics.call_refused,
-                                        walk_threads=walk_threads)
-        else:
-            self.server = GrpcServer(self.recommender, config.server, port=port,
-                                     observer=self.metrics, ingest=self.ingest,
-                                     reuse_port=reuse_port, own_port=own_port,
-                                     on_refused=self.metrics.call_refused)
+        self.server = wiring.public_server(config, self.answering, self.metrics, self.ingest,
+                                           port=port, reuse_port=reuse_port, own_port=own_port,
+                                           walk_threads=walk_threads, forward=self.ingest)
         self._stopped = threading.Event()
-
-    def _on_config(self, config: RecServerConfig) -> None:
-        self.recommender.apply_config(config)
-        self.metrics.apply_config(config)
-        if uses_ann(config):
-            self.ann.start()
 
     def start(self, timeout_s: float = 600.0) -> int:
         """Map the newest snapshot, compile the kernels, start watching, then bind the port and
@@ -162,8 +132,8 @@ class Worker:
         if self.holder.path is not None:
             self.holder.start_watching()
         started = time.perf_counter()
-        silent = Recommender(self.graph, lambda: self.holder.current, self._fallback)
-        made = warm_requests(silent, self.graph.current, list(self.holder.current.surfaces))
+        made = warm_requests(self.answering.silent(), self.graph.current,
+                             list(self.holder.current.surfaces))
         log.info("request path warmed: %d answers in %.0f ms", made,
                  (time.perf_counter() - started) * 1000.0)
         # Last before listening: no full collection may walk start-up's heap again (each one

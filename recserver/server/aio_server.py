@@ -33,7 +33,6 @@ from grpc_reflection.v1alpha import reflection
 from recserver.config import ServerSection
 from recserver.core.background import BackgroundWorker
 from recserver.core.job_threads import JobThreads
-from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.aio_interceptor import AioErrorInterceptor
 from recserver.server.aio_servicer import AioRecommenderServicer
 from recserver.server.auth import AuthInterceptor, protected_methods
@@ -42,6 +41,7 @@ from recserver.server.ingest_servicer import IngestHandler
 from recserver.server.loop_lag import LoopLag, WakeClock
 from recserver.server.methods import SERVICE_NAME
 from recserver.server.outcomes import RecommendOutcomes, TransportObserver
+from recserver.server.proxy import FORWARDED_METHODS, RawForwarder, add_recommender, aio_relay
 from recserver.service.walk_admission import DoorHandler, WalkAdmission
 
 log = logging.getLogger(__name__)
@@ -67,16 +67,18 @@ class AioGrpcServer(Endpoint):
         on_refused: Callable[[str], None] | None = None,
         own_port: int | None = None,
         walk_threads: int | None = None,
+        forward: RawForwarder | None = None,
     ) -> None:
         """As ``GrpcServer``: ``reuse_port`` shares the port with the node's other workers;
         ``on_refused(reason)`` counts a call refused at the door. ``walk_threads``: how many
         walks run at once when ``server.max_concurrent_walks`` does not say (a node's worker
-        gets its share of the cores)."""
+        gets its share of the cores). ``forward``: relay the write methods there as bytes."""
         settings = settings or ServerSection()
         super().__init__(settings, host, port, own_port)
         self._reuse_port = reuse_port
         self._observer = observer
         self._ingest = ingest
+        self._forward = forward
         self._recommender = recommender
         threads = (settings.max_concurrent_walks or walk_threads or settings.walk_slots)
         self.walk_threads = JobThreads("walk", threads, nice=settings.walk_nice)
@@ -174,7 +176,9 @@ class AioGrpcServer(Endpoint):
         servicer = AioRecommenderServicer(
             self._recommender, self.walks, self._blocking, ingest=self._ingest,
             on_encoded=None if self._observer is None else self._observer.encode_finished)
-        pb_grpc.add_RecommenderServicer_to_server(servicer, server)
+        forward = self._forward
+        add_recommender(server, servicer, {} if forward is None else {
+            name: aio_relay(forward, name, self._blocking) for name in FORWARDED_METHODS})
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         reflection.enable_server_reflection(

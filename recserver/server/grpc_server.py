@@ -27,13 +27,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from recserver.config import ServerSection
-from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.admission import AdmissionExecutor
 from recserver.server.auth import AuthInterceptor, protected_methods
 from recserver.server.ingest_servicer import IngestHandler
 from recserver.server.interceptor import ErrorInterceptor
 from recserver.server.methods import SERVICE_NAME
 from recserver.server.outcomes import RecommendOutcomes, TransportObserver
+from recserver.server.proxy import FORWARDED_METHODS, RawForwarder, add_recommender, sync_relay
 from recserver.server.servicer import RecommenderServicer, RecommendHandler
 from recserver.server.tls import server_credentials
 
@@ -144,8 +144,10 @@ class GrpcServer(Endpoint):
         reuse_port: bool = False,
         own_port: int | None = None,
         on_refused: Callable[[str], None] | None = None,
+        forward: RawForwarder | None = None,
     ) -> None:
         """``unix_socket``: listen there instead of host:port (the builder's local endpoint).
+        ``forward``: relay the write methods there as bytes (``server.proxy``; a worker's).
         ``reuse_port``: several worker processes share the port on purpose (SO_REUSEPORT; the
         kernel spreads connections across them). ``on_refused(reason)``: a call was refused at
         the door (see ``admission``)."""
@@ -184,7 +186,8 @@ class GrpcServer(Endpoint):
             handler, on_encoded=None if observer is None else observer.encode_finished,
             ingest=ingest,
         )
-        pb_grpc.add_RecommenderServicer_to_server(servicer, self._server)
+        add_recommender(self._server, servicer, {} if forward is None else {
+            name: sync_relay(forward, name) for name in FORWARDED_METHODS})
 
         self.health = health.HealthServicer()
         # HealthServicer starts with "" SERVING; nothing is served before the graph is loaded.

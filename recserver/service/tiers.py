@@ -1,6 +1,6 @@
-"""The fallback tiers a surface may name, built for one process; apart from ``recserver.app``,
-which wires the single-process server (bootstrap, ingest, checkpoints), so a serving worker
-builds its tiers without importing the code that writes."""
+"""The fallback tiers a surface may name, built for one process (``node.wiring.Answering``);
+kept apart from the writer's parts (bootstrap, ingest, checkpoints), so a serving worker builds
+its tiers without importing the code that writes."""
 
 from __future__ import annotations
 
