@@ -200,7 +200,8 @@ def test_categories_hold_on_every_tier_and_everything_survives_sigkill(
     # A crash: the supervisor, builder and workers die at once; the restart replays the log.
     node.proc.send_signal(signal.SIGKILL)
     node.close()
-    items_file.write_text("item_id,hidden\n")  # a restart keeps its catalogue, not the file's
+    # The same items file (a changed one is refused: the data dir remembers its source); the
+    # items hidden since are in no file, so seeing them hidden shows the catalogue was restored.
     again = Node(tmp_path, own_redis.url, items_file)
     try:
         status = again.stubs[0].GetIngestStatus(pb.GetIngestStatusRequest(), timeout=RPC_S)
