@@ -7,7 +7,13 @@ import pytest
 import scipy.sparse as sp
 
 from recserver.ann.als import fold_in, gram
-from recserver.eval.baseline_eval import Interactions, choose, ease_skip_reason
+from recserver.eval.baseline_eval import (
+    GRIDS,
+    BaselineStrategy,
+    Interactions,
+    choose,
+    ease_skip_reason,
+)
 from recserver.eval.baselines import AlsModel, EaseModel, ItemKnnModel, Rp3BetaModel, top_k
 from recserver.graph.events import Event, EventColumns
 
@@ -86,18 +92,40 @@ def test_als_recommends_inside_the_users_block_and_fold_in_matches() -> None:
                        model.scores(x, 0))[0, 1] > 0.99
 
 
-def test_choose_picks_on_the_training_period_and_ease_skip_says_why() -> None:
+def two_blocks() -> EventColumns:
+    """30 users, each buying the 4 items of one of two disjoint blocks."""
     events = []
     for u in range(30):
         block = u % 2
         for t, i in enumerate(range(4)):
             events.append(Event(f"u{u}", f"i{block * 4 + i}", "purchase", 1.0, 100.0 * u + t))
-    cols = EventColumns.from_events(events)
+    return EventColumns.from_events(events)
+
+
+def test_choose_picks_on_the_training_period_and_ease_skip_says_why() -> None:
+    cols = two_blocks()
     grid = [{"lam": 1.0}, {"lam": 1e6}]
     choice = choose("ease", cols, k=2, test_fraction=0.2, max_users=None, seed=0, grid=grid)
     assert [p for p, _ in choice.validation] == grid
-    assert choice.params in grid and choice.best_recall >= 0.0
+    assert choice.params in grid
+    assert choice.best_recall is not None and choice.best_recall >= 0.0
     data = Interactions.from_events(cols)
     assert data.matrix.shape == (30, 8) and data.matrix.data.max() == 1.0
     assert ease_skip_reason(8, 10) is None
     assert "EASE inverts" in (ease_skip_reason(30_000, 20_000) or "")
+
+
+def test_an_untuned_baseline_says_so_instead_of_a_nan_validation_recall() -> None:
+    # --no-tune-baselines hands choose() a grid of one point: nothing is scored, so there is
+    # no validation recall to report (it used to print "recall@k nan there").
+    cols = two_blocks()
+    untuned = choose("itemknn", cols, k=2, test_fraction=0.2, max_users=None, seed=0,
+                     grid=GRIDS["itemknn"][:1])
+    assert untuned.params == GRIDS["itemknn"][0]
+    assert untuned.validation == [] and untuned.best_recall is None
+    strategy = BaselineStrategy("itemknn", Interactions.from_events(cols), untuned)
+    assert "not tuned" in strategy.description and "nan" not in strategy.description
+    tuned = choose("itemknn", cols, k=2, test_fraction=0.2, max_users=None, seed=0,
+                   grid=GRIDS["itemknn"][:2])
+    described = BaselineStrategy("itemknn", Interactions.from_events(cols), tuned).description
+    assert f"recall@k {tuned.best_recall:.4f} there" in described

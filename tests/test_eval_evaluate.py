@@ -166,6 +166,12 @@ def test_cli_ends_in_one_verdict_and_logs_only_warnings_unless_verbose() -> None
     assert verdicts == [lines[-1]]
     assert lines[-1].startswith("verdict: served answers (graph_budget) reach ")
     assert "of the best baseline itemknn's recall@10" in lines[-1]
+    # --no-tune-baselines: the baseline's description and summary say it was not tuned, with
+    # no validation recall (there is none: not a "nan").
+    assert re.search(r"itemknn +itemknn \(.*; not tuned: the first point of its grid;",
+                     quiet.stdout)
+    assert "not tuned (--no-tune-baselines)" in quiet.stdout
+    assert re.search(r"\bnan\b", quiet.stdout, re.IGNORECASE) is None
     # The two equal rows are explained, not left for the reader to puzzle over.
     assert re.search(r"blended +same answers as graph_budget for all 15 users: the serving "
                      r"path already pools a complete walk", quiet.stdout)

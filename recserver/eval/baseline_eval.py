@@ -92,8 +92,9 @@ class Choice:
     seconds: float = 0.0
 
     @property
-    def best_recall(self) -> float:
-        return max((r for _, r in self.validation), default=0.0)
+    def best_recall(self) -> float | None:
+        """The chosen point's validation recall@k; None when nothing was scored."""
+        return max((r for _, r in self.validation), default=None)
 
 
 def validation_recall(data: Interactions, model: Model, users: Sequence[EvalUser], k: int
@@ -108,7 +109,9 @@ def choose(name: str, train: EventColumns, *, k: int, test_fraction: float, max_
     points = list(grid if grid is not None else GRIDS[name])
     started = time.perf_counter()
     if len(points) == 1:
-        return Choice(dict(points[0]), [(dict(points[0]), float("nan"))], 0.0)
+        # Nothing to choose between, so nothing is scored: no validation record (not a NaN
+        # recall that a report would print and JSON would carry as an invalid token).
+        return Choice(dict(points[0]), [], 0.0)
     inner = temporal_split(train, test_fraction=test_fraction, max_users=max_users, seed=seed)
     data = Interactions.from_events(inner.train)
     choice = Choice(dict(points[0]))
@@ -140,9 +143,10 @@ class BaselineStrategy:
         self.fit_seconds = time.perf_counter() - started
         chosen = ", ".join(f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
                            for key, value in self.model.params.items())
-        self.description = (f"{name} ({chosen}; chosen on the training-period validation, "
-                            f"recall@k {choice.best_recall:.4f} there; "
-                            f"fit {self.fit_seconds:.1f} s)")
+        how = (f"chosen on the training-period validation, recall@k {choice.best_recall:.4f} "
+               "there" if choice.best_recall is not None
+               else "not tuned: the first point of its grid")
+        self.description = f"{name} ({chosen}; {how}; fit {self.fit_seconds:.1f} s)"
 
     def query(self, user: str, k: int, repeat: int = 0) -> Answer:
         started = time.perf_counter()

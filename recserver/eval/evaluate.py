@@ -219,8 +219,9 @@ def format_document(doc: dict) -> str:
     lines.append(f"  (top-1% items take {doc['reference']['test_top1_share']:.1%} of the test "
                  "interactions)")
     for name, chosen in doc.get("baselines", {}).items():
-        lines.append(f"  {name:<13} per-query p50 {by_name[name]['p50_ms']:.3f} ms; tuned in "
-                     f"{chosen['tune_s']:.1f} s over {len(chosen['validation'])} settings")
+        tuning = (f"tuned in {chosen['tune_s']:.1f} s over {len(chosen['validation'])} settings"
+                  if chosen["validation"] else "not tuned (--no-tune-baselines)")
+        lines.append(f"  {name:<13} per-query p50 {by_name[name]['p50_ms']:.3f} ms; {tuning}")
     lines += [f"  {s['strategy']:<13} skipped: {s['reason']}" for s in doc.get("skipped", [])]
     lines += [f"  {s['strategy']:<13} same answers as {s['same_as']} for all {s['users']:,} "
               f"users: {s['why']}" for s in doc.get("same_answers", [])]
