@@ -79,3 +79,54 @@ def test_the_readme_gives_the_real_event_types_state_and_flags() -> None:
     section = text.split("## State, restarts")[1].split(" ## ")[0]
     named = set(re.findall(r"`(--[a-z-]+)`", section))
     assert "--data-dir" in named and named <= flags, named - flags
+
+
+#: A cell holding a measured figure: a number with a unit of time, size, rate or share, or a
+#: number with decimals (a recall, a latency in a column that names its unit).
+MEASURED = re.compile(r"\d(?:[\d.,]*)\s?(?:ms|s|µs|us|MiB|GiB|KiB|B/edge|B/id|M/s|/s|%|x)(?!\w)"
+                      r"|\b\d+\.\d+\b")
+RUN_DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+
+
+def figure_tables(text: str) -> list[tuple[int, str, str]]:
+    """(line, table, the text of its section before it) for each markdown table outside code
+    blocks where most rows hold a measured figure past their first cell (not a table of
+    settings, defaults or descriptions)."""
+    lines = text.splitlines()
+    found, section, in_code, i = [], [], False, 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("```"):
+            in_code = not in_code
+        if not in_code and line.startswith("#"):
+            section = []
+        if not in_code and line.startswith("|"):
+            end = i
+            while end < len(lines) and lines[end].startswith("|"):
+                end += 1
+            rows = [row.strip("|").split("|")[1:] for row in lines[i + 2:end]]
+            if sum(bool(MEASURED.search("|".join(cells))) for cells in rows) * 2 > len(rows):
+                found.append((i + 1, "\n".join(lines[i:end]), "\n".join(section)))
+            section += lines[i:end]
+            i = end
+            continue
+        section.append(line)
+        i += 1
+    return found
+
+
+def test_every_table_of_measured_figures_names_the_date_of_its_run() -> None:
+    # A date in the table, in its section's text above it, or in the page's status note (a
+    # blockquote: a page filled from one run). The machine is described once per page (its
+    # "Machine" section) and linked from the others.
+    missing = []
+    for name in ("evaluation.md", "scaling.md", "performance.md"):
+        text = (REPO / "docs" / name).read_text()
+        if "## Machine" not in text and "performance.md#machine" not in text:
+            missing.append(f"docs/{name}: no machine")
+        status = "\n".join(line for line in text.splitlines() if line.startswith(">"))
+        tables = figure_tables(text)
+        assert tables, name  # the pattern still recognises the page's figure tables
+        missing += [f"docs/{name}:{line}: no date" for line, table, before in tables
+                    if not RUN_DATE.search(table + before + status)]
+    assert missing == []
