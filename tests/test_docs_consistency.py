@@ -6,6 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
+from recserver.ann.config import AnnConfig
+from recserver.ann.file_cache import FileCache
 from recserver.cli import build_parser
 from recserver.config import ServerSection
 from recserver.core import errors
@@ -130,3 +132,21 @@ def test_every_table_of_measured_figures_names_the_date_of_its_run() -> None:
         missing += [f"docs/{name}:{line}: no date" for line, table, before in tables
                     if not RUN_DATE.search(table + before + status)]
     assert missing == []
+
+
+def test_the_docs_describe_single_process_and_its_lru_as_the_code_does() -> None:
+    serve = next(a for a in build_parser()._actions if a.dest == "command").choices["serve"]
+    flag = next(a for a in serve._actions if "--single-process" in a.option_strings)
+    assert "not what ships" in (flag.help or "") and "baseline" in (flag.help or "")
+    lru_help = AnnConfig.model_fields["lru_max_mb"].description or ""
+    assert "--single-process" in lru_help
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert ("`serve --single-process` runs everything in one process (no builder or workers): "
+            "not what ships, kept as the baseline") in readme
+    assert ("Only `--single-process` keeps all results in an in-process LRU, sized by "
+            "`ann.lru_max_mb`") in readme
+    assert "private LRU (8 MiB)" in readme
+    assert FileCache.__init__.__kwdefaults__["local_max_bytes"] == 8 << 20
+    for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
+        text = " ".join(path.read_text().split())
+        assert "older one-process server" not in text, path.name
