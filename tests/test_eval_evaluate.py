@@ -19,6 +19,7 @@ from recserver.graph.synthetic import generate
 from tests.process_output import REPO
 
 RECORD_KEYS = {"strategy", "description", "users", "answers", "recall@10", "ndcg@10", "hit_rate@10",
+               "mrr@10",
                "coverage", "popularity_bias", "distinct_top5", "list_popularity", "p50_ms",
                "p99_ms", "mean_ms", "sources"}
 
