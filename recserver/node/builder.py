@@ -139,6 +139,7 @@ class Builder:
         self.metrics = Metrics(config)
         self.writer = SnapshotWriter(self.run)
         self.graph = LiveGraph(config.graph, first_version=self.writer.last_version() + 1)
+        self.writer.on_base.append(self.graph.adopt_base)  # the base's pages: once, shared
         keep_trending(self.graph, config)  # before any ingest: bootstrap, restore, the log
         holder.add_listener(lambda new: keep_trending(self.graph, new))
         self.metrics.watch_graph(self.graph)
