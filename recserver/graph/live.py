@@ -275,14 +275,20 @@ class LiveGraph:
             overlay = self._overlay_run()
             # A base far behind the newest event would give overlay weights past float32.
             stale = self.store.base_stale(self._t_ref)
-            if (compact or self._base is None or stale or self._erase_pending
-                    or overlay_too_dense(overlay)):
+            rebuilt = (compact or self._base is None or stale or self._erase_pending
+                       or overlay_too_dense(overlay))
+            if rebuilt:
                 self._join_compaction()
                 self._install(self._build_base())
                 self._erase_pending = False  # the build ran after every erasure so far
             elif self._compaction is None and len(overlay) > self._compact_threshold():
                 self._start_compaction()
-            return self._publish_overlay()
+            snap = self._publish_overlay()
+        if rebuilt:
+            # The build's temporaries, the old base, and a private base a listener swapped
+            # for its published mapping (``adopt_base``) are garbage: give their heap back.
+            release_free_heap()
+        return snap
 
     def _compact_threshold(self) -> float:
         base_edges = self._base.users.nnz if self._base is not None else 0
@@ -427,7 +433,9 @@ class LiveGraph:
         self._current = snap  # the atomic swap readers rely on
         for callback in self.on_publish:
             callback(snap)
-        return snap
+        # A listener may have swapped in the same snapshot with a mapped base (adopt_base):
+        # hand that on, so no caller keeps the private arrays alive.
+        return self._current
 
     def start(self) -> None:
         """Publish in a daemon thread, each new event within ``publish_interval_s`` (see _run)."""

@@ -30,6 +30,7 @@ from recserver.core.errors import Unavailable
 from recserver.core.redis_url import resolve_redis_url
 from recserver.eventlog.file_log import LogLocked
 from recserver.graph.bootstrap import BuildReport, load_into
+from recserver.graph.heap import release_free_heap
 from recserver.graph.live import LiveGraph
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.ingest.runtime import IngestRuntime
@@ -182,6 +183,7 @@ class Builder:
         # manifest carries the log position its snapshot makes visible.
         self.graph.on_publish.append(self._write)
         self._write(self.graph.current)
+        release_free_heap()  # the private base the write swapped for its mapped files
         self.graph.start()
         self.ingest.start()
         if any("ann" in s.fallback.tiers for s in self.holder.current.surfaces.values()):
