@@ -33,7 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one serving worker until SIGTERM/SIGINT."""
+    from recserver.graph.heap import arrow_on_system_heap
     from recserver.node.worker import Worker
+
+    arrow_on_system_heap()  # freed Arrow buffers go back to the system (graph.heap)
     from recserver.serve import fault_walk_hook
 
     holder = ConfigHolder(args.config)
