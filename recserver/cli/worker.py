@@ -35,9 +35,9 @@ def run(args: argparse.Namespace) -> int:
     """Run one serving worker until SIGTERM/SIGINT."""
     from recserver.graph.heap import arrow_on_system_heap
     from recserver.node.worker import Worker
+    from recserver.serve import fault_walk_hook
 
     arrow_on_system_heap()  # freed Arrow buffers go back to the system (graph.heap)
-    from recserver.serve import fault_walk_hook
 
     holder = ConfigHolder(args.config)
     holder.install_sighup()
