@@ -196,3 +196,20 @@ def test_a_stale_base_read_back_is_not_adopted(tmp_path: Path) -> None:
     graph.publish(compact=True)  # another base installed before the first one's files came back
     assert not graph.adopt_base(first.base_users, first.base_users, first.base_items)
     assert graph.current.base_users is not first.base_users
+
+
+def test_names_first_seen_since_the_base_resolve_on_the_worker(tmp_path: Path) -> None:
+    graph, _, mapped = published(tmp_path)
+    new_users = [f"late-{i}" for i in range(300)]
+    graph.ingest(events(new_users, [f"late-item-{i % 3}" for i in range(300)]))
+    graph.publish()
+    assert mapped.refresh()
+    here, there = graph.current, mapped.current
+    known = here.users.name(0)
+    asked = [new_users[7], "nobody", known, new_users[299]]
+    assert there.users.lookup_many(asked).tolist() == [here.users.get(n) if n in here.users
+                                                       else -1 for n in asked]
+    assert there.users.get("late-42") == here.users.get("late-42")
+    assert "late-item-2" in there.items and "late-item-9" not in there.items
+    assert there.users.names([here.users.get("late-5")]) == ["late-5"]
+    assert len(there.users) == len(here.users)

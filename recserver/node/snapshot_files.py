@@ -70,21 +70,6 @@ def load_side(folder: Path, name: str) -> CsrSide:
     return side
 
 
-def save_names(path_prefix: Path, names: list[str]) -> None:
-    """A list of names as one UTF-8 blob plus int64 offsets (id-map tails)."""
-    encoded = [name.encode("utf-8") for name in names]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    path_prefix.with_suffix(".blob").write_bytes(b"".join(encoded))
-    save_array(path_prefix.with_suffix(".offsets.npy"), offsets, fsync=False)
-
-
-def load_names(path_prefix: Path) -> list[str]:
-    blob = path_prefix.with_suffix(".blob").read_bytes()
-    bounds = np.load(path_prefix.with_suffix(".offsets.npy")).tolist()
-    return [blob[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(bounds) - 1)]
-
-
 class SnapshotWriter:
     """Publishes a builder's snapshots into ``run.snapshots`` (see the module docstring)."""
 
@@ -125,8 +110,9 @@ class SnapshotWriter:
         for key, counts in snap.trending.items():  # per publish: they decay with the clock
             save_array(folder / f"trending-{key}.npy", counts, fsync=False)
         n_base_users, n_base_items = self._base_counts
-        save_names(folder / "users_tail", snap.users.names(range(n_base_users, snap.n_users)))
-        save_names(folder / "items_tail", snap.items.names(range(n_base_items, snap.n_items)))
+        # The names first seen since the base, as id maps of their own (``IdMap.load``).
+        snap.users.save_slice(folder / "users_tail", n_base_users, snap.n_users)
+        snap.items.save_slice(folder / "items_tail", n_base_items, snap.n_items)
         manifest = {
             "format": FORMAT, "version": snap.version, "base": self._base_name,
             "overlay": over_name, "n_users": snap.n_users, "n_items": snap.n_items,
