@@ -87,7 +87,7 @@ class SnapshotWriter:
         self.last_seconds = 0.0
         #: called after a new base is written with (the users side written, then both sides
         #: read back from the files, mapped); a listener may serve those in place of its copy
-        self.on_base: list[Callable[[CsrSide, CsrSide, CsrSide], None]] = []
+        self.on_base: list[Callable[[CsrSide, CsrSide, CsrSide], object]] = []
 
     def last_version(self) -> int:
         """The version of the manifest already there (0 when none): versions only grow."""
