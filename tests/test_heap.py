@@ -43,7 +43,7 @@ def test_frozen_objects_leave_every_generation_and_new_ones_are_collected() -> N
         gc.unfreeze()  # leave the test process as it was
 
 
-def test_a_node_role_allocates_arrow_memory_from_malloc_unless_the_operator_chose() -> None:
+def test_a_worker_allocates_arrow_memory_from_malloc_unless_the_operator_chose() -> None:
     """Run in fresh interpreters: the pool is process-wide and must be chosen before use."""
     code = ("import pyarrow as pa\nfrom recserver.graph.heap import arrow_on_system_heap\n"
             "switched = arrow_on_system_heap()\n"

@@ -58,10 +58,7 @@ def _env_int(name: str, default: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the builder role until SIGTERM/SIGINT."""
-    from recserver.graph.heap import arrow_on_system_heap
     from recserver.node.builder import Builder, DataSource
-
-    arrow_on_system_heap()  # freed Arrow buffers go back to the system (graph.heap)
 
     if args.nice:
         # A positive niceness lets workers win the CPU whenever both want it, at the price of

@@ -25,14 +25,15 @@ ARROW_POOL_ENV = "ARROW_DEFAULT_MEMORY_POOL"
 
 
 def arrow_on_system_heap() -> bool:
-    """Have Arrow allocate from the C heap (malloc) rather than its own pool, for a process
-    that lives long and parses and joins names every second (a node's builder and workers).
+    """Have Arrow allocate from the C heap (malloc) rather than its own pool: for a serving
+    worker, which parses and joins names on every request and publish.
 
     Arrow's default pool (mimalloc or jemalloc) keeps what it freed in segments of its own that
-    ``release_unused`` does not give all back: measured on a node at 750k edges, 6 MB per worker
-    and 17 MB in the builder after a compaction. From malloc, ``release_free_heap`` returns it.
-    Call before Arrow allocates much; False when ``ARROW_DEFAULT_MEMORY_POOL`` is set (the
-    operator's choice stands) or this Arrow has no system pool.
+    ``release_unused`` does not all give back: ~6 MB per worker on a node at 750k edges, which
+    malloc returns. Not for the builder: its CSV loads run Arrow's threaded reader, whose
+    buffers then scatter over malloc's per-thread arenas and stay (measured: 14 MB more than
+    the pool kept). Call before Arrow allocates much; False when ``ARROW_DEFAULT_MEMORY_POOL``
+    is set (the operator's choice stands) or this Arrow has no system pool.
     """
     if os.environ.get(ARROW_POOL_ENV):
         return False
