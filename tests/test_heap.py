@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import weakref
 
 from recserver.core.heap import freeze_startup_heap
+from recserver.graph.heap import ARROW_POOL_ENV
 
 
 class _Node:
@@ -37,3 +41,18 @@ def test_frozen_objects_leave_every_generation_and_new_ones_are_collected() -> N
         assert probe() is None
     finally:
         gc.unfreeze()  # leave the test process as it was
+
+
+def test_a_worker_allocates_arrow_memory_from_malloc_unless_the_operator_chose() -> None:
+    """Run in fresh interpreters: the pool is process-wide and must be chosen before use."""
+    code = ("import pyarrow as pa\nfrom recserver.graph.heap import arrow_on_system_heap\n"
+            "switched = arrow_on_system_heap()\n"
+            "pa.array(['a' * 100] * 10_000)\n"
+            "print(switched, pa.default_memory_pool().backend_name)")
+    env = {k: v for k, v in os.environ.items() if k != ARROW_POOL_ENV}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    assert out == ["True", "system"]
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**env, ARROW_POOL_ENV: "jemalloc"}, check=True).stdout.split()
+    assert chosen[0] == "False" and chosen[1] != "system"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,24 @@ def test_readers_see_every_published_id_while_a_writer_appends():
 def test_at_most_32_bytes_per_id():
     m = IdMap(f"u{i}" for i in range(200_000))  # 2-7 byte names, as in the synthetic log
     assert m.nbytes() / len(m) <= 32
+
+
+def test_a_slice_saved_is_a_map_of_its_own_mapped_back_without_building_anything(
+    tmp_path: Path,
+) -> None:
+    ids = IdMap([f"user-{i}" for i in range(1_000)] + ["ünïcode", ""])
+    ids.save_slice(tmp_path / "tail", 990, len(ids))
+    tail = IdMap.load(tmp_path / "tail")
+    assert len(tail) == len(ids) - 990
+    assert tail.names(range(len(tail))) == ids.names(range(990, len(ids)))
+    assert tail.get("ünïcode") == ids.get("ünïcode") - 990
+    assert tail.get("user-5") is None
+    assert tail.lookup_many(["user-995", "user-5", ""]).tolist() == [5, -1, 11]
+    # The index came with the files: nothing of the map is private memory of the reader.
+    assert (tmp_path / "tail.index.npy").exists()
+    assert not any(array.flags.writeable for array in (tail._a.blob, tail._a.offsets,
+                                                       tail._a.index))
+    ids.save_slice(tmp_path / "none", len(ids), len(ids))
+    assert len(IdMap.load(tmp_path / "none")) == 0
+    with pytest.raises(ValueError):
+        ids.save_slice(tmp_path / "bad", 5, len(ids) + 1)

@@ -81,9 +81,9 @@ def test_a_background_compaction_hands_the_freed_heap_back_once_installed(
         seen.append((live.compactions, old_main() is not None, threading.get_ident()))
         return 0
 
-    monkeypatch.setattr(live_module, "release_free_heap", release)
     live.ingest(batch(*[(f"u{k}", f"i{k % 5}") for k in range(20)]))
     live.publish()
+    monkeypatch.setattr(live_module, "release_free_heap", release)
     old_main = weakref.ref(live.store.main.keys)  # the run the compaction replaces
     live.ingest(batch(*[(f"v{k}", "i0") for k in range(5)]))
     live.publish()  # starts the background compaction
@@ -92,6 +92,25 @@ def test_a_background_compaction_hands_the_freed_heap_back_once_installed(
     # replaced run was let go (nothing of the old build is held while the heap is trimmed).
     assert len(seen) == 1
     assert seen[0][0] == 2 and not seen[0][1] and seen[0][2] != threading.get_ident()
+
+
+def test_a_rebuild_in_publish_hands_the_heap_back_once_the_old_base_is_let_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    live = LiveGraph(config())
+    live.ingest(batch(*[(f"u{k}", f"i{k % 5}") for k in range(20)]))
+    live.publish()
+    old_base = weakref.ref(live.current.base_users.packed)
+    seen: list[bool] = []  # whether the replaced base was still held when the heap was trimmed
+    monkeypatch.setattr(live_module, "release_free_heap", lambda: seen.append(
+        old_base() is not None) or 0)
+    live.ingest(batch(("w", "i1")))
+    snap = live.publish(compact=True)
+    assert seen == [False]
+    assert snap is live.current
+    live.ingest(batch(("w", "i2")))
+    live.publish()  # an overlay publish builds no base: nothing to hand back
+    assert seen == [False]
 
 
 def test_compaction_keeps_the_unpruned_edges_in_the_store() -> None:

@@ -222,3 +222,19 @@ def test_sigkill_of_the_supervisor_takes_its_children_along(node: Node) -> None:
     node.proc.kill()
     node.proc.wait(10)
     assert wait_until(lambda: not any(alive(pid) for pid in children), 60.0)
+
+
+def mapped_files(pid: int) -> set[str]:
+    """Paths of the files ``pid`` maps (``/proc/PID/maps``)."""
+    lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {line.split(None, 5)[5] for line in lines if len(line.split(None, 5)) == 6}
+
+
+def test_the_builder_maps_the_base_it_published_like_the_workers(node: Node) -> None:
+    base = json.loads((node.run / "snapshots" / "MANIFEST.json").read_text())["base"]
+    packed = str((node.run / "snapshots" / base / "base_users.packed.npy").resolve())
+    # The builder serves its base from the published files (one copy of its pages on the
+    # machine, shared with every worker), not from a private copy beside them.
+    assert wait_until(lambda: packed in mapped_files(node.builder_pid()), 10.0), packed
+    for pid in node.worker_pids().values():
+        assert packed in mapped_files(pid)

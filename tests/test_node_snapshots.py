@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -144,3 +145,71 @@ def test_a_half_written_or_missing_manifest_is_not_mapped(tmp_path: Path) -> Non
     assert not mapped.refresh() and not mapped.ready
     with pytest.raises(RuntimeError):
         _ = mapped.current
+
+
+def mapped_from(array: np.ndarray) -> str:
+    """The snapshot folder whose file ``array`` maps ("" when it is private memory)."""
+    return Path(array.filename).parent.name if isinstance(array, np.memmap) else ""
+
+
+def test_the_builder_serves_the_base_it_published_from_the_files(tmp_path: Path) -> None:
+    graph, _ = build_graph(GraphConfig(), synthetic="2000")
+    private = graph.current
+    run = RunDir(tmp_path / "run")
+    writer = SnapshotWriter(run, keep_s=0.0)
+    writer.on_base.append(graph.adopt_base)
+    graph.on_publish.append(writer.write)
+    writer.write(graph.current)
+    snap = graph.current
+    base = json.loads(run.manifest.read_text())["base"]
+    assert snap.version == private.version
+    for side in ("base_users", "base_items"):
+        for name in ("indptr", "packed", "row_weight"):
+            array = getattr(getattr(snap, side), name)
+            assert mapped_from(array) == base, (side, name)  # no private copy held
+            assert np.array_equal(array, getattr(getattr(private, side), name))
+    del private
+    seeds = np.flatnonzero(np.asarray(snap.item_degree) > 0)[:3].astype(np.int32)
+    before = run_walk(snap, seeds, np.ones(3, np.float32), WalkConfig(steps=5_000), k=10,
+                      rng_seed=3)
+    # An overlay publish keeps the mapped base and does not write it again.
+    graph.ingest(events(["new-user"], ["i1"]))
+    graph.publish()
+    assert json.loads(run.manifest.read_text())["base"] == base
+    assert mapped_from(graph.current.base_users.packed) == base
+    mapped = MappedGraph(run)
+    assert mapped.wait_ready(5.0)
+    assert_same(graph.current, mapped.current)
+    # A compaction installs a new base: written once, then served from its own files.
+    graph.publish(compact=True)
+    rebuilt = json.loads(run.manifest.read_text())["base"]
+    assert rebuilt != base
+    assert mapped_from(graph.current.base_items.packed) == rebuilt
+    again = run_walk(snap, seeds, np.ones(3, np.float32), WalkConfig(steps=5_000), k=10,
+                     rng_seed=3)
+    assert np.array_equal(before.items, again.items)
+
+
+def test_a_stale_base_read_back_is_not_adopted(tmp_path: Path) -> None:
+    graph, _ = build_graph(GraphConfig(), synthetic="2000")
+    first = graph.current
+    graph.publish(compact=True)  # another base installed before the first one's files came back
+    assert not graph.adopt_base(first.base_users, first.base_users, first.base_items)
+    assert graph.current.base_users is not first.base_users
+
+
+def test_names_first_seen_since_the_base_resolve_on_the_worker(tmp_path: Path) -> None:
+    graph, _, mapped = published(tmp_path)
+    new_users = [f"late-{i}" for i in range(300)]
+    graph.ingest(events(new_users, [f"late-item-{i % 3}" for i in range(300)]))
+    graph.publish()
+    assert mapped.refresh()
+    here, there = graph.current, mapped.current
+    known = here.users.name(0)
+    asked = [new_users[7], "nobody", known, new_users[299]]
+    assert there.users.lookup_many(asked).tolist() == [here.users.get(n) if n in here.users
+                                                       else -1 for n in asked]
+    assert there.users.get("late-42") == here.users.get("late-42")
+    assert "late-item-2" in there.items and "late-item-9" not in there.items
+    assert there.users.names([here.users.get("late-5")]) == ["late-5"]
+    assert len(there.users) == len(here.users)

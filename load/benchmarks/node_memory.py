@@ -131,13 +131,22 @@ def run_one(tmp: Path, events: Path, workers: int, single: bool, env: dict[str, 
     return out
 
 
+def node_env(numba_cache: Path, code: Path | None) -> dict[str, str]:
+    """Variables for a node run: its kernel cache, and ``code`` (a tree holding ``recserver/``)
+    as the code it runs (None: this checkout)."""
+    env = {"NUMBA_CACHE_DIR": str(numba_cache)}
+    if code is not None:
+        # ``python -m`` puts the working directory (this checkout) first on sys.path, ahead of
+        # PYTHONPATH: without PYTHONSAFEPATH the baseline would run this tree's code.
+        env |= {"PYTHONPATH": str(code), "PYTHONSAFEPATH": "1"}
+    return env
+
+
 def measure(tmp: Path, big: Path, small: Path, code: Path | None) -> dict[str, Any]:
     """Every kind on both logs. All runs of one tree share one kernel cache, filled by a
     first run that is not measured: the figures are a node's with its kernels compiled (a
     node's first start on a fresh data directory compiles them once)."""
-    env = {"NUMBA_CACHE_DIR": str(tmp / "numba-cache")}
-    if code is not None:
-        env["PYTHONPATH"] = str(code)
+    env = node_env(tmp / "numba-cache", code)
     run_one(tmp / "warm-up", small, 2, False, env, warm_only=True)
     runs: dict[str, Any] = {}
     for kind, workers, single in KINDS:

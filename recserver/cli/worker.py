@@ -33,8 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run one serving worker until SIGTERM/SIGINT."""
+    from recserver.graph.heap import arrow_on_system_heap
     from recserver.node.wiring import fault_walk_hook
     from recserver.node.worker import Worker
+
+    arrow_on_system_heap()  # freed Arrow buffers go back to the system (graph.heap)
 
     holder = ConfigHolder(args.config)
     holder.install_sighup()

@@ -219,6 +219,22 @@ class IdMap:
         _write(path_prefix.with_suffix(".offsets.npy"), np.array(a.offsets[: n + 1]), fsync)
         _write(path_prefix.with_suffix(".index.npy"), _index_upto(a.index, n), fsync)
 
+    def save_slice(self, path_prefix: Path, start: int, stop: int) -> None:
+        """Write ids ``start .. stop - 1`` as a map of their own, ids counted from 0 (the
+        files of ``save``, which ``load`` maps): a snapshot's names first seen since its base,
+        written straight from the storage, no Python strings. The index is built here, where
+        its compiled loop already runs, so a reader that maps the slice compiles nothing."""
+        a = self._a
+        if not 0 <= start <= stop <= self._n:
+            raise ValueError(f"cannot save ids {start}..{stop} of a map holding {self._n}")
+        lo, hi = int(a.offsets[start]), int(a.offsets[stop])
+        offsets = a.offsets[start : stop + 1] - lo
+        index, _ = k.build_index(offsets, a.blob[lo:hi], stop - start, _bits_for(stop - start),
+                                 k.CRC_TABLE)
+        _write(path_prefix.with_suffix(".blob"), a.blob_mv[lo:hi], False)
+        _write(path_prefix.with_suffix(".offsets.npy"), offsets, False)
+        _write(path_prefix.with_suffix(".index.npy"), index, False)
+
     @classmethod
     def load(cls, path_prefix: Path) -> IdMap:
         """The saved map, memory-mapped read-only (it is copied privately on the first ``add``).

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from recserver.graph.erasure import drop_users
 from recserver.graph.events import EventColumns
 from recserver.graph.heap import release_free_heap
 from recserver.graph.prune import PruneReport
-from recserver.graph.snapshot import GraphSnapshot
+from recserver.graph.snapshot import CsrSide, GraphSnapshot
 from recserver.graph.store import EdgeRun, EdgeStore, IngestOutcome, StoreState, merge_runs
 from recserver.graph.trending import TrendingCounters, count_columns, seed_from_runs
 
@@ -58,6 +59,7 @@ class LiveGraph:
         self._ingest_lock = threading.Lock()  # one ingest at a time (dedup index, id maps)
         self._publish_lock = threading.Lock()  # one publisher at a time
         self._base: Sides | None = None
+        self._base_lock = threading.Lock()  # swaps of ``_base`` (install, adopt_base)
         self._base_scale = 1.0
         self._t_ref = 0.0
         self._compacting: EdgeRun | None = None  # pending edges a running compaction absorbs
@@ -279,14 +281,20 @@ class LiveGraph:
             overlay = self._overlay_run()
             # A base far behind the newest event would give overlay weights past float32.
             stale = self.store.base_stale(self._t_ref)
-            if (compact or self._base is None or stale or self._erase_pending
-                    or overlay_too_dense(overlay)):
+            rebuilt = (compact or self._base is None or stale or self._erase_pending
+                       or overlay_too_dense(overlay))
+            if rebuilt:
                 self._join_compaction()
                 self._install(self._build_base())
                 self._erase_pending = False  # the build ran after every erasure so far
             elif self._compaction is None and len(overlay) > self._compact_threshold():
                 self._start_compaction()
-            return self._publish_overlay()
+            snap = self._publish_overlay()
+        if rebuilt:
+            # The build's temporaries, the old base, and a private base a listener swapped
+            # for its published mapping (``adopt_base``) are garbage: give their heap back.
+            release_free_heap()
+        return snap
 
     def fold_pending(self) -> bool:
         """Fold accepted events into the pending run without publishing, as ``publish`` folds
@@ -326,12 +334,37 @@ class LiveGraph:
         """Adopt a new base (publish lock held)."""
         self.store.install_main(self._without_erased_in_flight(built.merged))
         self._erased_in_flight = []
-        self._base, self._t_ref = built.sides, built.t_ref
+        with self._base_lock:
+            self._base, self._t_ref = built.sides, built.t_ref
         self._base_scale = self.store.scale_at(built.t_ref)
         self._compacting = None
         self.last_prune, self.last_compaction_s = built.report, built.seconds
         self.compactions += 1
         log.info("compacted base in %.2fs: %s", built.seconds, built.report.summary())
+
+    def adopt_base(self, written: CsrSide, users: CsrSide, items: CsrSide) -> bool:
+        """Serve ``users`` and ``items`` in place of the current base when its users side is
+        ``written``: the same base, read back from where it was published (memory-mapped
+        files), so this process stops holding a private copy. True when adopted; False when
+        another base was installed meanwhile (its own publish is adopted in turn).
+
+        The current snapshot is swapped for one with the mapped base (same version, same
+        data), so the private arrays go as soon as no reader holds the old snapshot.
+        """
+        with self._base_lock:
+            base = self._base
+            if base is None or base.users is not written:
+                return False
+            if (users.nnz, users.n_rows, items.nnz, items.n_rows) != (
+                    written.nnz, written.n_rows, base.items.nnz, base.items.n_rows):
+                log.warning("a published base read back does not match the base it was "
+                            "written from; keeping the private copy")
+                return False
+            self._base = Sides(users=users, items=items)
+            current = self._current
+            if current is not None and current.base_users is written:
+                self._current = replace(current, base_users=users, base_items=items)
+        return True
 
     def _start_compaction(self) -> None:
         """Build the next base in a thread; overlays keep publishing meanwhile."""
@@ -420,7 +453,9 @@ class LiveGraph:
         self._current = snap  # the atomic swap readers rely on
         for callback in self.on_publish:
             callback(snap)
-        return snap
+        # A listener may have swapped in the same snapshot with a mapped base (adopt_base):
+        # hand that on, so no caller keeps the private arrays alive.
+        return self._current
 
     def start(self) -> None:
         """Publish in a daemon thread, each new event within ``publish_interval_s`` (see _run)."""

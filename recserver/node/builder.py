@@ -26,6 +26,7 @@ from recserver.config_reload import ConfigHolder
 from recserver.core.errors import Unavailable
 from recserver.eventlog.file_log import LogLocked
 from recserver.graph.bootstrap import BuildReport, load_into
+from recserver.graph.heap import release_free_heap
 from recserver.graph.live import LiveGraph
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.ingest.runtime import IngestRuntime
@@ -142,6 +143,7 @@ class Builder:
         self.writer = SnapshotWriter(self.run)
         self.graph = wiring.writer_graph(holder, self.metrics,
                                          first_version=self.writer.last_version() + 1)
+        self.writer.on_base.append(self.graph.adopt_base)  # the base's pages: once, shared
         self.ann = wiring.ann_runtime(config, self.graph, self.metrics, redis_url=redis_url,
                                       run=self.run, child_builds=ann_builds == "child")
         self.ingest = wiring.ingest_runtime(holder, self.graph, self.metrics,
@@ -173,6 +175,7 @@ class Builder:
         # the publish itself), so this hook's place among the others does not matter.
         self.graph.on_publish.append(self._write)
         self._write(self.graph.current)
+        release_free_heap()  # the private base the write swapped for its mapped files
         self.graph.start()
         self.ingest.start()
         self.online.start()

@@ -27,7 +27,7 @@ from recserver.core.durable import read_json
 from recserver.graph.idmap import IdMap
 from recserver.graph.snapshot import CsrSide, GraphSnapshot
 from recserver.node.layout import RunDir
-from recserver.node.snapshot_files import FORMAT, load_array, load_names, load_side
+from recserver.node.snapshot_files import FORMAT, load_array, load_side
 
 log = logging.getLogger(__name__)
 
@@ -41,38 +41,45 @@ def touch(side: CsrSide) -> None:
 
 
 class LayeredIdMap:
-    """A base id map (loaded once per base) plus the names first seen since (a small dict).
+    """A base id map (loaded once per base) plus the names first seen since (``tail``, an
+    ``IdMap`` of their own mapped from the overlay: ids counted from 0 there, from the base's
+    length here).
 
-    Read-only: workers resolve ids, they never assign them.
+    Read-only: workers resolve ids, they never assign them. The tail's names stay in the mapped
+    file (pages shared by every worker); each worker builds only its int32 index, where a dict
+    of Python strings rebuilt at every publish cost ~150 bytes a name in every worker.
     """
 
-    def __init__(self, base: IdMap, tail: list[str]) -> None:
+    def __init__(self, base: IdMap, tail: IdMap) -> None:
         self._base = base
         self._n_base = len(base)
         self._tail = tail
-        self._tail_index = {name: self._n_base + i for i, name in enumerate(tail)}
 
     def __len__(self) -> int:
         return self._n_base + len(self._tail)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._base or name in self._tail_index
+        return name in self._base or name in self._tail
 
     def get(self, name: str) -> int | None:
         found = self._base.get(name)
-        return found if found is not None else self._tail_index.get(name)
+        if found is not None or not len(self._tail):
+            return found
+        in_tail = self._tail.get(name)
+        return None if in_tail is None else self._n_base + in_tail
 
     def name(self, idx: int) -> str:
-        return self._base.name(idx) if idx < self._n_base else self._tail[idx - self._n_base]
+        return self._base.name(idx) if idx < self._n_base else self._tail.name(idx - self._n_base)
 
     def names(self, ids: Iterable[int]) -> list[str]:
         return [self.name(int(i)) for i in ids]
 
     def lookup_many(self, names: Sequence[str]) -> np.ndarray:
         found = np.asarray(self._base.lookup_many(names), dtype=np.int64)
-        if self._tail_index and (found < 0).any():
-            for i in np.flatnonzero(found < 0).tolist():
-                found[i] = self._tail_index.get(names[i], -1)
+        if len(self._tail) and (found < 0).any():
+            missing = np.flatnonzero(found < 0)
+            in_tail = self._tail.lookup_many([names[i] for i in missing.tolist()])
+            found[missing] = np.where(in_tail >= 0, in_tail + self._n_base, -1)
         return found
 
 
@@ -162,8 +169,8 @@ class MappedGraph:
         stats = manifest.get("stats")
         return GraphSnapshot(
             version=int(str(manifest["version"])),
-            users=LayeredIdMap(users, load_names(over / "users_tail")),  # type: ignore[arg-type]
-            items=LayeredIdMap(items, load_names(over / "items_tail")),  # type: ignore[arg-type]
+            users=LayeredIdMap(users, IdMap.load(over / "users_tail")),  # type: ignore[arg-type]
+            items=LayeredIdMap(items, IdMap.load(over / "items_tail")),  # type: ignore[arg-type]
             base_users=base_users, base_items=base_items,
             over_users=load_side(over, "over_users"), over_items=load_side(over, "over_items"),
             item_degree=load_array(over / "item_degree.npy"),

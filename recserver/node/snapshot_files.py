@@ -11,6 +11,11 @@ Old folders are deleted once no manifest of the last ``keep_s`` seconds names th
 that still maps a deleted file keeps its pages (Linux frees an inode at its last unmap), so
 readers are never pulled out from under; one that is mid-load when its folder goes retries at
 the next manifest.
+
+The builder need not keep its own copy of a base it wrote: ``on_base`` listeners get the base
+read back from its files, mapped read-only, and the builder's graph serves that instead
+(``LiveGraph.adopt_base``), so the base's pages are held once on the machine, in the page cache
+that every worker maps too, rather than once more in the builder's private heap.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,21 +70,6 @@ def load_side(folder: Path, name: str) -> CsrSide:
     return side
 
 
-def save_names(path_prefix: Path, names: list[str]) -> None:
-    """A list of names as one UTF-8 blob plus int64 offsets (id-map tails)."""
-    encoded = [name.encode("utf-8") for name in names]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum([len(b) for b in encoded], out=offsets[1:])
-    path_prefix.with_suffix(".blob").write_bytes(b"".join(encoded))
-    save_array(path_prefix.with_suffix(".offsets.npy"), offsets, fsync=False)
-
-
-def load_names(path_prefix: Path) -> list[str]:
-    blob = path_prefix.with_suffix(".blob").read_bytes()
-    bounds = np.load(path_prefix.with_suffix(".offsets.npy")).tolist()
-    return [blob[bounds[i] : bounds[i + 1]].decode("utf-8") for i in range(len(bounds) - 1)]
-
-
 class SnapshotWriter:
     """Publishes a builder's snapshots into ``run.snapshots`` (see the module docstring)."""
 
@@ -86,6 +77,7 @@ class SnapshotWriter:
         self.run = run.create()
         self.keep_s = keep_s
         self._base_side: CsrSide | None = None  # the base side last written
+        self._base_mapped: CsrSide | None = None  # the same, read back from its files
         self._base_name = ""
         self._base_counts = (0, 0)  # users, items in the base folder's id maps
         self._catalog: CatalogView | None = None  # the catalogue view last written
@@ -93,6 +85,9 @@ class SnapshotWriter:
         self._referenced: dict[str, float] = {}  # folder -> last time a manifest named it
         self.writes = 0
         self.last_seconds = 0.0
+        #: called after a new base is written with (the users side written, then both sides
+        #: read back from the files, mapped); a listener may serve those in place of its copy
+        self.on_base: list[Callable[[CsrSide, CsrSide, CsrSide], object]] = []
 
     def last_version(self) -> int:
         """The version of the manifest already there (0 when none): versions only grow."""
@@ -103,7 +98,7 @@ class SnapshotWriter:
         """Write ``snap`` and point the manifest at it, with the event-log position it makes
         visible (``snap.log_position``; workers report it in ``GetIngestStatus``)."""
         started = time.perf_counter()
-        if self._base_side is not snap.base_users:
+        if snap.base_users is not self._base_side and snap.base_users is not self._base_mapped:
             self._write_base(snap)
         if snap.catalog is not None and snap.catalog is not self._catalog:
             self._write_catalog(snap.version, snap.catalog)
@@ -115,8 +110,9 @@ class SnapshotWriter:
         for key, counts in snap.trending.items():  # per publish: they decay with the clock
             save_array(folder / f"trending-{key}.npy", counts, fsync=False)
         n_base_users, n_base_items = self._base_counts
-        save_names(folder / "users_tail", snap.users.names(range(n_base_users, snap.n_users)))
-        save_names(folder / "items_tail", snap.items.names(range(n_base_items, snap.n_items)))
+        # The names first seen since the base, as id maps of their own (``IdMap.load``).
+        snap.users.save_slice(folder / "users_tail", n_base_users, snap.n_users)
+        snap.items.save_slice(folder / "items_tail", n_base_items, snap.n_items)
         manifest = {
             "format": FORMAT, "version": snap.version, "base": self._base_name,
             "overlay": over_name, "n_users": snap.n_users, "n_items": snap.n_items,
@@ -146,8 +142,14 @@ class SnapshotWriter:
         snap.users.save(folder / "users", n=snap.n_users)
         snap.items.save(folder / "items", n=snap.n_items)
         self._base_side, self._base_name = snap.base_users, name
+        self._base_mapped = None
         self._base_counts = (snap.n_users, snap.n_items)
         log.info("published base %s (%d edges)", name, snap.base_users.nnz)
+        if self.on_base:
+            users, items = load_side(folder, "base_users"), load_side(folder, "base_items")
+            self._base_mapped = users  # a snapshot holding the mapping is not written again
+            for listener in self.on_base:
+                listener(snap.base_users, users, items)
 
     def _write_catalog(self, version: int, view: CatalogView) -> None:
         """The catalogue, written only when it changed (most publishes share the last one)."""
