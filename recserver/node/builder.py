@@ -130,15 +130,17 @@ class Builder:
         self, holder: ConfigHolder, run: RunDir, *, redis_url: str | None = None,
         event_log_url: str | None = None, data_dir: str | None = None,
         metrics_port: int | None = None, ann_builds: str = "child",
+        metrics: Metrics | None = None,
     ) -> None:
-        """``ann_builds``: ``child`` (a SCHED_IDLE process per build) or ``thread`` (here)."""
+        """``ann_builds``: ``child`` (a SCHED_IDLE process per build) or ``thread`` (here);
+        ``metrics``: a test's own registry (default: a fresh one)."""
         if ann_builds not in ANN_BUILDS:
             raise ValueError(f"ann_builds must be one of {', '.join(ANN_BUILDS)}, "
                              f"not {ann_builds!r}")
         config = holder.current
         self.holder = holder
         self.run = run.create()
-        self.metrics = wiring.role_metrics(holder, answers_as=None)
+        self.metrics = wiring.role_metrics(holder, answers_as=None, metrics=metrics)
         self.writer = SnapshotWriter(self.run)
         self.graph = wiring.writer_graph(holder, self.metrics,
                                          first_version=self.writer.last_version() + 1)
