@@ -48,25 +48,28 @@ class InProcessNode:
                  walk_hook: WalkHook | None = None, metrics: Metrics | None = None,
                  builder_metrics: Metrics | None = None, redis_url: str | None = None,
                  event_log_url: str | None = None, data_dir: Path | None = None,
-                 ann_builds: str = "thread") -> None:
+                 ann_builds: str = "thread", port: int = 0) -> None:
         """``config``: the YAML file every role reads (None: the embedded default).
         ``walk_hook`` and ``metrics`` go to the first worker, ``builder_metrics`` to the
         builder. ``data_dir`` holds the event log and checkpoints (default ``root/data``).
-        ``ann_builds``: ``thread`` by default, so a test spawns no build process."""
-        self.run = RunDir(root / "run")
+        ``ann_builds``: ``thread`` by default, so a test spawns no build process. ``port``:
+        the node's (0: a free one, known once the first worker listens)."""
+        self.run = RunDir(root / "run").create()
         self.data_dir = data_dir if data_dir is not None else root / "data"
         self._holders = [ConfigHolder(config) for _ in range(workers + 1)]
-        self.builder = Builder(self._holders[0], self.run, redis_url=redis_url,
-                               event_log_url=event_log_url, data_dir=str(self.data_dir),
-                               metrics_port=0, ann_builds=ann_builds, metrics=builder_metrics)
         self._redis_url = redis_url
         # The first worker now (a test may replace its tiers before start); the others bind
         # the port it got, so they are made once it has one.
-        self.workers = [Worker(self._holders[1], self.run, port=0, redis_url=redis_url,
+        self.workers = [Worker(self._holders[1], self.run, port=port, redis_url=redis_url,
                                reuse_port=True, name="worker-0", walk_hook=walk_hook,
                                metrics=metrics)]
+        # The builder last: a worker's config error (e.g. an unset token) leaves no event log
+        # open behind it.
+        self.builder = Builder(self._holders[0], self.run, redis_url=redis_url,
+                               event_log_url=event_log_url, data_dir=str(self.data_dir),
+                               metrics_port=0, ann_builds=ann_builds, metrics=builder_metrics)
         self._worker_metrics: MetricsServer | None = None
-        self.port = 0
+        self.port = port
         self._started: list[Worker] = []
 
     # -- what tests reach -------------------------------------------------------------------
@@ -119,11 +122,23 @@ class InProcessNode:
 
     def start(self, source: DataSource) -> int:
         """Build and publish the graph, then start each worker on the node's port; returns it."""
+        self.start_builder(source)
+        return self.start_workers()
+
+    def start_builder(self, source: DataSource) -> None:
+        """Build and publish the first graph (no worker listens yet, as in a starting node)."""
         if source.data_dir is None:
             source = DataSource(events=source.events, synthetic=source.synthetic,
                                 strict=source.strict, items=source.items,
                                 data_dir=self.data_dir)
-        self.builder.start(source)
+        try:
+            self.builder.start(source)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_workers(self) -> int:
+        """Start each worker on the node's port (the first picks it when it is 0); returns it."""
         try:
             self.port = self.worker.start(timeout_s=60.0, freeze_heap=False)
             self._started.append(self.worker)
