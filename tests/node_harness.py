@@ -80,6 +80,11 @@ class InProcessNode:
         return self.workers[0]
 
     @property
+    def holder(self) -> ConfigHolder:
+        """The first worker's config (each role holds its own, read from the same file)."""
+        return self.worker.holder
+
+    @property
     def server(self) -> GrpcServer | AioGrpcServer:
         """The first worker's public gRPC server."""
         return self.worker.server
@@ -153,10 +158,10 @@ class InProcessNode:
             raise
         return self.port
 
-    def reload(self) -> None:
-        """Reload the config in every role (what SIGHUP does in each process)."""
-        for holder in self._holders:
-            holder.reload()
+    def reload(self) -> bool:
+        """Reload the config in every role (what SIGHUP does in each process); True when every
+        role took the new file (``holder.last_error`` says why the first worker did not)."""
+        return all([holder.reload() for holder in self._holders])
 
     def stop(self, grace: float | None = None) -> None:
         """Stop the workers (draining in-flight answers), then the builder."""
