@@ -22,8 +22,11 @@ Tests about any of those run real processes (``recserver serve``) instead.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from types import TracebackType
+
+from prometheus_client import CollectorRegistry
 
 from recserver.config_reload import ConfigHolder
 from recserver.graph.live import LiveGraph
@@ -38,7 +41,7 @@ from recserver.server.grpc_server import GrpcServer
 from recserver.service.fallback import FallbackTier
 from recserver.service.recommender import Recommender, WalkHook
 
-__all__ = ["DataSource", "InProcessNode"]
+__all__ = ["DataSource", "InProcessNode", "wait_sample"]
 
 
 class InProcessNode:
@@ -177,3 +180,14 @@ class InProcessNode:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def wait_sample(registry: CollectorRegistry, name: str, labels: dict[str, str] | None = None,
+                *, at_least: float = 1.0, timeout_s: float = 15.0) -> float:
+    """``name``'s value in ``registry`` once it reaches ``at_least`` (fails after
+    ``timeout_s``): what a worker reports reaches the builder asynchronously, in batches."""
+    deadline = time.monotonic() + timeout_s
+    while (got := registry.get_sample_value(name, labels or {}) or 0.0) < at_least:
+        assert time.monotonic() < deadline, f"{name}{labels or ''} = {got} < {at_least}"
+        time.sleep(0.02)
+    return got
