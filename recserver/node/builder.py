@@ -184,6 +184,19 @@ class Builder:
             self.holder.start_watching()
         self.server.set_serving()
 
+    def publish_compacted(self) -> GraphSnapshot | None:
+        """Rebuild the base with pruning and publish it now (the heaviest publish there is;
+        ``recserver builder`` runs it on SIGUSR1, e.g. for a drill under load). None before
+        the first graph is loaded: the bootstrap publishes compacted anyway."""
+        if not self.graph.ready:
+            log.warning("compacting publish asked before the first graph is loaded: ignored")
+            return None
+        started = time.perf_counter()
+        snap = self.graph.publish(compact=True)
+        log.warning("forced compacting publish: version %d in %.2f s", snap.version,
+                    time.perf_counter() - started)
+        return snap
+
     def _write(self, snap: GraphSnapshot) -> None:
         try:
             self.writer.write(snap)
