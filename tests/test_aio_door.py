@@ -179,3 +179,38 @@ def test_stop_drains_in_flight_calls_and_goes_not_serving() -> None:
     channel.close()
     assert got and len(got[0].items) == 5
     assert server.wait_for_termination(1.0)
+
+
+class _Outcomes:
+    """A transport observer that keeps each finished Recommend call's (surface, source, code)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str | None, str]] = []
+
+    def recommend_call_finished(self, surface: str, source: str | None, code: str) -> None:
+        self.calls.append((surface, source, code))
+
+    def encode_finished(self, surface: str, seconds: float) -> None:
+        pass
+
+
+def test_a_failed_recommend_is_counted_with_its_code() -> None:
+    # A handler that fails while awaited was once reported with its coroutine as the answer:
+    # the observer raised and the call went uncounted.
+    config = config_from_document({"surfaces": {"home": {"budget_ms": 40, "sla_p99_ms": 80}}})
+    outcomes = _Outcomes()
+    server = AioGrpcServer(make_recommender(clustered_graph(), config),
+                           ServerSection.model_validate({"port": 0}), observer=outcomes)
+    server.start()
+    server.set_serving()
+    try:
+        channel, stub = stub_for(server)
+        with channel, pytest.raises(grpc.RpcError) as info:
+            stub.Recommend(pb.RecommendRequest(user_id="u0", surface="nope"), timeout=5)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        deadline = time.monotonic() + 5.0  # reported after the status went out
+        while not outcomes.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        server.stop(1.0)
+    assert outcomes.calls == [("nope", None, "INVALID_ARGUMENT")]

@@ -1,8 +1,9 @@
 """Bad input over gRPC, table-driven: each malformed request gets its own status code and a
 message that says what to fix; a bad event is rejected alone, with its reason.
 
-One real ``App`` (file event log, small limits: 64 KiB messages, 20-event batches, at most 5
-context / exclude items on ``home``, ``k_max`` 50) serves every row.
+One in-process node (``tests.node_harness``: a builder with a file event log, a worker that
+relays writes to it; small limits: 64 KiB messages, 20-event batches, at most 5 context /
+exclude items on ``home``, ``k_max`` 50) serves every row.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from typing import Any
 import grpc
 import pytest
 
-from recserver.config_reload import ConfigHolder
-from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from tests.node_harness import DataSource, InProcessNode
 from tests.server_fixtures import KNOWN_USER, SYNTHETIC_SIZE, config_document, write_config
 
 CALL_TIMEOUT_S = 20.0
@@ -26,17 +26,16 @@ MAX_BATCH = 20
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
-def served_app(root: Path, budget_ms: float | None = None) -> App:
+def served_app(root: Path, budget_ms: float | None = None) -> InProcessNode:
     doc = config_document()
     if budget_ms is not None:  # generous budgets: the fuzz checks the property, not the speed
         for surface in doc["surfaces"].values():
             surface.update(budget_ms=budget_ms, sla_p99_ms=budget_ms)
     doc["server"]["max_message_bytes"] = MAX_MESSAGE_BYTES
     doc["ingest"] = {"max_batch_events": MAX_BATCH, "checkpoint": {"interval_s": 3600}}
-    app = App(ConfigHolder(write_config(root / "config.yaml", doc)), port=0, metrics_port=0,
-              data_dir=root / "data")
+    app = InProcessNode(write_config(root / "config.yaml", doc), root)
     try:
-        app.start(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
+        app.start(DataSource(synthetic=SYNTHETIC_SIZE))
     except BaseException:
         app.stop(grace=0.5)
         raise
@@ -44,9 +43,10 @@ def served_app(root: Path, budget_ms: float | None = None) -> App:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App, grpc.Channel]]:
+def served(tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[tuple[InProcessNode, grpc.Channel]]:
     app = served_app(tmp_path_factory.mktemp("bad-input"))
-    channel = grpc.insecure_channel(app.server.address)
+    channel = grpc.insecure_channel(app.address)
     try:
         yield app, channel
     finally:
@@ -54,7 +54,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App, grpc
         app.stop(grace=1.0)
 
 
-def stub_of(served: tuple[App, grpc.Channel]) -> Any:
+def stub_of(served: tuple[InProcessNode, grpc.Channel]) -> Any:
     return pb_grpc.RecommenderStub(served[1])
 
 

@@ -298,9 +298,9 @@ def healthcheck_code(runtime_stage: list[tuple[str, str]]) -> str:
 def test_healthcheck_reports_a_real_servers_grpc_health(
     tmp_path: Path, runtime_stage: list[tuple[str, str]], container_config: RecServerConfig
 ) -> None:
-    """The HEALTHCHECK command, pointed at a real server: 1 while loading, 0 once SERVING."""
-    from recserver.config_reload import ConfigHolder
-    from recserver.node.single import App, DataSource
+    """The HEALTHCHECK command, pointed at a node: 1 while its workers load, 0 once SERVING."""
+    from tests.node_harness import DataSource, InProcessNode
+    from tests.prometheus_fixture import free_port
     from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config
 
     code = healthcheck_code(runtime_stage)
@@ -313,16 +313,17 @@ def test_healthcheck_reports_a_real_servers_grpc_health(
             capture_output=True, text=True, timeout=30,
         )
 
-    holder = ConfigHolder(write_config(tmp_path / "config.yaml", config_document()))
-    app = App(holder, port=0, metrics_port=0)
+    port = free_port()
+    node = InProcessNode(write_config(tmp_path / "config.yaml", config_document()), tmp_path,
+                         port=port)
     try:
-        port = app.bind()  # gRPC up, health NOT_SERVING
+        node.start_builder(DataSource(synthetic=SYNTHETIC_SIZE))  # published; no worker yet
         assert check(port).returncode == 1
-        app.load(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
+        assert node.start_workers() == port
         result = check(port)
         assert result.returncode == 0, result.stderr
     finally:
-        app.stop(grace=0)
+        node.stop(grace=0)
     assert check(port).returncode == 1, "nothing listening: unhealthy"
 
 

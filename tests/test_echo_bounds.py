@@ -2,9 +2,10 @@
 message naming the field and its length, never RESOURCE_EXHAUSTED "Stream removed" (a message
 echoing the whole value passes gRPC's 8 KiB metadata limit).
 
-The helpers (``core.echo``) first, then every endpoint through one real ``App`` on a free port
-(the same server ``test_bad_input`` builds: file event log, 64 KiB messages, so a 10,000-character
-field is well inside the message limit and only the error message could overflow).
+The helpers (``core.echo``) first, then every endpoint through one in-process node (builder and
+worker, ``tests.node_harness``) on a free port (the same node ``test_bad_input`` builds: file event
+log, 64 KiB messages, so a 10,000-character field is well inside the message limit and only the
+error message could overflow).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from recserver.core.echo import (
     shown,
     wire_size,
 )
-from recserver.node.single import App
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from tests.server_fixtures import KNOWN_ITEM, KNOWN_USER
@@ -121,8 +121,8 @@ def test_wire_size_matches_grpc_percent_encoding() -> None:
 
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    app: App = served_app(tmp_path_factory.mktemp("echo-bounds"))
-    channel = grpc.insecure_channel(app.server.address)
+    app = served_app(tmp_path_factory.mktemp("echo-bounds"))
+    channel = grpc.insecure_channel(app.address)
     try:
         yield pb_grpc.RecommenderStub(channel)
     finally:

@@ -1,4 +1,4 @@
-"""Overload over gRPC, on a real in-process server with deliberately slow walks.
+"""Overload over gRPC, on an in-process node (``tests.node_harness``) with deliberately slow walks.
 
 Admission control has two levels (see docs/reliability.md): walk work is bounded
 (``server.max_concurrent_walks``, ``max_walk_waiters``); a request that cannot get a walk slot is
@@ -16,10 +16,9 @@ from typing import Any
 import grpc
 import pytest
 
-from recserver.config_reload import ConfigHolder
-from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from tests.node_harness import DataSource, InProcessNode
 from tests.server_fixtures import (
     SYNTHETIC_SIZE,
     SwitchableWalkHook,
@@ -32,16 +31,11 @@ SLOW = {"budget_ms": 400, "sla_p99_ms": 800,
         "walk": {"steps": 10_000_000, "n_p": 0, "batch_steps": 65_536}}
 
 
-def overloaded_app(root: Path, hook: SwitchableWalkHook, **server: Any) -> App:
+def overloaded_app(root: Path, hook: SwitchableWalkHook, **server: Any) -> InProcessNode:
     doc = config_document(slow=SLOW)
     doc["server"].update(max_workers=16, **server)
-    app = App(ConfigHolder(write_config(root / "config.yaml", doc)), port=0, metrics_port=0,
-              walk_hook=hook)
-    try:
-        app.start(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
-    except BaseException:
-        app.stop(grace=0.5)
-        raise
+    app = InProcessNode(write_config(root / "config.yaml", doc), root, walk_hook=hook)
+    app.start(DataSource(synthetic=SYNTHETIC_SIZE))  # stops what it started if it fails
     return app
 
 
@@ -50,8 +44,8 @@ def hook() -> SwitchableWalkHook:
     return SwitchableWalkHook()
 
 
-def burst(app: App, n: int) -> list[pb.RecommendResponse | grpc.RpcError]:
-    with grpc.insecure_channel(app.server.address) as channel:
+def burst(app: InProcessNode, n: int) -> list[pb.RecommendResponse | grpc.RpcError]:
+    with grpc.insecure_channel(app.address) as channel:
         stub = pb_grpc.RecommenderStub(channel)
         stub.Recommend(pb.RecommendRequest(user_id="u1", surface="home"), timeout=CALL_TIMEOUT_S)
         futures: list[Future[Any]] = [

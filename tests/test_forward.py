@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import grpc
@@ -158,3 +159,31 @@ def test_a_builder_down_is_unavailable_and_says_retry(node: tuple[FakeBuilder, A
         raw_call(channel, "RecordEvents", b"", metadata=AUTH, timeout=30)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "retry with the same event ids" in (err.value.details() or "")
+
+
+class _Mapped:
+    """A worker's mapped graph that shows nothing of the log yet (its first snapshot)."""
+
+    ready = True
+    visible_position = ""
+
+    current = SimpleNamespace(version=1)
+
+
+def test_status_reports_what_this_worker_maps_not_the_builders_position(
+        tmp_path: Path) -> None:
+    # The builder has published the writes (its visible position), this worker has not mapped
+    # that snapshot yet: a client waiting to read its writes here must keep waiting.
+    builder = FakeBuilder(tmp_path / "builder.sock")
+    builder.reply = pb.GetIngestStatusResponse(
+        backend="file", ready=True, visible_position="0000000001-0000000009",
+        applied_position="0000000001-0000000009").SerializeToString()
+    builder.start()
+    link = ForwardingIngest(builder.target, cast(MappedGraph, _Mapped()))
+    try:
+        status = link.status()
+    finally:
+        link.close()
+        builder.stop()
+    assert status.applied_position == "0000000001-0000000009"  # the builder's, relayed
+    assert status.visible_position == "" and status.snapshot_version == 1

@@ -1,7 +1,7 @@
-"""Property-based fuzz (hypothesis) of Recommend requests and RecordEvents batches against a real
-in-process server: never INTERNAL or UNKNOWN, never a crash (the server still answers a plain
-request afterwards), and every answered Recommend within its budget (generous budgets: this is a
-correctness property, not a speed test).
+"""Property-based fuzz (hypothesis) of Recommend requests and RecordEvents batches against an
+in-process node (builder and worker, ``tests.node_harness``): never INTERNAL or UNKNOWN, never a
+crash (the server still answers a plain request afterwards), and every answered Recommend within
+its budget (generous budgets: this is a correctness property, not a speed test).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recserver.node.single import App
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from tests.server_fixtures import KNOWN_USER
@@ -31,8 +30,8 @@ FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
 
 @pytest.fixture(scope="module")
 def stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    app: App = served_app(tmp_path_factory.mktemp("fuzz"), budget_ms=GENEROUS_MS)
-    channel = grpc.insecure_channel(app.server.address)
+    app = served_app(tmp_path_factory.mktemp("fuzz"), budget_ms=GENEROUS_MS)
+    channel = grpc.insecure_channel(app.address)
     try:
         yield pb_grpc.RecommenderStub(channel)
     finally:

@@ -1,7 +1,7 @@
-"""The load generator against a real in-process App for a couple of seconds, then its plots and
-the report tables rendered from its result.
+"""The load generator against an in-process node (builder and worker, ``tests.node_harness``)
+for a couple of seconds, then its plots and the report tables rendered from its result.
 
-The App and the client share this process (and its GIL), so nothing here judges speed: the
+The node and the client share this process (and its GIL), so nothing here judges speed: the
 test checks that replayed users reach the walk, every surface of the mix is reported, and the
 outputs (JSON, PNGs, markdown) are produced from a real run.
 """
@@ -20,28 +20,27 @@ from load.loadgen.runner import RunConfig, run
 from load.loadgen.schedule import Schedule
 from load.loadgen.workload import Workload, WorkloadSpec, load_population
 from load.scenarios.report import render_scenario
-from recserver.config_reload import ConfigHolder
-from recserver.node.single import App, DataSource
+from tests.node_harness import DataSource, InProcessNode
 from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    path = write_config(tmp_path_factory.mktemp("loadgen") / "config.yaml", config_document())
-    app = App(ConfigHolder(path), port=0)
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessNode]:
+    root = tmp_path_factory.mktemp("loadgen")
+    app = InProcessNode(write_config(root / "config.yaml", config_document()), root)
     try:
-        app.start(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
+        app.start(DataSource(synthetic=SYNTHETIC_SIZE))
         yield app
     finally:
         app.stop(grace=1.0)
 
 
 @pytest.fixture(scope="module")
-def result(app: App) -> dict:
+def result(app: InProcessNode) -> dict:
     cols = load_population(synthetic=SYNTHETIC_SIZE)  # the server's own users and items
     spec = WorkloadSpec(mix={"home": 0.5, "item_page": 0.3, "search": 0.2}, debug=True)
     pool = Workload(cols, spec).build(500)
-    cfg = RunConfig(target=app.server.address, schedule=Schedule(60.0, 2.0, "poisson"),
+    cfg = RunConfig(target=app.address, schedule=Schedule(60.0, 2.0, "poisson"),
                     channels=2, timeout_s=5.0, warmup_s=0.5, progress=False,
                     label="e2e")
     return run(cfg, pool)

@@ -8,16 +8,16 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from recserver.config_reload import ConfigHolder
 from recserver.graph.config import EventWeightsConfig, GraphConfig, PruneConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
 from recserver.metrics import Metrics, OnlineQualityMetrics
-from recserver.node.single import App, DataSource
 from recserver.online.config import OnlineQualityConfig
 from recserver.online.quality import OnlineQuality
 from recserver.service.observer import Observers
 from recserver.service.types import Recommendation, RecommendedItem, RecommendQuery
+from tests.node_harness import DataSource, InProcessNode, wait_sample
+from tests.server_fixtures import config_document, write_config
 from tests.service_fixtures import clustered_graph, make_recommender, surface_config
 
 
@@ -144,7 +144,7 @@ def test_the_recommender_passes_the_query_to_its_observers() -> None:
     config = surface_config()
     metrics = Metrics(config, CollectorRegistry())
     recommender = make_recommender(live, config)
-    recommender._observer = Observers([metrics, online])  # as the App wires it
+    recommender._observer = Observers([metrics, online])  # as the single process wires it
     rec = recommender.recommend(RecommendQuery(user_id="u0", surface="home", k=3),
                                 arrival=time.perf_counter(), client_remaining_s=None)
     assert online.pending == 1
@@ -159,24 +159,27 @@ def test_the_recommender_passes_the_query_to_its_observers() -> None:
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[App]:
-    holder = ConfigHolder(None)
-    app = App(holder, port=0, metrics_port=0, metrics=Metrics(holder.current, CollectorRegistry()),
-              online_quality=OnlineQualityConfig(sample_rate=1.0))
-    app.start(DataSource(synthetic="20000"), watch_config=False)
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessNode]:
+    root = tmp_path_factory.mktemp("online-quality")
+    document = config_document()
+    document["online_quality"] = {"sample_rate": 1.0}
+    app = InProcessNode(write_config(root / "config.yaml", document), root)
+    app.start(DataSource(synthetic="20000"))
     yield app
     app.stop(0)
 
 
-def test_the_app_counts_hits_per_surface_and_source(app: App) -> None:
+def test_the_node_counts_hits_per_surface_and_source(app: InProcessNode) -> None:
+    # The worker answers and reports the sampled answer; the builder, which applies the events,
+    # matches them and counts on its registry (the node's /metrics).
     user = app.graph.current.users.name(3)
     rec = app.recommender.recommend(RecommendQuery(user_id=user, surface="home", k=5),
                                     arrival=time.perf_counter(), client_remaining_s=None)
     assert rec.items
+    registry = app.builder.metrics.registry
+    assert wait_sample(registry, "recserver_online_answers_sampled_total",
+                       {"surface": "home", "source": rec.source}) >= 1
     app.graph.ingest(EventColumns.from_events([
         Event(user, rec.items[0].item_id, "purchase", 1, time.time())]))
-    registry = app.metrics.registry
-    assert value(registry, "recserver_online_answers_sampled_total", surface="home",
-                 source=rec.source) >= 1
     assert value(registry, "recserver_online_answers_hit_total", surface="home",
                  source=rec.source) == 1

@@ -8,17 +8,16 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from recserver.config_reload import ConfigHolder
 from recserver.graph.config import GraphConfig
 from recserver.graph.events import Event, EventColumns
 from recserver.graph.live import LiveGraph
-from recserver.metrics import Metrics
 from recserver.metrics.stability import StabilityMetrics
-from recserver.node.single import App, DataSource
 from recserver.online.config import OnlineQualityConfig, sampled_user
 from recserver.online.stability import OnlineStability
 from recserver.server.client import RecommendClient
 from recserver.service.types import Recommendation, RecommendedItem, RecommendQuery
+from tests.node_harness import DataSource, InProcessNode, wait_sample
+from tests.server_fixtures import config_document, write_config
 
 NAME = "recserver_online_stability_overlap_ratio"
 
@@ -89,26 +88,40 @@ def test_sampling_is_by_user_and_memory_is_bounded() -> None:
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[tuple[App, int]]:
-    holder = ConfigHolder(None)
-    app = App(holder, port=0, metrics_port=0, metrics=Metrics(holder.current, CollectorRegistry()),
-              online_quality=OnlineQualityConfig(sample_rate=1.0))
-    port = app.start(DataSource(synthetic="20000"), watch_config=False)
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessNode, int]]:
+    root = tmp_path_factory.mktemp("online-stability")
+    document = config_document()
+    document["online_quality"] = {"sample_rate": 1.0}
+    app = InProcessNode(write_config(root / "config.yaml", document), root)
+    port = app.start(DataSource(synthetic="20000"))
     yield app, port
     app.stop(0)
 
 
-def test_the_server_exports_the_overlap_of_repeated_requests(served: tuple[App, int]) -> None:
+def test_the_node_exports_the_overlap_of_repeated_requests(
+        served: tuple[InProcessNode, int]) -> None:
+    # The worker reports each sampled answer; the builder compares and counts (its registry).
     app, port = served
-    registry = app.metrics.registry
+    registry = app.builder.metrics.registry
     user = app.graph.current.users.name(5)
+    sampled = "recserver_online_answers_sampled_total"
+
+    def answers_in() -> float:
+        return sum(s.value for m in registry.collect() for s in m.samples if s.name == sampled)
+
     with RecommendClient(f"127.0.0.1:{port}") as client:
         first = client.recommend(user, "home", k=10)
         second = client.recommend(user, "home", k=10)
+        assert wait_sample(registry, f"{NAME}_count", {"surface": "home"}) == 1
         assert count(registry) == 1
         same = len({i.item_id for i in first.items} & {i.item_id for i in second.items})
         assert total(registry) == pytest.approx(same / 10)
         app.graph.ingest(EventColumns.from_events([
             Event(user, first.items[0].item_id, "purchase", 1, time.time())]))
+        before = answers_in()
         client.recommend(user, "home", k=10)
+        deadline = time.monotonic() + 15.0  # the third answer reached the builder
+        while answers_in() < before + 1:
+            assert time.monotonic() < deadline, "the third answer was never reported"
+            time.sleep(0.02)
         assert count(registry) == 1  # the user acted in between: not churn

@@ -1,8 +1,8 @@
 """An answer that took longer than its budget says so: the ``over_budget`` reason, over the wire.
 
-A real ``App`` on a free port with a fallback tier that sleeps far longer than the surface's
-budget (the kind of stall the reserve cannot plan for), so the answer is late whatever the
-machine's speed; nothing asserts how fast anything is.
+An in-process node (``tests.node_harness``) on a free port whose worker has a fallback tier that
+sleeps far longer than the surface's budget (the kind of stall the reserve cannot plan for), so the
+answer is late whatever the machine's speed; nothing asserts how fast anything is.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
-from recserver.config_reload import ConfigHolder
 from recserver.metrics.labels import REASONS
-from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from tests.node_harness import DataSource, InProcessNode
 from tests.server_fixtures import (
     KNOWN_USER,
     SYNTHETIC_SIZE,
@@ -42,7 +41,7 @@ LATE_SURFACES = {
 
 @dataclass
 class Served:
-    app: App
+    app: InProcessNode
     stub: pb_grpc.RecommenderStub
 
     def call(self, surface: str) -> pb.RecommendResponse:
@@ -60,11 +59,11 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("over-budget")
     path = write_config(root / "config.yaml", config_document(**LATE_SURFACES))
-    app = App(ConfigHolder(path), port=0, metrics_port=0, data_dir=root / "data")
-    app.tiers["ann"] = SleepingTier("ann", STALL_S)  # the chain holds this very dict
+    app = InProcessNode(path, root)
+    app.tiers["ann"] = SleepingTier("ann", STALL_S)  # the worker's chain holds this very dict
     try:
-        app.start(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
-        with grpc.insecure_channel(app.server.address) as channel:
+        app.start(DataSource(synthetic=SYNTHETIC_SIZE))
+        with grpc.insecure_channel(app.address) as channel:
             yield Served(app, pb_grpc.RecommenderStub(channel))
     finally:
         app.stop(grace=1.0)

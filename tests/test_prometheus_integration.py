@@ -1,11 +1,14 @@
-"""A real Prometheus scraping a real server under a short load agrees with what the client saw.
+"""A real Prometheus scraping a real node under a short load agrees with what the client saw.
 
-The server is a real in-process App (gRPC on a free port, /metrics on another, synthetic data of
-20,000 events); Prometheus (the Debian binary) scrapes it every second and evaluates
+The node is ``recserver serve`` (a builder and a worker process; gRPC on a free port, the node's
+one /metrics, which sums the worker's multi-process files, on another; synthetic data of 20,000
+events); Prometheus (the Debian binary) scrapes it every second and evaluates
 deploy/prometheus/rules every second. A client sends 300 requests over about 10 s across the
-three surfaces, each with its own ``budget_ms`` drawn from a per-surface range, while a walk hook
-slows the walk so that each request runs until its budget (so each surface has a known, different
-latency spread), and measures every call itself. Then:
+three surfaces, each with its own ``budget_ms`` drawn from a per-surface range, while the walk-delay
+fault hook (``RECSERVER_FAULT_WALK_DELAY_MS``, in the worker) slows the walk so that each request
+runs until its budget (so each surface has a known, different latency spread), and measures every
+call itself. Real processes, not the in-process harness: only they sum a worker's metrics into the
+/metrics that ships. Then:
 
 * ``histogram_quantile(0.99, sum by (le, surface) (rate(..._bucket[1m])))`` from Prometheus
   agrees with the client's own p99 within bucket resolution: it is at most the boundary above the
@@ -25,22 +28,25 @@ from __future__ import annotations
 import json
 import math
 import random
+import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
-from prometheus_client import CollectorRegistry
 
 from recserver.config import config_from_document
-from recserver.config_reload import ConfigHolder
 from recserver.metrics import Metrics
-from recserver.node.single import App, DataSource
+from recserver.node.wiring import FAULT_WALK_DELAY_ENV
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from tests.process_output import CollectedProcess
 from tests.prometheus_fixture import DASHBOARD, PROMETHEUS, Prometheus
+from tests.server_fixtures import write_config
 
 pytestmark = [
     pytest.mark.slow,
@@ -57,33 +63,58 @@ LOAD_SECONDS = 10.0
 SLA_MS = {"home": 80.0, "item_page": 60.0, "search": 50.0}
 
 
-def slow_walk(steps_done: int) -> None:
-    time.sleep(0.0005)  # every batch: the walk runs until its deadline, not to completion
+#: Every walk batch sleeps this long: the walk runs until its deadline, not to completion.
+WALK_DELAY_MS = "0.5"
+STARTUP_S = 120.0
+DOCUMENT = {
+    "surfaces": {
+        "home": {"budget_ms": 60, "sla_p99_ms": 80},
+        "item_page": {"budget_ms": 40, "sla_p99_ms": 60},
+        "search": {"budget_ms": 30, "sla_p99_ms": 50},
+    },
+    "server": {"max_concurrent_walks": 4, "metrics_port": 0},
+}
+
+
+class Node(CollectedProcess):
+    """``recserver serve`` with one worker and the walk-delay fault hook."""
+
+    def __init__(self, root: Path) -> None:
+        config = write_config(root / "config.yaml", DOCUMENT)
+        super().__init__([sys.executable, "-m", "recserver", "serve", "--port", "0",
+                          "--metrics-port", "0", "--synthetic", "20000", "--workers", "1",
+                          "--data-dir", str(root / "data"), "--config", str(config)],
+                         env={FAULT_WALK_DELAY_ENV: WALK_DELAY_MS})
+        #: the request-latency bucket boundaries (seconds) the node's metrics use
+        self.buckets = Metrics(config_from_document(DOCUMENT)).buckets
+        self.address = ""
+        self.metrics_address = ""
+
+    def wait_serving(self) -> None:
+        self.address = self.wait_for(r"recserver starting on (\S+) ", STARTUP_S).group(1)
+        url = self.wait_for(r"recserver metrics on (\S+) ", STARTUP_S).group(1)
+        self.metrics_address = url.removeprefix("http://").removesuffix("/metrics")
+        self.wait_for(r"^recserver serving on ", STARTUP_S)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
 
 
 @pytest.fixture(scope="module")
-def app() -> Iterator[App]:
-    config = config_from_document({
-        "surfaces": {
-            "home": {"budget_ms": 60, "sla_p99_ms": 80},
-            "item_page": {"budget_ms": 40, "sla_p99_ms": 60},
-            "search": {"budget_ms": 30, "sla_p99_ms": 50},
-        },
-        "server": {"max_concurrent_walks": 4},
-    })
-    holder = ConfigHolder(None, initial=config)
-    app = App(holder, port=0, metrics_port=0, walk_hook=slow_walk,
-              metrics=Metrics(config, CollectorRegistry()))
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    node = Node(tmp_path_factory.mktemp("prometheus-node"))
     try:
-        app.start(DataSource(synthetic="20000"), watch_config=False)
-        yield app
+        node.wait_serving()
+        yield node
     finally:
-        app.stop(0)
+        node.stop()
 
 
 @pytest.fixture(scope="module")
-def prometheus(app: App, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
-    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), app.metrics_server.address)
+def prometheus(app: Node, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    prom = Prometheus(tmp_path_factory.mktemp("prometheus"), app.metrics_address)
     try:
         yield prom
     finally:
@@ -99,7 +130,7 @@ class Measured:
 
 
 @pytest.fixture(scope="module")
-def load(app: App, prometheus: Prometheus) -> Measured:
+def load(app: Node, prometheus: Prometheus) -> Measured:
     """Run the load; returns what the client measured."""
     # Prometheus must have scraped the zero state first, so rate() counts every request.
     assert prometheus.wait_for('up{job="recserver"} == 1', 1), "no successful scrape"
@@ -108,7 +139,7 @@ def load(app: App, prometheus: Prometheus) -> Measured:
     surfaces = list(BUDGET_RANGES_MS) * (REQUESTS // len(BUDGET_RANGES_MS))
     rng.shuffle(surfaces)
     measured = Measured({s: [] for s in BUDGET_RANGES_MS}, {s: [] for s in BUDGET_RANGES_MS})
-    with grpc.insecure_channel(app.server.address) as channel:
+    with grpc.insecure_channel(app.address) as channel:
         stub = pb_grpc.RecommenderStub(channel)
         # Connect first, without a Recommend call: every call the server counts is measured here.
         grpc.channel_ready_future(channel).result(timeout=10)
@@ -145,7 +176,7 @@ def bound_below(x: float, bounds: list[float]) -> float:
 
 
 def test_prometheus_p99_agrees_with_the_client_p99(
-    app: App, prometheus: Prometheus, load: Measured
+    app: Node, prometheus: Prometheus, load: Measured
 ) -> None:
     p99 = prometheus.by_surface(
         "histogram_quantile(0.99, sum by (le, surface) "
@@ -154,7 +185,7 @@ def test_prometheus_p99_agrees_with_the_client_p99(
     counts = prometheus.by_surface(
         "sum by (surface) (max_over_time(recserver_request_duration_seconds_count[1m]))"
     )
-    bounds_ms = [b * 1000.0 for b in app.metrics.buckets]
+    bounds_ms = [b * 1000.0 for b in app.buckets]
     report = []
     for surface, client in load.client.items():
         server = load.server[surface]

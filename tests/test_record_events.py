@@ -1,8 +1,9 @@
 """``RecordEvents``: per-event results, duplicates, validation, the log's durability contract.
 
-The recorder is tested in process against a real file log; then a real ``App`` with a file log
-is called over gRPC on loopback. Visibility is awaited through ``GetIngestStatus`` (the visible
-log position) with a bounded wait; nothing asserts how fast the machine is.
+The recorder is tested in process against a real file log; then an in-process node (a worker
+relaying to a builder with a file log, ``tests.node_harness``) is called over gRPC on loopback.
+Visibility is awaited through ``GetIngestStatus`` (the visible log position) with a bounded wait;
+nothing asserts how fast the machine is.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from recserver.ingest.tailer import LogTailer
 from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
+from tests.node_harness import InProcessNode
 from tests.server_fixtures import SYNTHETIC_SIZE, config_document, write_config
 
 NOW = 1_700_000_000.0
@@ -191,7 +193,7 @@ def test_ingest_off_is_a_failed_precondition_and_not_ready_is_unavailable() -> N
         loading.record(rows(("a", "u1", "i1", "view", 1.0, NOW)))
 
 
-# -- over gRPC, a real App with a file log ----------------------------------------------------
+# -- over gRPC, an in-process node: a worker relays to the builder, which has a file log -------
 
 
 def ingest_document(**ingest: Any) -> dict[str, Any]:
@@ -206,13 +208,13 @@ def ingest_document(**ingest: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[App, Any]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessNode, Any]]:
     root = tmp_path_factory.mktemp("record")
     path = write_config(root / "config.yaml", ingest_document(max_batch_events=50))
-    app = App(ConfigHolder(path), port=0, metrics_port=0, data_dir=root / "data")
+    app = InProcessNode(path, root)
     try:
-        app.start(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
-        channel = grpc.insecure_channel(app.server.address)
+        app.start(DataSource(synthetic=SYNTHETIC_SIZE))
+        channel = grpc.insecure_channel(app.address)
         yield app, pb_grpc.RecommenderStub(channel)
         channel.close()
     finally:
@@ -295,7 +297,7 @@ def test_ingest_metrics_are_exported(served: Any) -> None:
     response = stub.RecordEvents(pb.RecordEventsRequest(events=[
         event(event_id="m1", user_id="grpc-m", item_id="grpc-x")]), timeout=CALL_TIMEOUT_S)
     wait_visible(stub, response.log_position)
-    registry = app.metrics.registry
+    registry = app.builder.metrics.registry  # the process that appends and applies
 
     def value(name: str, **labels: str) -> float:
         return registry.get_sample_value(name, labels) or 0.0
@@ -309,6 +311,8 @@ def test_ingest_metrics_are_exported(served: Any) -> None:
 
 
 def test_a_server_without_a_log_says_why(tmp_path: Path) -> None:
+    # Single-process on purpose: only ``serve --single-process`` without a data dir runs with
+    # no event log (a node's builder always has one: ``--data-dir`` defaults to var/recserver).
     path = write_config(tmp_path / "config.yaml", config_document())
     app = App(ConfigHolder(path), port=0, metrics_port=0)
     try:

@@ -1,4 +1,6 @@
-"""``recserver replay --target``: the realtime mode against a real server over gRPC."""
+"""``recserver replay --target``: the realtime mode against a node over gRPC (an in-process
+builder and worker, ``tests.node_harness``: events recorded on the worker reach the builder,
+answers come from the snapshot the worker maps)."""
 
 from __future__ import annotations
 
@@ -12,20 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
 
 from recserver.cli import main
 from recserver.config import config_from_document
-from recserver.config_reload import ConfigHolder
 from recserver.eval.replay import ReplayOptions, replay
 from recserver.eval.replay_engine import Replayer
 from recserver.eval.replay_remote import RemoteReplayer, remote_factory
 from recserver.eval.replay_sessions import Ask
 from recserver.graph.events import EventColumns
 from recserver.graph.synthetic import generate
-from recserver.metrics import Metrics
-from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
+from tests.node_harness import DataSource, InProcessNode
 
 DOCUMENT = {
     "surfaces": {"home": {"budget_ms": 2_000, "sla_p99_ms": 2_000, "walk": {"steps": 5_000},
@@ -55,10 +54,8 @@ def server(events: EventColumns, tmp_path_factory: pytest.TempPathFactory
                 writer.writerow([e.user_id, e.item_id, e.event, e.weight, e.timestamp])
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump(DOCUMENT))
-    holder = ConfigHolder(config)
-    app = App(holder, port=0, metrics_port=0, metrics=Metrics(holder.current, CollectorRegistry()),
-              data_dir=root / "data")
-    port = app.start(DataSource(events=train), watch_config=False)
+    app = InProcessNode(config, root)
+    port = app.start(DataSource(events=train))
     yield f"127.0.0.1:{port}", cutoff
     app.stop(0)
 
@@ -132,10 +129,8 @@ def test_the_command_sends_the_training_events_to_an_empty_server(
     seed = write_csv(tmp_path / "seed.csv", [("nobody", "nothing", "view", 1.0, rows[0][4])])
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(DOCUMENT))
-    holder = ConfigHolder(config)
-    app = App(holder, port=0, metrics_port=0, metrics=Metrics(holder.current, CollectorRegistry()),
-              data_dir=tmp_path / "data")
-    port = app.start(DataSource(events=seed), watch_config=False)
+    app = InProcessNode(config, tmp_path)
+    port = app.start(DataSource(events=seed))
     try:
         code = main(["replay", "--events", str(log), "--config", str(config), "--target",
                      f"127.0.0.1:{port}", "--send-train", "-k", "10", "--test-fraction",
@@ -147,7 +142,7 @@ def test_the_command_sends_the_training_events_to_an_empty_server(
         assert record["mode"] == "realtime" and record["answers"] == 40
         sent = doc["split"]["train_events"] + doc["split"]["test_events"]
         assert 0.9 * doc["split"]["train_events"] < record["events_recorded"] <= sent
-        assert app.graph.current.n_users > 100  # the training users arrived over gRPC
+        assert app.graph.current.n_users > 100  # the training users reached the builder over gRPC
         assert record["cold_answers"] < 40
     finally:
         app.stop(0)

@@ -1,8 +1,9 @@
 """Access control and limits: TLS, mutual TLS, the bearer token, secrets never shown.
 
 Certificates are made at test time with the ``openssl`` command (a throwaway CA, a server
-certificate for localhost/127.0.0.1, a client certificate). Real ``App`` servers on free loopback
-ports are called over gRPC; no test depends on the machine's speed.
+certificate for localhost/127.0.0.1, a client certificate). In-process nodes (a builder and a
+worker, ``tests.node_harness``) on free loopback ports are called over gRPC; no test depends on
+the machine's speed.
 """
 
 from __future__ import annotations
@@ -23,16 +24,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from recserver.cli.recommend import add_arguments as add_recommend_args
 from recserver.cli.recommend import run as cmd_recommend
 from recserver.config import ConfigError, load_config
-from recserver.config_reload import ConfigHolder
 from recserver.core.errors import Unauthenticated
 from recserver.eventlog.registry import choose, describe
 from recserver.ingest.config import IngestConfig
-from recserver.node.single import App, DataSource
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.auth import AuthInterceptor, bearer_metadata, protected_methods
 from recserver.server.client import RecommendClient
 from recserver.server.tls import channel_credentials
+from tests.node_harness import DataSource, InProcessNode
 from tests.server_fixtures import KNOWN_USER, SYNTHETIC_SIZE, config_document, write_config
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
@@ -86,14 +86,13 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-def _start(root: Path, server: dict[str, Any], *, ingest: bool) -> App:
+def _start(root: Path, server: dict[str, Any]) -> InProcessNode:
     doc = config_document()
     doc["server"].update(server)
     path = write_config(root / "config.yaml", doc)
-    app = App(ConfigHolder(path), port=0, metrics_port=0,
-              data_dir=root / "data" if ingest else None)
+    app = InProcessNode(path, root)
     try:
-        app.start(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
+        app.start(DataSource(synthetic=SYNTHETIC_SIZE))
     except BaseException:
         app.stop(grace=0.5)
         raise
@@ -103,7 +102,7 @@ def _start(root: Path, server: dict[str, Any], *, ingest: bool) -> App:
 @pytest.fixture(scope="module")
 def tls_app(
     certs: Certs, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[App]:
+) -> Iterator[InProcessNode]:
     """TLS (no client certs), a token from a file for writes and admin; Recommend open."""
     root = tmp_path_factory.mktemp("tls")
     token_file = root / "token"
@@ -111,7 +110,7 @@ def tls_app(
     app = _start(root, {
         "tls": {"cert_file": str(certs.server_cert), "key_file": str(certs.server_key)},
         "auth": {"token_file": str(token_file)},
-    }, ingest=True)
+    })
     try:
         yield app
     finally:
@@ -121,7 +120,7 @@ def tls_app(
 @pytest.fixture(scope="module")
 def mtls_app(
     certs: Certs, tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: Any
-) -> Iterator[App]:
+) -> Iterator[InProcessNode]:
     """Mutual TLS, the token from an environment variable, required for Recommend too."""
     monkeypatch_module.setenv("RECSERVER_TEST_AUTH_TOKEN", TOKEN)
     root = tmp_path_factory.mktemp("mtls")
@@ -129,7 +128,7 @@ def mtls_app(
         "tls": {"cert_file": str(certs.server_cert), "key_file": str(certs.server_key),
                 "client_ca_file": str(certs.ca)},
         "auth": {"token_env": "RECSERVER_TEST_AUTH_TOKEN", "require_for_recommend": True},
-    }, ingest=False)
+    })
     try:
         yield app
     finally:
@@ -143,7 +142,7 @@ def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     mp.undo()
 
 
-def tls_stub(app: App, certs: Certs, *, client_cert: bool = False,
+def tls_stub(app: InProcessNode, certs: Certs, *, client_cert: bool = False,
              ca: Path | None = None) -> tuple[grpc.Channel, Any]:
     creds = channel_credentials(ca or certs.ca, certs.client_cert if client_cert else None,
                                 certs.client_key if client_cert else None)
@@ -169,21 +168,21 @@ def an_event(event_id: str) -> pb.RecordEventsRequest:
 # -- TLS --------------------------------------------------------------------------------------
 
 
-def test_a_plaintext_client_cannot_talk_to_a_tls_port(tls_app: App) -> None:
+def test_a_plaintext_client_cannot_talk_to_a_tls_port(tls_app: InProcessNode) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{tls_app.server.port}") as channel:
         code, _ = code_of(lambda: pb_grpc.RecommenderStub(channel).Recommend(
             recommend_request(), timeout=5))
     assert code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_a_client_trusting_another_ca_is_refused(tls_app: App, certs: Certs) -> None:
+def test_a_client_trusting_another_ca_is_refused(tls_app: InProcessNode, certs: Certs) -> None:
     channel, stub = tls_stub(tls_app, certs, ca=certs.other_ca)
     with channel:
         code, _ = code_of(lambda: stub.Recommend(recommend_request(), timeout=5))
     assert code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_tls_recommend_is_open_without_a_token(tls_app: App, certs: Certs) -> None:
+def test_tls_recommend_is_open_without_a_token(tls_app: InProcessNode, certs: Certs) -> None:
     channel, stub = tls_stub(tls_app, certs)
     with channel:
         answer = stub.Recommend(recommend_request(), timeout=CALL_TIMEOUT_S)
@@ -199,7 +198,7 @@ def test_tls_recommend_is_open_without_a_token(tls_app: App, certs: Certs) -> No
 @pytest.mark.parametrize("method", ["RecordEvents", "GetIngestStatus", "DescribeUser",
                                     "DescribeItems", "UpdateItems", "DeleteUser"])
 def test_writes_and_admin_rpcs_need_the_token(
-    tls_app: App, certs: Certs, method: str, caplog: pytest.LogCaptureFixture
+    tls_app: InProcessNode, certs: Certs, method: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     requests = {
         "RecordEvents": an_event(f"tok-{method}"),
@@ -224,7 +223,7 @@ def test_writes_and_admin_rpcs_need_the_token(
     assert TOKEN not in caplog.text and TOKEN not in details
 
 
-def test_nothing_is_written_without_the_token(tls_app: App, certs: Certs) -> None:
+def test_nothing_is_written_without_the_token(tls_app: InProcessNode, certs: Certs) -> None:
     channel, stub = tls_stub(tls_app, certs)
     ok = bearer_metadata(TOKEN)
     with channel:
@@ -237,7 +236,7 @@ def test_nothing_is_written_without_the_token(tls_app: App, certs: Certs) -> Non
     assert answer.log_position > before.visible_position or not before.visible_position
 
 
-def test_unauthenticated_recommend_calls_are_counted(mtls_app: App, certs: Certs) -> None:
+def test_unauthenticated_recommend_calls_are_counted(mtls_app: InProcessNode, certs: Certs) -> None:
     channel, stub = tls_stub(mtls_app, certs, client_cert=True)
     with channel:
         code_of(lambda: stub.Recommend(recommend_request(), timeout=CALL_TIMEOUT_S))
@@ -246,7 +245,7 @@ def test_unauthenticated_recommend_calls_are_counted(mtls_app: App, certs: Certs
     assert samples and max(s.value for s in samples) >= 1
 
 
-def test_mutual_tls_needs_a_client_certificate(mtls_app: App, certs: Certs) -> None:
+def test_mutual_tls_needs_a_client_certificate(mtls_app: InProcessNode, certs: Certs) -> None:
     channel, stub = tls_stub(mtls_app, certs, client_cert=False)
     with channel:
         code, _ = code_of(lambda: stub.Recommend(recommend_request(), timeout=5,
@@ -254,7 +253,7 @@ def test_mutual_tls_needs_a_client_certificate(mtls_app: App, certs: Certs) -> N
     assert code == grpc.StatusCode.UNAVAILABLE  # the handshake fails; no handler ran
 
 
-def test_recommend_can_require_the_token(mtls_app: App, certs: Certs) -> None:
+def test_recommend_can_require_the_token(mtls_app: InProcessNode, certs: Certs) -> None:
     channel, stub = tls_stub(mtls_app, certs, client_cert=True)
     with channel:
         code, details = code_of(lambda: stub.Recommend(recommend_request(), timeout=5))
@@ -266,7 +265,7 @@ def test_recommend_can_require_the_token(mtls_app: App, certs: Certs) -> None:
 
 
 def test_the_recommend_command_speaks_tls_and_sends_the_token(
-    mtls_app: App, certs: Certs, capsys: pytest.CaptureFixture[str],
+    mtls_app: InProcessNode, certs: Certs, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     parser = argparse.ArgumentParser()
@@ -285,7 +284,7 @@ def test_the_recommend_command_speaks_tls_and_sends_the_token(
     assert cmd_recommend(parser.parse_args(base)) == 0
 
 
-def test_the_client_class_takes_tls_and_a_token(mtls_app: App, certs: Certs) -> None:
+def test_the_client_class_takes_tls_and_a_token(mtls_app: InProcessNode, certs: Certs) -> None:
     with RecommendClient(f"localhost:{mtls_app.server.port}", ca_file=certs.ca,
                          cert_file=certs.client_cert, key_file=certs.client_key,
                          token=TOKEN) as client:
@@ -348,7 +347,8 @@ def test_a_token_env_that_is_unset_stops_the_start(
     monkeypatch.delenv("RECSERVER_TEST_UNSET_TOKEN", raising=False)
     path = _config_with(tmp_path, {"auth": {"token_env": "RECSERVER_TEST_UNSET_TOKEN"}})
     with pytest.raises(ValueError, match=r"\$RECSERVER_TEST_UNSET_TOKEN.*missing or shorter"):
-        App(ConfigHolder(path), port=0, metrics_port=0)
+        # The worker's door resolves the token as it binds: a node must not go SERVING.
+        InProcessNode(path, tmp_path).start(DataSource(synthetic=SYNTHETIC_SIZE))
 
 
 def test_metrics_bind_to_loopback_unless_configured() -> None:

@@ -1,4 +1,5 @@
-"""The whole server end to end: a real ``App`` on a free port, a real gRPC channel.
+"""The whole node end to end: a builder and a worker (``tests.node_harness``, the classes the
+node's processes run) on a free port, a real gRPC channel.
 
 The domain pipeline is tested in-process with a fake clock (tests/test_recommender.py) and the
 transport with a fake handler (tests/test_grpc_transport.py); these tests check that the parts
@@ -21,10 +22,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from recserver.config_reload import ConfigHolder
-from recserver.node.single import App, DataSource
+from recserver.node.single import App
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from recserver.server.methods import SERVICE_NAME
+from tests.node_harness import DataSource, InProcessNode
+from tests.prometheus_fixture import free_port
 from tests.server_fixtures import (
     KNOWN_ITEM,
     KNOWN_USER,
@@ -65,7 +68,7 @@ EXTRA_SURFACES: dict[str, dict[str, Any]] = {
 
 @dataclass
 class Served:
-    app: App
+    app: InProcessNode
     hook: SwitchableWalkHook
     slow_tier: SleepingTier
     channel: grpc.Channel
@@ -86,20 +89,21 @@ class Served:
         return int(stub.Check(request, timeout=CALL_TIMEOUT_S).status)
 
 
-def make_app(config_path: Path) -> tuple[App, SwitchableWalkHook, SleepingTier]:
+def make_app(config_path: Path, port: int = 0
+             ) -> tuple[InProcessNode, SwitchableWalkHook, SleepingTier]:
     hook = SwitchableWalkHook()
-    app = App(ConfigHolder(config_path), port=0, walk_hook=hook)
-    # The recommender's FallbackChain holds this very dict: the slow stand-in replaces the ANN
-    # tier (config validation admits only the tier names the app registers).
+    app = InProcessNode(config_path, config_path.parent, walk_hook=hook, port=port)
+    # The worker's FallbackChain holds this very dict: the slow stand-in replaces the ANN
+    # tier (config validation admits only the tier names the node registers).
     slow_tier = SleepingTier("ann", SLOW_TIER_DELAY_S)
     app.tiers["ann"] = slow_tier
     return app, hook, slow_tier
 
 
 def connect(
-    app: App, hook: SwitchableWalkHook, slow_tier: SleepingTier, config_path: Path
+    app: InProcessNode, hook: SwitchableWalkHook, slow_tier: SleepingTier, config_path: Path
 ) -> Served:
-    channel = grpc.insecure_channel(app.server.address)
+    channel = grpc.insecure_channel(app.address)
     return Served(app, hook, slow_tier, channel, pb_grpc.RecommenderStub(channel), config_path)
 
 
@@ -111,7 +115,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     )
     app, hook, slow_tier = make_app(path)
     try:
-        app.start(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
+        app.start(DataSource(synthetic=SYNTHETIC_SIZE))
         running = connect(app, hook, slow_tier, path)
         yield running
         running.channel.close()
@@ -121,12 +125,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture
 def fresh(tmp_path: Path) -> Iterator[Served]:
-    """A server of its own, bound but not loaded: the test calls ``app.load`` when it wants."""
+    """A node of its own, its graph published but no worker started: the test calls ``load``
+    when it wants one listening."""
     path = write_config(tmp_path / "config.yaml", config_document())
-    app, hook, slow_tier = make_app(path)
+    app, hook, slow_tier = make_app(path, port=free_port())
     channel: grpc.Channel | None = None
     try:
-        app.bind()
+        app.start_builder(DataSource(synthetic=SYNTHETIC_SIZE))
         running = connect(app, hook, slow_tier, path)
         channel = running.channel
         yield running
@@ -137,7 +142,7 @@ def fresh(tmp_path: Path) -> Iterator[Served]:
 
 
 def load(running: Served) -> None:
-    running.app.load(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
+    running.app.start_workers()
 
 
 VALID_SOURCES = {pb.GRAPH, pb.GRAPH_PARTIAL, pb.BLENDED, pb.ANN_FALLBACK, pb.POPULAR}
@@ -325,13 +330,13 @@ def test_config_reload_applies_a_good_file_and_rejects_a_bad_one(fresh: Served) 
         home={"budget_ms": 45, "sla_p99_ms": 80}, promo={"budget_ms": 25, "sla_p99_ms": 40}
     )
     write_config(fresh.config_path, good)
-    assert fresh.app.holder.reload() is True
+    assert fresh.app.reload() is True
     assert fresh.call().budget_ms == 45.0
     assert fresh.call(surface="promo").budget_ms == 25.0
 
     bad = config_document(home={"budget_ms": 0, "sla_p99_ms": 80})
     write_config(fresh.config_path, bad)
-    assert fresh.app.holder.reload() is False
+    assert fresh.app.reload() is False
     error = fresh.app.holder.last_error or ""
     assert str(fresh.config_path) in error and "surfaces.home.budget_ms" in error
     # The previous config keeps serving, whole.
@@ -339,7 +344,7 @@ def test_config_reload_applies_a_good_file_and_rejects_a_bad_one(fresh: Served) 
     assert fresh.call(surface="promo").budget_ms == 25.0
 
     write_config(fresh.config_path, config_document())  # promo gone again
-    assert fresh.app.holder.reload() is True
+    assert fresh.app.reload() is True
     assert fresh.call().budget_ms == 60.0
     with pytest.raises(grpc.RpcError) as info:
         fresh.call(surface="promo")
@@ -350,16 +355,51 @@ def test_config_reload_applies_a_good_file_and_rejects_a_bad_one(fresh: Served) 
 # -- health -----------------------------------------------------------------------------------
 
 
-def test_health_goes_serving_only_after_the_graph_is_loaded(fresh: Served) -> None:
-    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
-    for name in ("", SERVICE_NAME):
-        assert fresh.health(name) == not_serving
-    with pytest.raises(grpc.RpcError) as info:
-        fresh.call()
+def test_health_goes_serving_only_once_a_worker_is_ready(fresh: Served) -> None:
+    # A node's worker listens only once its snapshot is mapped and warm: before that nothing
+    # answers on the port (the supervisor holds it unlistened), so a call is UNAVAILABLE. (A
+    # channel of its own: a refused connection's backoff would delay the shared subchannel.)
+    alone = [("grpc.use_local_subchannel_pool", 1)]
+    with (grpc.insecure_channel(fresh.app.address, options=alone) as early,
+          pytest.raises(grpc.RpcError) as info):
+        pb_grpc.RecommenderStub(early).Recommend(
+            pb.RecommendRequest(user_id=KNOWN_USER, surface="home"), timeout=2.0)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "loading" in (info.value.details() or "")
 
     load(fresh)
     for name in ("", SERVICE_NAME):
         assert fresh.health(name) == health_pb2.HealthCheckResponse.SERVING
     assert len(fresh.call().items) == 10
+
+
+def test_single_process_health_is_not_serving_while_it_loads(tmp_path: Path) -> None:
+    """``serve --single-process`` (the benchmarks' baseline, ``node.single``) binds before it
+    loads, unlike a node's worker: health says NOT_SERVING and Recommend UNAVAILABLE until the
+    graph is loaded. Kept on ``App`` because that order is only the single process's."""
+    path = write_config(tmp_path / "config.yaml", config_document())
+    app = App(ConfigHolder(path), port=0)
+    try:
+        app.bind()
+        with grpc.insecure_channel(app.server.address) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+            for name in ("", SERVICE_NAME):
+                status = health.Check(health_pb2.HealthCheckRequest(service=name),
+                                      timeout=CALL_TIMEOUT_S).status
+                assert status == not_serving
+            stub = pb_grpc.RecommenderStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Recommend(pb.RecommendRequest(user_id=KNOWN_USER, surface="home"),
+                               timeout=CALL_TIMEOUT_S)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "loading" in (info.value.details() or "")
+            app.load(DataSource(synthetic=SYNTHETIC_SIZE), watch_config=False)
+            for name in ("", SERVICE_NAME):
+                status = health.Check(health_pb2.HealthCheckRequest(service=name),
+                                      timeout=CALL_TIMEOUT_S).status
+                assert status == health_pb2.HealthCheckResponse.SERVING
+            answer = stub.Recommend(pb.RecommendRequest(user_id=KNOWN_USER, surface="home"),
+                                    timeout=CALL_TIMEOUT_S)
+            assert len(answer.items) == 10
+    finally:
+        app.stop(grace=1.0)

@@ -91,9 +91,10 @@ def reload(ctx: Context) -> dict[str, Any]:
     """Scenario 6: ingest under load with a config reload (file rewritten + SIGHUP), a forced
     compacting publish, and a reload back.
 
-    Ingest goes through ``RecordEvents`` from the load generator (the server keeps a file event
-    log in a temporary ``--data-dir``) when the server has it; otherwise it runs inside the server
-    process (``load/scenarios/server.py``, switched on and off by SIGUSR2). Either way the graph
+    Ingest goes through ``RecordEvents`` from the load generator (the node keeps a file event
+    log in a temporary ``--data-dir``) when it is ready; otherwise the scenario server sends the
+    events to ``RecordEvents`` itself (``load/scenarios/server.py``, switched on and off by
+    SIGUSR2). The server is the node: SIGHUP and SIGUSR1 are relayed to its roles. The graph
     publishes an overlay snapshot every ``graph.publish_interval_s`` and compacts in the
     background when the overlay grows past ``graph.compact_overlay_fraction``.
     """
@@ -104,7 +105,7 @@ def reload(ctx: Context) -> dict[str, Any]:
     if _serve_accepts("--data-dir"):
         extra += ["--data-dir", str(data_dir)]
     server = ctx.start_server("reload", module="load.scenarios.server", extra=extra)
-    mode = "rpc" if ingest_ready(server.port) else "in-process"
+    mode = "rpc" if ingest_ready(server.port) else "scenario-server"
     log(f"ingest: {mode} ({ingest_rate:g} events/s)")
     config = ctx.out / "reload.yaml"
     original = config.read_text()

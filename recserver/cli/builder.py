@@ -1,10 +1,15 @@
-"""``recserver builder``: run a node's builder role (every write; publishes snapshots)."""
+"""``recserver builder``: run a node's builder role (every write; publishes snapshots).
+
+SIGHUP reloads the config, SIGUSR1 forces a compacting publish, SIGTERM stops it (``serve``
+relays the first two from its supervisor)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 
 from recserver.cli._source_args import add_items_arg, add_source_args
@@ -79,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
                       event_log_url=args.event_log_url, data_dir=args.data_dir,
                       metrics_port=args.metrics_port, ann_builds=args.ann_build)
     stop = stop_event()
+    # SIGUSR1 (``serve`` relays it): a compacting publish, off the signal handler's thread.
+    signal.signal(signal.SIGUSR1, lambda signum, frame: threading.Thread(
+        target=builder.publish_compacted, name="forced-publish", daemon=True).start())
     builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict,
                              items=args.items, data_dir=Path(args.data_dir)))
     snap = builder.graph.current

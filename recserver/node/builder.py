@@ -131,15 +131,17 @@ class Builder:
         self, holder: ConfigHolder, run: RunDir, *, redis_url: str | None = None,
         event_log_url: str | None = None, data_dir: str | None = None,
         metrics_port: int | None = None, ann_builds: str = "child",
+        metrics: Metrics | None = None,
     ) -> None:
-        """``ann_builds``: ``child`` (a SCHED_IDLE process per build) or ``thread`` (here)."""
+        """``ann_builds``: ``child`` (a SCHED_IDLE process per build) or ``thread`` (here);
+        ``metrics``: a test's own registry (default: a fresh one)."""
         if ann_builds not in ANN_BUILDS:
             raise ValueError(f"ann_builds must be one of {', '.join(ANN_BUILDS)}, "
                              f"not {ann_builds!r}")
         config = holder.current
         self.holder = holder
         self.run = run.create()
-        self.metrics = wiring.role_metrics(holder, answers_as=None)
+        self.metrics = wiring.role_metrics(holder, answers_as=None, metrics=metrics)
         self.writer = SnapshotWriter(self.run)
         self.graph = wiring.writer_graph(holder, self.metrics,
                                          first_version=self.writer.last_version() + 1)
@@ -184,6 +186,19 @@ class Builder:
         if self.holder.path is not None:
             self.holder.start_watching()
         self.server.set_serving()
+
+    def publish_compacted(self) -> GraphSnapshot | None:
+        """Rebuild the base with pruning and publish it now (the heaviest publish there is;
+        ``recserver builder`` runs it on SIGUSR1, e.g. for a drill under load). None before
+        the first graph is loaded: the bootstrap publishes compacted anyway."""
+        if not self.graph.ready:
+            log.warning("compacting publish asked before the first graph is loaded: ignored")
+            return None
+        started = time.perf_counter()
+        snap = self.graph.publish(compact=True)
+        log.warning("forced compacting publish: version %d in %.2f s", snap.version,
+                    time.perf_counter() - started)
+        return snap
 
     def _write(self, snap: GraphSnapshot) -> None:
         try:

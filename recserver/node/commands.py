@@ -70,6 +70,21 @@ def stop_event() -> threading.Event:
     return stop
 
 
+def relay_signals(supervisor: Supervisor) -> None:
+    """``serve`` passes the roles' signals on: SIGHUP (reload the config) to every child, and
+    SIGUSR1 (force a compacting publish) to the builder. Without this a SIGHUP, which the
+    README promises reloads the config, ended the supervisor and with it the node."""
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        log.info("SIGHUP: config reload asked of %s", ", ".join(supervisor.relay(signum)))
+
+    def on_usr1(signum: int, frame: FrameType | None) -> None:
+        supervisor.relay(signum, builder_only=True)
+
+    signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGUSR1, on_usr1)
+
+
 def _passthrough(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
     out: list[str] = []
     for name in names:
@@ -218,6 +233,7 @@ def _serve_node(args: argparse.Namespace, holder: ConfigHolder, data_dir: Path,
 
     supervisor = Supervisor(run, builder_argv, worker_argv, workers,
                             grace_s=config.server.grace_period_s)
+    relay_signals(supervisor)
     host = f"[{config.server.host}]" if ":" in config.server.host else config.server.host
     address = f"{host}:{port}"
     # Not "listening": the port is only reserved; workers listen once their snapshot is mapped.

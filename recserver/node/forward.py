@@ -92,7 +92,10 @@ class ForwardingIngest:
         mapped = self.graph.current.version if self.graph.ready else 0
         return IngestStatus(
             backend=s.backend, where=s.where, ready=s.ready, applied_position=s.applied_position,
-            visible_position=self.graph.visible_position or s.visible_position,
+            # What this worker answers from, never the builder's: a client waiting to read
+            # its writes must not be told they are visible before this worker maps them ("":
+            # the mapped snapshot shows nothing of the log yet).
+            visible_position=self.graph.visible_position,
             events_applied=s.events_applied,
             snapshot_version=mapped, apply_lag_s=s.apply_lag_seconds, last_error=s.last_error,
             checkpoint_position=s.checkpoint_position, checkpoint_at=s.checkpoint_at,

@@ -1,13 +1,14 @@
 """The single-process server: the node's parts (``node.wiring``) composed in one process.
 
-The node (``serve``) is what ships; this keeps one process that both writes and answers, for
-two uses only: the in-process harness of the tests that inject faults into the request path
-(a walk hook, a test's own metrics registry, calls to the live graph or the online matchers
-that no other process can reach), and ``serve --single-process``, the baseline the node's
-benchmarks compare against. It is built from the same wiring as the builder and the workers,
-so what it serves is what they serve: the writer's graph, ingest and ANN runtime (results in
-an in-process LRU unless Redis is configured), the answering side, the sync door and one
-``/metrics``. Online quality matches each answer in place (no report stream to a builder).
+The node (``serve``) is what ships, and what the tests drive (``tests/node_harness.py`` runs a
+real builder and workers in a test's process; others start ``recserver serve``). This keeps one
+process that both writes and answers for one use: ``serve --single-process``, the baseline the
+node's benchmarks (``load/benchmarks/node.py``, ``node_memory.py``) compare against. Only two
+tests drive it, each about a behaviour only this mode has (it binds before it loads; without a
+data dir it runs with no event log). It is built from the same wiring as the builder and the
+workers, so what it serves is what they serve: the writer's graph, ingest and ANN runtime
+(results in an in-process LRU unless Redis is configured), the answering side, the sync door and
+one ``/metrics``. Online quality matches each answer in place (no report stream to a builder).
 
 ``App.start`` binds the port first (health NOT_SERVING, Recommend answers UNAVAILABLE), loads
 the graph, then reports SERVING; ``App.stop`` drains in-flight requests.
@@ -133,7 +134,7 @@ def serve_single_process(args: argparse.Namespace, stop: threading.Event, *,
                          on_loaded: Callable[[App], None] | None = None) -> int:
     """``serve --single-process`` until ``stop`` is set (SIGTERM/SIGINT): ``node.commands``
     checked the data dir and runs this. ``on_loaded(app)`` runs on the main thread once SERVING
-    (a harness's in-process hooks)."""
+    (in-process hooks of a caller's own)."""
     holder = ConfigHolder(args.config)
     data_dir = args.data_dir or holder.current.ingest.data_dir
     app = App(holder, port=args.port, metrics_port=args.metrics_port, redis_url=args.redis_url,

@@ -150,6 +150,20 @@ class Supervisor:
                 self._spawn(child)
             self._deferred = []
 
+    def relay(self, signum: int, *, builder_only: bool = False) -> list[str]:
+        """Send ``signum`` to the live builder (and the workers unless ``builder_only``): a
+        signal to ``serve`` meant for its roles (SIGHUP reloads the config in each, SIGUSR1
+        forces the builder's compacting publish). Returns the children told."""
+        told = []
+        for child in [self.builder] + ([] if builder_only else self.workers):
+            if child.proc is not None and child.alive():
+                try:
+                    child.proc.send_signal(signum)
+                except ProcessLookupError:  # exited since alive() looked
+                    continue
+                told.append(child.name)
+        return told
+
     def ready_workers(self) -> int:
         """Workers that reported SERVING (each writes its ready file)."""
         return sum(1 for c in self.workers if c.alive() and

@@ -27,6 +27,7 @@ from recserver.core.heap import freeze_startup_heap
 from recserver.graph.config import WalkConfig
 from recserver.graph.snapshot import GraphSnapshot
 from recserver.graph.walk import run_walk, warm_up
+from recserver.metrics import Metrics
 from recserver.node import wiring
 from recserver.node.forward import ForwardingIngest
 from recserver.node.layout import RunDir
@@ -86,16 +87,17 @@ class Worker:
         self, holder: ConfigHolder, run: RunDir, *, port: int | None = None,
         redis_url: str | None = None, walk_hook: WalkHook | None = None,
         reuse_port: bool = True, own_port: int | None = None, name: str = "worker",
-        walk_threads: int | None = None,
+        walk_threads: int | None = None, metrics: Metrics | None = None,
     ) -> None:
         """``port`` is the node's, shared with its other workers; ``own_port`` this worker's
         alone (one client channel with round_robin over every worker's own port spreads its
         calls over all of them, where the shared port spreads connections). ``walk_threads``:
-        this worker's share of the node's cores (``server.max_concurrent_walks`` wins)."""
+        this worker's share of the node's cores (``server.max_concurrent_walks`` wins).
+        ``metrics``: a test's own registry (default: a fresh one)."""
         config = holder.current
         self.holder = holder
         self.run = run
-        self.metrics = wiring.role_metrics(holder, answers_as=name)
+        self.metrics = wiring.role_metrics(holder, answers_as=name, metrics=metrics)
         self.graph = MappedGraph(run)
         self.metrics.watch_graph(self.graph)
         self.ann = wiring.ann_runtime(config, self.graph, self.metrics, redis_url=redis_url,
@@ -113,7 +115,7 @@ class Worker:
                                            walk_threads=walk_threads, forward=self.ingest)
         self._stopped = threading.Event()
 
-    def start(self, timeout_s: float = 600.0) -> int:
+    def start(self, timeout_s: float = 600.0, *, freeze_heap: bool = True) -> int:
         """Map the newest snapshot, compile the kernels, start watching, then bind the port and
         go SERVING; returns the port.
 
@@ -140,8 +142,9 @@ class Worker:
         # held the GIL for 80-150 ms in a worker), and the collection it runs must not delay
         # calls the kernel already handed to this worker.
         self.reporter.start()
-        frozen = freeze_startup_heap()
-        log.info("start-up heap frozen out of garbage collection: %d objects", frozen)
+        if freeze_heap:
+            frozen = freeze_startup_heap()
+            log.info("start-up heap frozen out of garbage collection: %d objects", frozen)
         port = self.server.start()
         self.server.set_serving()
         snap = self.graph.current

@@ -114,9 +114,12 @@ class AioErrorInterceptor(grpc.aio.ServerInterceptor):
                     raise request.invalid()
                 if auth is not None:
                     auth.check(method, metadata)
-                response = behaviour(request, context)
-                if inspect.isawaitable(response):
-                    response = await response
+                # ``response`` is set only once there is one: a handler that fails while
+                # awaited must be reported as unanswered, not as its coroutine.
+                result = behaviour(request, context)
+                if inspect.isawaitable(result):
+                    result = await result
+                response = result
                 return response
             except RecServerError as exc:
                 code = status_for(exc)
