@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from load.bench_node_memory import ROOT, node_env
+from load.benchmarks.node_memory import ROOT, node_env
 
 
 def test_a_baseline_node_runs_the_code_of_the_baseline_tree(tmp_path: Path) -> None:
