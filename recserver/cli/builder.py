@@ -14,6 +14,7 @@ from pathlib import Path
 
 from recserver.cli._source_args import add_items_arg, add_source_args
 from recserver.config_reload import ConfigHolder
+from recserver.core.background import BackgroundWorker
 from recserver.core.durable import write_json_atomic
 from recserver.node import source_record
 from recserver.node.commands import DEFAULT_DATA_DIR, stop_event
@@ -85,8 +86,17 @@ def run(args: argparse.Namespace) -> int:
                       metrics_port=args.metrics_port, ann_builds=args.ann_build)
     stop = stop_event()
     # SIGUSR1 (``serve`` relays it): a compacting publish, off the signal handler's thread.
-    signal.signal(signal.SIGUSR1, lambda signum, frame: threading.Thread(
-        target=builder.publish_compacted, name="forced-publish", daemon=True).start())
+    asked = threading.Event()
+
+    def forced_publishes(stop: threading.Event) -> None:
+        while not stop.is_set():
+            if asked.wait(0.5) and not stop.is_set():
+                asked.clear()
+                builder.publish_compacted()
+
+    forced = BackgroundWorker("forced-publish", forced_publishes, wake=asked.set)
+    forced.start()
+    signal.signal(signal.SIGUSR1, lambda signum, frame: asked.set())
     builder.start(DataSource(events=args.events, synthetic=args.synthetic, strict=args.strict,
                              items=args.items, data_dir=Path(args.data_dir)))
     snap = builder.graph.current
@@ -101,5 +111,6 @@ def run(args: argparse.Namespace) -> int:
              snap.n_users, snap.n_items, snap.n_edges)
     while not stop.wait(0.5):
         pass
+    forced.stop()
     builder.stop()
     return 0
