@@ -46,6 +46,16 @@ class CollectedProcess:
         with self._changed:
             return "\n".join(self.lines)
 
+    def terminate(self, grace_s: float = 30.0) -> None:
+        """SIGTERM (a node drains and stops its children), SIGKILL after ``grace_s``."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
     def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
         """The first output line matching ``pattern``; fails after ``timeout`` or at EOF."""
         regex = re.compile(pattern)
@@ -61,6 +71,13 @@ class CollectedProcess:
                 left = deadline - time.monotonic()
                 if self._eof or left <= 0:
                     why = "exited" if self._eof else f"no such line within {timeout:.0f}s"
+                    # A test that fails here often never reaches its own cleanup (a failed
+                    # start in a constructor): stop the process rather than leave a node behind.
+                    self._changed.release()
+                    try:
+                        self.terminate()
+                    finally:
+                        self._changed.acquire()
                     raise AssertionError(
                         f"{why}: waiting for {pattern!r}; output:\n" + "\n".join(self.lines)
                     )
