@@ -19,6 +19,10 @@ Sealed files are immutable, so ``delete`` (an erased user's results) lists the d
 hashes in ``ANN.json`` (``erased``); every process reads them as misses and drops them from its
 private LRU, until the next sealed version (built without the user) replaces the list.
 
+``amend`` adds entries to the sealed version without rewriting it (new items folded in between
+builds, ``ann.fold_saved``): they are sealed as a small *overlay* named in the manifest with the
+version's name it amends; readers look there first, and the next sealed version drops it.
+
 Two processes write here: the ANN build child seals versions, the builder records erasures. Every
 change of ``ANN.json`` is a read-modify-write under an exclusive ``flock`` of ``ANN.lock``, so
 neither undoes the other: an erasure keeps the name the manifest has now, and a seal leaves out
@@ -80,6 +84,15 @@ class _Sealed:
             i += 1
         return None
 
+    def records(self) -> dict[bytes, bytes]:
+        """Every key and value (an overlay's: small, read when it is amended again)."""
+        out: dict[bytes, bytes] = {}
+        for i in range(self.hashes.shape[0]):
+            start, end, klen = int(self.offsets[i]), int(self.offsets[i + 1]), int(self.klen[i])
+            record = self.blob[start:end].tobytes()
+            out[record[:klen]] = record[klen:]
+        return out
+
 
 @contextlib.contextmanager
 def manifest_lock(folder: Path) -> Iterator[None]:
@@ -122,6 +135,8 @@ class FileCache:
         self._local = LruCache(max_bytes=local_max_bytes)  # workers' write-backs
         self._sealed: _Sealed | None = None
         self._sealed_name = ""
+        self._overlay: _Sealed | None = None
+        self._overlay_name = ""
         self._checked = 0.0
         self._recheck_s = recheck_s
         self._lock = threading.Lock()
@@ -137,9 +152,19 @@ class FileCache:
                 # Replaced meanwhile: the next check maps the newer one.
                 with contextlib.suppress(OSError, ValueError):
                     self._sealed, self._sealed_name = _Sealed(self.folder, name), name
+            self._adopt_overlay(manifest or {})
             if manifest is not None:  # a writer too: another process may have erased
                 self._adopt_erased(manifest.get("erased"))
         return self._sealed
+
+    def _adopt_overlay(self, manifest: dict[str, Any]) -> None:
+        """Map the overlay the manifest names, when it amends the version mapped here."""
+        name = str(manifest.get("overlay", ""))
+        if not name or manifest.get("overlay_of") != self._sealed_name:
+            self._overlay, self._overlay_name = None, ""
+        elif name != self._overlay_name:
+            with contextlib.suppress(OSError, ValueError):
+                self._overlay, self._overlay_name = _Sealed(self.folder, name), name
 
     def _adopt_erased(self, listed: object) -> None:
         erased = _hashes(listed)
@@ -152,13 +177,15 @@ class FileCache:
 
     def mget(self, keys: Sequence[bytes], timeout_s: float = 0.0) -> list[bytes | None]:
         pending, sealed = self._pending, self._current()
-        erased = self._erased
+        erased, overlay = self._erased, self._overlay
         out: list[bytes | None] = []
         for key in keys:
             if erased and key_hash(key) in erased:
                 out.append(None)
                 continue
             value = pending.get(key) if pending else None
+            if value is None and overlay is not None:
+                value = overlay.get(key)
             if value is None and sealed is not None:
                 value = sealed.get(key)
             if value is None:
@@ -193,8 +220,9 @@ class FileCache:
             erased = sorted(h for h in listed if sealed.has_hash(h)) if listed else []
             retired = _retired(manifest)
             previous = str(manifest.get("name", ""))
-            if previous:
-                retired[previous] = time.time()
+            for old in (previous, str(manifest.get("overlay", ""))):
+                if old:
+                    retired[old] = time.time()
             retired = self._collect(retired, keep={name})
             write_json_atomic(self.folder / MANIFEST, {
                 "name": name, "entries": len(self._pending), "sealed_at": time.time(),
@@ -202,7 +230,38 @@ class FileCache:
             })
         self._erased = frozenset(erased)
         self._sealed, self._sealed_name, self._pending = sealed, name, {}
+        self._overlay, self._overlay_name = None, ""
         self._checked = time.monotonic()
+
+    def amend(self, entries: Iterable[tuple[bytes, bytes]]) -> int:
+        """Add ``entries`` to the sealed version now served, for every process (an overlay,
+        see the module docstring); returns how many. Nothing sealed yet: nothing to amend."""
+        if not self.writer:
+            raise RuntimeError("only the node's writer amends sealed ANN results")
+        with self._lock:
+            self._checked = 0.0
+            if self._current() is None:
+                return 0
+            base, overlay = self._sealed_name, self._overlay
+            merged = overlay.records() if overlay is not None else {}
+            added = dict(entries)
+            merged.update(added)
+            name = f"ann-{int(time.time() * 1000)}-{os.getpid()}-overlay"
+            seal(self.folder, name, merged)
+            with manifest_lock(self.folder):
+                manifest = read_json(self.folder / MANIFEST) or {}
+                if manifest.get("name") != base:  # a newer version sealed meanwhile
+                    retired = {**_retired(manifest), name: time.time()}
+                    write_json_atomic(self.folder / MANIFEST, {**manifest, "retired": retired})
+                    return 0
+                retired = _retired(manifest)
+                if manifest.get("overlay"):
+                    retired[str(manifest["overlay"])] = time.time()
+                write_json_atomic(self.folder / MANIFEST, {
+                    **manifest, "overlay": name, "overlay_of": base, "retired": retired})
+            self._checked = 0.0
+            self._current()
+        return len(added)
 
     def _collect(self, retired: dict[str, float], keep: set[str]) -> dict[str, float]:
         """Delete the files of names retired over ``KEEP_S`` ago, and of names nobody lists
