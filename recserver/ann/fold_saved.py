@@ -10,9 +10,11 @@ mapped item vectors, and writes what ``ann.fold_new`` writes, at the same versio
 item table and meta, the new item's own list, and the similar items' lists merged with it.
 Readers adopt the grown item table at their next pointer poll (``AnnRuntime.poll_pointer``).
 
-Cost per new item: one ``n_items x dim`` matrix-vector product (about 20 ms for 1M items of
+Cost per new item: one ``n_items x dim`` matrix-vector product (11 ms measured for 1M items of
 dim 64) plus its users' rows: cheap enough to run in the builder's ANN thread at its poll pace.
 The new items' lists hold built items only (the new items are not searched against each other).
+The saved user vectors take ``n_users x dim x 4`` bytes of the run directory (256 MB for 1M
+users of dim 64), one version's (two while a new build waits for its flip).
 """
 
 from __future__ import annotations
@@ -26,10 +28,17 @@ import numpy as np
 import numpy.typing as npt
 
 from recserver.ann.cache import ResultCache
-from recserver.ann.codec import Keys, PayloadError, encode, encode_items, encode_meta
+from recserver.ann.codec import (
+    Keys,
+    PayloadError,
+    decode_items,
+    encode,
+    encode_items,
+    encode_meta,
+)
 from recserver.ann.config import AnnConfig
 from recserver.ann.embeddings import unit_rows
-from recserver.ann.fold_new import joined_lists
+from recserver.ann.tier import ServingState
 from recserver.graph.snapshot import GraphSnapshot
 
 Float32Array = npt.NDArray[np.float32]
@@ -62,6 +71,8 @@ def fold_saved(folder: Path, version: int, snapshot: GraphSnapshot, cache: Resul
                cfg: AnnConfig, done: set[int]) -> list[int]:
     """Fold ``snapshot``'s new items not in ``done`` into ``version`` (see the module
     docstring); returns the items folded (empty: none qualifies, or no saved vectors)."""
+    from recserver.ann.fold_new import joined_lists  # FAISS: a serving worker never folds
+
     items_path, users_path = vector_paths(folder, version)
     try:
         item_vecs = np.load(items_path, mmap_mode="r")
@@ -113,6 +124,42 @@ def fold_saved(folder: Path, version: int, snapshot: GraphSnapshot, cache: Resul
         cache.put_many(writes[:2], cfg.ttl_s)
         cache.put_many(writes[2:], cfg.ttl_s)
     return fresh
+
+
+class SavedFolds:
+    """The builder's side of ``fold_saved`` when builds run in a child: which items of the
+    served version it folded already (a version of its own: forgotten at the next one)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._version: int | None = None
+        self._done: set[int] = set()
+
+    def fold(self, version: int, snapshot: GraphSnapshot, cache: ResultCache,
+             cfg: AnnConfig) -> list[int]:
+        """``fold_saved`` of the items not folded into ``version`` yet."""
+        if self._version != version:
+            self._version, self._done = version, set()
+        items = fold_saved(self.folder, version, snapshot, cache, cfg, self._done)
+        self._done.update(items)
+        return items
+
+
+def grown_state(state: ServingState, cache: ResultCache, cfg: AnnConfig,
+                snapshot: GraphSnapshot) -> ServingState | None:
+    """``state`` with the item table a fold grew (the new ids named by the table, mapped onto
+    ``snapshot``'s ids); None when the version's table has not grown."""
+    raw = cache.get(state.keys.meta, cfg.build_timeout_s)
+    try:
+        meta = json.loads(raw) if raw is not None else {}
+        grown = isinstance(meta, dict) and int(meta.get("items", 0)) > len(state.to_local)
+    except (TypeError, ValueError):
+        return None
+    blob = cache.get(state.keys.items, cfg.build_timeout_s) if grown else None
+    if blob is None:
+        return None
+    local = snapshot.items.lookup_many(decode_items(blob)).astype(np.int32)
+    return ServingState(state.version, state.keys, local, state.model)
 
 
 def _grown_meta(cache: ResultCache, keys: Keys, n_items: int, cfg: AnnConfig) -> bytes:

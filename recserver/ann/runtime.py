@@ -14,7 +14,6 @@ the single-process server, ``recserver build-ann`` and the evaluation tools.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from recserver.ann.cache import CacheError, CacheMetrics, NullMetrics, ResultCac
 from recserver.ann.child_runner import ChildBuilder, ChildBuildFailed, ChildJob, ChildOutcome
 from recserver.ann.codec import Keys, PayloadError, decode_items, parse_pointer
 from recserver.ann.config import AnnConfig
+from recserver.ann.fold_saved import SavedFolds, grown_state
 from recserver.ann.forget import UserForgetter
 from recserver.ann.tier import AnnTier, ServingState
 from recserver.ann.writeback import WriteBack
@@ -77,8 +77,9 @@ class AnnRuntime:
                                     self.metrics)
         self.last_report: PrecomputeReport | None = None
         self._build_lock = threading.Lock()
-        #: (version, items folded into it from the saved vectors): builds in a child
-        self._folded: tuple[int | None, set[int]] = (None, set())
+        #: new items folded in from the vectors a build child saved (builds in a child)
+        self.folds = (SavedFolds(child.ann_dir)
+                      if child is not None and child.ann_dir is not None else None)
         self._worker = BackgroundWorker("ann-rebuild", self._run, join_timeout_s=30.0)
         self._stop = self._worker.stop_event
 
@@ -135,25 +136,16 @@ class AnnRuntime:
             return int(folded.items.shape[0])
 
     def _fold_saved(self) -> int:
-        from recserver.ann.fold_saved import fold_saved
-
-        folder = self.child.job.ann_dir if self.child is not None else None
-        if folder is None:
+        if self.folds is None:
             return 0  # nowhere the child saves vectors
         with self._build_lock:  # never while a child seals a version
             version = self.poll_pointer()
             if version is None:
                 return 0
-            if self._folded[0] != version:
-                self._folded = (version, set())
-            done = self._folded[1]
-            items = fold_saved(folder, version, self.graph.current,
-                               self.cache, self.cfg, done)
-            if not items:
-                return 0
-            done.update(items)
-            self.poll_pointer()  # adopt the grown item table here too
-            log.info("ann: %d new items folded into version %d", len(items), version)
+            items = self.folds.fold(version, self.graph.current, self.cache, self.cfg)
+            if items:
+                self.poll_pointer()  # adopt the grown item table here too
+                log.info("ann: %d new items folded into version %d", len(items), version)
             return len(items)
 
     def build(self) -> None:
@@ -235,23 +227,12 @@ class AnnRuntime:
         return version
 
     def _adopt_grown(self, state: ServingState) -> None:
-        """Adopt the served version's item table when a fold grew it (``ann.fold_saved``):
-        the new items' ids, named by the table, mapped onto this process's ids."""
-        raw = self.cache.get(state.keys.meta, self.cfg.build_timeout_s)
-        try:
-            meta = json.loads(raw) if raw is not None else {}
-            grown = isinstance(meta, dict) and int(meta.get("items", 0)) > len(state.to_local)
-        except (TypeError, ValueError):
-            return
-        if not grown:
-            return
-        blob = self.cache.get(state.keys.items, self.cfg.build_timeout_s)
-        if blob is None:
-            return
-        local = self.graph.current.items.lookup_many(decode_items(blob)).astype(np.int32)
-        self.tier.install(ServingState(state.version, state.keys, local, state.model))
-        log.info("ann: version %d grew to %d items (new items folded in)", state.version,
-                 local.shape[0])
+        """Adopt the served version's item table when a fold grew it (``ann.fold_saved``)."""
+        grown = grown_state(state, self.cache, self.cfg, self.graph.current)
+        if grown is not None:
+            self.tier.install(grown)
+            log.info("ann: version %d grew to %d items (new items folded in)", state.version,
+                     grown.to_local.shape[0])
 
     def start(self) -> None:
         """Build once the graph is loaded, then rebuild on schedule and poll the pointer."""
