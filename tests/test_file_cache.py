@@ -49,3 +49,21 @@ def test_worker_write_backs_stay_private_and_keys_are_compared(tmp_path: Path) -
     # that is absent never returns another key's value.
     assert key_hash(b"k1") == key_hash(b"k1") and key_hash(b"k1") != key_hash(b"k2")
     assert worker.get(b"k2") is None and worker.get(b"k1") == b"v1"
+
+
+def test_amend_adds_to_the_sealed_version_until_the_next_one_replaces_it(
+        tmp_path: Path) -> None:
+    writer = FileCache(tmp_path, writer=True, recheck_s=0.0)
+    reader = FileCache(tmp_path, writer=False, recheck_s=0.0)
+    assert writer.amend([(b"p:1:i:new", b"x")]) == 0  # nothing sealed: nothing to amend
+    keys = Keys("p", 1)
+    writer.put_many([(keys.item("a"), b"old-a"), (keys.pointer, b"1")], 60)
+    writer.amend([(keys.item("a"), b"new-a"), (keys.item("b"), b"b1")])
+    writer.amend([(keys.item("c"), b"c1")])  # a second amend keeps the first's entries
+    assert reader.mget([keys.item("a"), keys.item("b"), keys.item("c")]) == [
+        b"new-a", b"b1", b"c1"]
+    writer.delete([keys.item("b")])  # an erasure keeps the overlay
+    assert reader.mget([keys.item("b"), keys.item("c")]) == [None, b"c1"]
+    later = Keys("p", 2)
+    writer.put_many([(later.item("a"), b"v2"), (later.pointer, b"2")], 60)
+    assert reader.mget([keys.item("c"), later.item("a")]) == [None, b"v2"]

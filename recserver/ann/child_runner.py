@@ -49,6 +49,8 @@ class ChildJob:
     run_dir: Path
     redis_url: str | None = None  # sent on stdin, never on the command line (``ps`` shows it)
     wait_s: float = 60.0  # for a snapshot to map
+    #: where the child saves its build's vectors for the builder's folds (``ann.fold_saved``)
+    ann_dir: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,7 @@ class AnnConfig(StrictModel):
     rebuild_interval_s: float = Field(default=3_600.0, ge=0, description="0: build once only")
     fold_new_items_s: float = Field(
         default=60.0, ge=0, description="between builds, give items born since the build a "
-        "vector from their first users this often (a process holding the model); 0: off")
+        "vector from their first users this often (a process that builds); 0: off")
     fold_min_users: int = Field(default=2, ge=1, description="users a new item needs first")
     pointer_poll_s: float = Field(default=2.0, gt=0, description="adopt another builder's version")
     old_version_grace_s: int = Field(default=120, ge=1, description="old keys live on this long")

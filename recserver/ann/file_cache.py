@@ -19,6 +19,10 @@ Sealed files are immutable, so ``delete`` (an erased user's results) lists the d
 hashes in ``ANN.json`` (``erased``); every process reads them as misses and drops them from its
 private LRU, until the next sealed version (built without the user) replaces the list.
 
+``amend`` adds entries to the sealed version without rewriting it (new items folded in between
+builds, ``ann.fold_saved``): they are sealed as a small *overlay* named in the manifest with the
+version's name it amends; readers look there first, and the next sealed version drops it.
+
 Two processes write here: the ANN build child seals versions, the builder records erasures. Every
 change of ``ANN.json`` is a read-modify-write under an exclusive ``flock`` of ``ANN.lock``, so
 neither undoes the other: an erasure keeps the name the manifest has now, and a seal leaves out
@@ -30,82 +34,20 @@ their files once ``KEEP_S`` has passed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from recserver.ann.lru_cache import LruCache
-from recserver.core.durable import read_json, save_array, write_json_atomic
+from recserver.ann.sealed_files import Sealed, key_hash, manifest_lock, seal
+from recserver.core.durable import read_json, write_json_atomic
 
 MANIFEST = "ANN.json"
-LOCK = "ANN.lock"
 POINTER_SUFFIX = b":ptr"
 KEEP_S = 60.0
-
-
-def key_hash(key: bytes) -> int:
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
-
-
-class _Sealed:
-    """One sealed version, mapped read-only."""
-
-    def __init__(self, folder: Path, name: str) -> None:
-        prefix = folder / name
-        self.hashes = np.load(prefix.with_suffix(".hash.npy"), mmap_mode="r")
-        self.offsets = np.load(prefix.with_suffix(".off.npy"), mmap_mode="r")
-        self.klen = np.load(prefix.with_suffix(".klen.npy"), mmap_mode="r")
-        size = os.path.getsize(prefix.with_suffix(".blob"))
-        self.blob = (np.memmap(prefix.with_suffix(".blob"), dtype=np.uint8, mode="r")
-                     if size else np.empty(0, np.uint8))
-
-    def has_hash(self, h: int) -> bool:
-        i = int(np.searchsorted(self.hashes, np.uint64(h)))
-        return i < self.hashes.shape[0] and int(self.hashes[i]) == h
-
-    def get(self, key: bytes) -> bytes | None:
-        h = np.uint64(key_hash(key))
-        i = int(np.searchsorted(self.hashes, h))
-        while i < self.hashes.shape[0] and self.hashes[i] == h:
-            start, end, klen = int(self.offsets[i]), int(self.offsets[i + 1]), int(self.klen[i])
-            if self.blob[start : start + klen].tobytes() == key:
-                return self.blob[start + klen : end].tobytes()
-            i += 1
-        return None
-
-
-@contextlib.contextmanager
-def manifest_lock(folder: Path) -> Iterator[None]:
-    """Exclusive across processes: one read-modify-write of ``ANN.json`` at a time."""
-    with open(folder / LOCK, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def seal(folder: Path, name: str, entries: dict[bytes, bytes]) -> None:
-    """Write ``entries`` as the sealed files ``name.*`` in ``folder``."""
-    keys = list(entries)
-    hashes = np.fromiter((key_hash(k) for k in keys), dtype=np.uint64, count=len(keys))
-    order = np.argsort(hashes, kind="stable")
-    records = [keys[i] + entries[keys[i]] for i in order.tolist()]
-    offsets = np.zeros(len(records) + 1, dtype=np.int64)
-    np.cumsum([len(r) for r in records], out=offsets[1:])
-    prefix = folder / name
-    prefix.with_suffix(".blob").write_bytes(b"".join(records))
-    save_array(prefix.with_suffix(".hash.npy"), hashes[order], fsync=False)
-    save_array(prefix.with_suffix(".off.npy"), offsets, fsync=False)
-    save_array(prefix.with_suffix(".klen.npy"),
-               np.array([len(keys[i]) for i in order.tolist()], dtype=np.uint32))
 
 
 class FileCache:
@@ -120,14 +62,16 @@ class FileCache:
         self.writer = writer
         self._pending: dict[bytes, bytes] = {}
         self._local = LruCache(max_bytes=local_max_bytes)  # workers' write-backs
-        self._sealed: _Sealed | None = None
+        self._sealed: Sealed | None = None
         self._sealed_name = ""
+        self._overlay: Sealed | None = None
+        self._overlay_name = ""
         self._checked = 0.0
         self._recheck_s = recheck_s
         self._lock = threading.Lock()
         self._erased: frozenset[int] = frozenset()  # hashes of deleted keys of this version
 
-    def _current(self) -> _Sealed | None:
+    def _current(self) -> Sealed | None:
         now = time.monotonic()
         if now - self._checked >= self._recheck_s:
             self._checked = now
@@ -136,10 +80,20 @@ class FileCache:
             if name and name != self._sealed_name:
                 # Replaced meanwhile: the next check maps the newer one.
                 with contextlib.suppress(OSError, ValueError):
-                    self._sealed, self._sealed_name = _Sealed(self.folder, name), name
+                    self._sealed, self._sealed_name = Sealed(self.folder, name), name
+            self._adopt_overlay(manifest or {})
             if manifest is not None:  # a writer too: another process may have erased
                 self._adopt_erased(manifest.get("erased"))
         return self._sealed
+
+    def _adopt_overlay(self, manifest: dict[str, Any]) -> None:
+        """Map the overlay the manifest names, when it amends the version mapped here."""
+        name = str(manifest.get("overlay", ""))
+        if not name or manifest.get("overlay_of") != self._sealed_name:
+            self._overlay, self._overlay_name = None, ""
+        elif name != self._overlay_name:
+            with contextlib.suppress(OSError, ValueError):
+                self._overlay, self._overlay_name = Sealed(self.folder, name), name
 
     def _adopt_erased(self, listed: object) -> None:
         erased = _hashes(listed)
@@ -152,13 +106,15 @@ class FileCache:
 
     def mget(self, keys: Sequence[bytes], timeout_s: float = 0.0) -> list[bytes | None]:
         pending, sealed = self._pending, self._current()
-        erased = self._erased
+        erased, overlay = self._erased, self._overlay
         out: list[bytes | None] = []
         for key in keys:
             if erased and key_hash(key) in erased:
                 out.append(None)
                 continue
             value = pending.get(key) if pending else None
+            if value is None and overlay is not None:
+                value = overlay.get(key)
             if value is None and sealed is not None:
                 value = sealed.get(key)
             if value is None:
@@ -184,7 +140,7 @@ class FileCache:
         """Write what is pending (one version and the pointer) and name it in the manifest."""
         name = f"ann-{int(time.time() * 1000)}-{os.getpid()}"
         seal(self.folder, name, self._pending)
-        sealed = _Sealed(self.folder, name)
+        sealed = Sealed(self.folder, name)
         with manifest_lock(self.folder):
             manifest = read_json(self.folder / MANIFEST) or {}
             # Keys of this version erased while it was staged (listed by another process, the
@@ -193,8 +149,9 @@ class FileCache:
             erased = sorted(h for h in listed if sealed.has_hash(h)) if listed else []
             retired = _retired(manifest)
             previous = str(manifest.get("name", ""))
-            if previous:
-                retired[previous] = time.time()
+            for old in (previous, str(manifest.get("overlay", ""))):
+                if old:
+                    retired[old] = time.time()
             retired = self._collect(retired, keep={name})
             write_json_atomic(self.folder / MANIFEST, {
                 "name": name, "entries": len(self._pending), "sealed_at": time.time(),
@@ -202,7 +159,38 @@ class FileCache:
             })
         self._erased = frozenset(erased)
         self._sealed, self._sealed_name, self._pending = sealed, name, {}
+        self._overlay, self._overlay_name = None, ""
         self._checked = time.monotonic()
+
+    def amend(self, entries: Iterable[tuple[bytes, bytes]]) -> int:
+        """Add ``entries`` to the sealed version now served, for every process (an overlay,
+        see the module docstring); returns how many. Nothing sealed yet: nothing to amend."""
+        if not self.writer:
+            raise RuntimeError("only the node's writer amends sealed ANN results")
+        with self._lock:
+            self._checked = 0.0
+            if self._current() is None:
+                return 0
+            base, overlay = self._sealed_name, self._overlay
+            merged = overlay.records() if overlay is not None else {}
+            added = dict(entries)
+            merged.update(added)
+            name = f"ann-{int(time.time() * 1000)}-{os.getpid()}-overlay"
+            seal(self.folder, name, merged)
+            with manifest_lock(self.folder):
+                manifest = read_json(self.folder / MANIFEST) or {}
+                if manifest.get("name") != base:  # a newer version sealed meanwhile
+                    retired = {**_retired(manifest), name: time.time()}
+                    write_json_atomic(self.folder / MANIFEST, {**manifest, "retired": retired})
+                    return 0
+                retired = _retired(manifest)
+                if manifest.get("overlay"):
+                    retired[str(manifest["overlay"])] = time.time()
+                write_json_atomic(self.folder / MANIFEST, {
+                    **manifest, "overlay": name, "overlay_of": base, "retired": retired})
+            self._checked = 0.0
+            self._current()
+        return len(added)
 
     def _collect(self, retired: dict[str, float], keep: set[str]) -> dict[str, float]:
         """Delete the files of names retired over ``KEEP_S`` ago, and of names nobody lists

@@ -103,20 +103,34 @@ def publish_new_items(folded: FoldedItems, cache: ResultCache, cfg: AnnConfig) -
     names = model.item_names
     writes = list(zip([keys.item(names[i]) for i in items.tolist()],
                       encode_rows(model.version, ids, scores, counts), strict=True))
-    # Each new item joins the lists of its nearest older items where it ranks in their top-K.
+    writes.extend(joined_lists(cache, keys, names, items, ids, scores, counts,
+                               folded.built_items, cfg))
+    cache.put_many(writes, cfg.ttl_s)
+    return len(writes)
+
+
+def joined_lists(cache: ResultCache, keys: Keys, names: list[str], items: Int64Array,
+                 ids: Int32Array, scores: Float32Array, counts: Int32Array | Int64Array,
+                 built_items: int, cfg: AnnConfig) -> list[tuple[bytes, bytes]]:
+    """The cached lists of the new ``items``' nearest built items (row r of ``ids``/``scores``:
+    item r's neighbours), each merged with the new items that rank in its top-K; lists not
+    cached (or unreadable) are left to a miss."""
     joins: dict[int, list[tuple[int, float]]] = {}
     for row, item in enumerate(items.tolist()):
         for other, score in zip(ids[row, : counts[row]].tolist(),
                                 scores[row, : counts[row]].tolist(), strict=True):
-            if other < folded.built_items:  # new items' lists were searched with them all
+            if other < built_items:  # new items' lists were searched with them all
                 joins.setdefault(other, []).append((item, score))
     targets = sorted(joins)
+    version = keys.version
+    assert version is not None, "versioned keys"
     payloads = cache.mget([keys.item(names[i]) for i in targets], cfg.build_timeout_s)
+    writes: list[tuple[bytes, bytes]] = []
     for other, payload in zip(targets, payloads, strict=True):
         if payload is None:
             continue  # not cached (cap): computed on a miss with the grown model
         try:
-            have, have_scores = decode(payload, model.version)
+            have, have_scores = decode(payload, version)
         except PayloadError:
             continue
         add = np.array([i for i, _ in joins[other]], np.int32)
@@ -127,6 +141,5 @@ def publish_new_items(folded: FoldedItems, cache: ResultCache, cfg: AnnConfig) -
         order = np.lexsort((merged, -merged_scores))[: cfg.top_k]
         if np.isin(add, merged[order]).any():
             writes.append((keys.item(names[other]),
-                           encode(model.version, merged[order], merged_scores[order])))
-    cache.put_many(writes, cfg.ttl_s)
-    return len(writes)
+                           encode(version, merged[order], merged_scores[order])))
+    return writes

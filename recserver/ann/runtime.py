@@ -27,6 +27,7 @@ from recserver.ann.cache import CacheError, CacheMetrics, NullMetrics, ResultCac
 from recserver.ann.child_runner import ChildBuilder, ChildBuildFailed, ChildJob, ChildOutcome
 from recserver.ann.codec import Keys, PayloadError, decode_items, parse_pointer
 from recserver.ann.config import AnnConfig
+from recserver.ann.fold_saved import SavedFolds, grown_state
 from recserver.ann.forget import UserForgetter
 from recserver.ann.tier import AnnTier, ServingState
 from recserver.ann.writeback import WriteBack
@@ -76,6 +77,9 @@ class AnnRuntime:
                                     self.metrics)
         self.last_report: PrecomputeReport | None = None
         self._build_lock = threading.Lock()
+        #: new items folded in from the vectors a build child saved (builds in a child)
+        self.folds = (SavedFolds(child.ann_dir)
+                      if child is not None and child.ann_dir is not None else None)
         self._worker = BackgroundWorker("ann-rebuild", self._run, join_timeout_s=30.0)
         self._stop = self._worker.stop_event
 
@@ -109,10 +113,13 @@ class AnnRuntime:
 
     def fold_new_items(self) -> int:
         """Give items born since the build a vector from their first users and publish what
-        makes them reachable (``ann.fold_new``), without a rebuild. Only a runtime holding
-        its model folds (this thread's builds): returns how many items got a vector."""
+        makes them reachable (``ann.fold_new``), without a rebuild: with the model this thread
+        built, or (builds in a child) with the vectors the child saved (``ann.fold_saved``).
+        Returns how many items got a vector."""
         from recserver.ann.fold_new import fold_new_items, publish_new_items
 
+        if self.child is not None:
+            return self._fold_saved()
         with self._build_lock:
             model, state = self.model, self.tier.state
             if model is None or state is None or state.version != model.version:
@@ -127,6 +134,19 @@ class AnnRuntime:
             log.info("ann: %d new items folded into version %d", folded.items.shape[0],
                      model.version)
             return int(folded.items.shape[0])
+
+    def _fold_saved(self) -> int:
+        if self.folds is None:
+            return 0  # nowhere the child saves vectors
+        with self._build_lock:  # never while a child seals a version
+            version = self.poll_pointer()
+            if version is None:
+                return 0
+            items = self.folds.fold(version, self.graph.current, self.cache, self.cfg)
+            if items:
+                self.poll_pointer()  # adopt the grown item table here too
+                log.info("ann: %d new items folded into version %d", len(items), version)
+            return len(items)
 
     def build(self) -> None:
         """One build, the way this runtime builds: in a child process, or in this thread."""
@@ -184,7 +204,11 @@ class AnnRuntime:
         try:
             version = parse_pointer(self.cache.get(self.keys.pointer, self.cfg.build_timeout_s))
             state = self.tier.state
-            if version is None or (state is not None and version == state.version):
+            if version is None:
+                return None
+            if state is not None and version == state.version:
+                if state.model is None:
+                    self._adopt_grown(state)
                 return version
             if self.model is not None and version == self.model.version:
                 self.tier.install(ServingState.local(self.model, self.cfg.key_prefix))
@@ -202,6 +226,14 @@ class AnnRuntime:
         log.info("ann: adopted version %d published elsewhere (%d items)", version, len(names))
         return version
 
+    def _adopt_grown(self, state: ServingState) -> None:
+        """Adopt the served version's item table when a fold grew it (``ann.fold_saved``)."""
+        grown = grown_state(state, self.cache, self.cfg, self.graph.current)
+        if grown is not None:
+            self.tier.install(grown)
+            log.info("ann: version %d grew to %d items (new items folded in)", state.version,
+                     grown.to_local.shape[0])
+
     def start(self) -> None:
         """Build once the graph is loaded, then rebuild on schedule and poll the pointer."""
         self._worker.start()
@@ -216,8 +248,8 @@ class AnnRuntime:
                 return
         next_build = time.monotonic() if self.builds else float("inf")
         retry_s = 5.0
-        # Folding needs the model: a thread that builds (a child's builder has none).
-        fold_every = self.cfg.fold_new_items_s if self.builds and self.child is None else 0.0
+        # Folding needs the model, or the vectors a build child saved: a runtime that builds.
+        fold_every = self.cfg.fold_new_items_s if self.builds else 0.0
         next_fold = time.monotonic() + fold_every
         if not self.builds:
             self.poll_pointer()  # adopt what is published before the first wait

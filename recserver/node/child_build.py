@@ -5,7 +5,8 @@ The builder (``ann.child_runner``) starts this process for every build. It puts 
 in SCHED_IDLE before anything else (a whole process, so no GIL of the builder is ever held at
 that class), maps the newest snapshot the builder published in the run directory (as a serving
 worker does), learns the model, and writes every result under the new version (``stage``),
-into the same cache the builder uses (Redis, or the sealed files of the run directory). Then it
+into the same cache the builder uses (Redis, or the sealed files of the run directory), and
+saves its item and user vectors for the builder's folds (``ann.fold_saved``). Then it
 waits for the builder's go, so the builder can delete erased users' results at that version
 before anyone reads it, flips the pointer and exits: the build's whole heap goes back to the
 system with the process.
@@ -65,9 +66,11 @@ def build(job: dict[str, Any], say: TextIO) -> int:
     from recserver.ann.codec import Keys, PayloadError, parse_pointer
     from recserver.ann.config import AnnConfig
     from recserver.ann.file_cache import FileCache
+    from recserver.ann.fold_saved import save_vectors
     from recserver.ann.index import set_threads
     from recserver.ann.model import build_model, new_version
     from recserver.ann.precompute import stage, switch_on
+    from recserver.ann.vectors import query_rows, user_matrix
     from recserver.node.layout import RunDir
     from recserver.node.mapped import MappedGraph
 
@@ -91,6 +94,10 @@ def build(job: dict[str, Any], say: TextIO) -> int:
     newest = max((v for v in (previous, published) if v is not None), default=None)
     model = build_model(snapshot, cfg, new_version(newest))
     report = stage(model, snapshot, cache, cfg)
+    # What the builder folds new items in with between builds (``ann.fold_saved``).
+    users = query_rows(user_matrix(snapshot, cfg.user_recent_items), model.vectors, model.fold)
+    save_vectors(run.ann, model.version, model.vectors, users,
+                 keep={v for v in (published,) if v is not None})
     say.write(json.dumps({"staged": model.version, "snapshot": snapshot.version}) + "\n")
     if sys.stdin.readline().strip() != "flip":
         log.warning("ann build %d staged but not switched on (the builder said no)",

@@ -110,7 +110,7 @@ def ann_runtime(config: RecServerConfig, graph: SnapshotSource, metrics: Metrics
 
         if run is None:
             raise ValueError("ANN builds in a child process need a run directory")
-        child = ChildJob(run.root, redis_url=url)
+        child = ChildJob(run.root, redis_url=url, ann_dir=run.ann)
     ann = AnnRuntime(config.ann, graph, redis_url=url, metrics=metrics.cache, cache=cache,
                      where=where, builds=writes, child=child)
     if writes:
