@@ -6,6 +6,7 @@ and each process is killed in a ``finally`` whatever happens.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -29,6 +30,16 @@ CALL_TIMEOUT_S = 20.0
 VISIBLE_TIMEOUT_S = 30.0
 #: Small synthetic data: each server loads it in well under a second.
 SYNTHETIC = "5000"
+
+
+#: A node refuses a Recommend at once (RESOURCE_EXHAUSTED) while its event loop runs late, which
+#: two nodes on a 2-core machine can make each other do; its message says to retry after a short
+#: backoff, and these tests' clients do, as a production client would (gRPC's retry policy).
+RETRY_REFUSALS = [("grpc.service_config", json.dumps({"methodConfig": [{
+    "name": [{"service": "recserver.v1.Recommender", "method": "Recommend"}],
+    "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.05s", "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["RESOURCE_EXHAUSTED"]},
+}]}))]
 
 
 def write_ingest_config(path: Path, **ingest: Any) -> Path:
@@ -61,7 +72,7 @@ class Server(CollectedProcess):
     def wait_serving(self) -> Server:
         self.address = self.wait_for(r"recserver starting on (\S+) \(port")[1]
         self.wait_for(r"^recserver serving on ")
-        self._channel = grpc.insecure_channel(self.address)
+        self._channel = grpc.insecure_channel(self.address, options=RETRY_REFUSALS)
         self.stub = pb_grpc.RecommenderStub(self._channel)
         return self
 

@@ -37,7 +37,6 @@ from recserver.ann.codec import (
     encode_meta,
 )
 from recserver.ann.config import AnnConfig
-from recserver.ann.embeddings import unit_rows
 from recserver.ann.tier import ServingState
 from recserver.graph.snapshot import GraphSnapshot
 
@@ -71,7 +70,9 @@ def fold_saved(folder: Path, version: int, snapshot: GraphSnapshot, cache: Resul
                cfg: AnnConfig, done: set[int]) -> list[int]:
     """Fold ``snapshot``'s new items not in ``done`` into ``version`` (see the module
     docstring); returns the items folded (empty: none qualifies, or no saved vectors)."""
-    from recserver.ann.fold_new import joined_lists  # FAISS: a serving worker never folds
+    # FAISS, SVD/ALS: a serving worker imports this module (``grown_state``) but never folds.
+    from recserver.ann.embeddings import unit_rows
+    from recserver.ann.fold_new import joined_lists
 
     items_path, users_path = vector_paths(folder, version)
     try:
