@@ -8,6 +8,7 @@ succeeds, it closes, and the ANN tier serves again.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -74,8 +75,16 @@ def rig(own_redis: RedisServer) -> Iterator[Rig]:  # noqa: F811
     snap = live.current
     users = [snap.users.name(u) for u in range(snap.n_users)
              if snap.user_items(u)[0].shape[0] >= 2][:50]
-    yield Rig(live, runtime, rec, own_redis, users)
-    runtime.stop()
+    # A serving worker freezes its start-up heap out of garbage collection; this in-process rig
+    # shares pytest's, grown by every test before it, whose full collection alone can outlast
+    # the budget (a 440 ms "rank" stage was one). Freeze it too, as the worker does.
+    gc.collect()
+    gc.freeze()
+    try:
+        yield Rig(live, runtime, rec, own_redis, users)
+    finally:
+        gc.unfreeze()
+        runtime.stop()
 
 
 def assert_answered_in_budget(resp: Recommendation) -> None:
