@@ -205,8 +205,11 @@ def test_prometheus_p99_agrees_with_the_client_p99(
         assert counts[surface] == len(client), report[-1]
         eps = 1e-6  # the estimate can land on a boundary, give or take float rounding
         assert low - eps <= prom_p99 <= high + eps, "\n".join(report)
+        # The histogram times a call to its encoded reply, later than the ``server_elapsed_ms``
+        # the answer carries (stamped when the answer was built; on the asyncio door the encode
+        # waits its turn on the loop): that share lies within the transport time, client - server.
         assert (bound_below(exact, bounds_ms) - eps <= prom_p99
-                <= bound_at_or_above(exact, bounds_ms) + eps), "\n".join(report)
+                <= bound_at_or_above(exact + transport_p99, bounds_ms) + eps), "\n".join(report)
     print("\n".join(report))
     # The surfaces really differ (the check above is not one number three times): medians, which
     # a stall of the machine does not move.
