@@ -7,6 +7,7 @@ every client command (``recommend`` and the operator commands) the same TLS and 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,16 @@ TOKEN_ENV = "RECSERVER_TOKEN"
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 
+
+
+#: A node refuses a Recommend at once (RESOURCE_EXHAUSTED, nothing computed) while its event loop
+#: runs late, and says to retry after a short backoff: this client does, a few times (gRPC's
+#: retry policy; round_robin sends the retry to the next worker).
+RETRY_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [{
+    "name": [{"service": "recserver.v1.Recommender", "method": "Recommend"}],
+    "retryPolicy": {"maxAttempts": 3, "initialBackoff": "0.05s", "maxBackoff": "0.2s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["RESOURCE_EXHAUSTED"]},
+}]})
 
 class RecommendClient:
     """A channel and stub to one server; use as a context manager to close the channel."""
@@ -46,7 +57,7 @@ class RecommendClient:
         self.target = target
         # A target naming several addresses (a node's worker ports) gets every call spread
         # over them; one address is one address either way.
-        options = [("grpc.lb_policy_name", "round_robin")]
+        options = [("grpc.lb_policy_name", "round_robin"), ("grpc.service_config", RETRY_CONFIG)]
         if tls or ca_file is not None or cert_file is not None:
             if server_name is not None:
                 options.append(("grpc.ssl_target_name_override", server_name))
