@@ -23,6 +23,7 @@ from recserver.core.cpu_class import policies
 from recserver.proto.recserver.v1 import recommender_pb2 as pb
 from recserver.proto.recserver.v1 import recommender_pb2_grpc as pb_grpc
 from tests.ann_helpers import TEST_ANN
+from tests.ingest_servers import RETRY_REFUSALS
 from tests.process_output import CollectedProcess
 from tests.server_fixtures import write_config
 
@@ -100,7 +101,8 @@ def alive(pid: int) -> bool:
 
 def ann_answers(address: str, connections: int = 4) -> list[pb.RecommendResponse]:
     """The ``ann`` surface's answer on several connections (the kernel spreads them)."""
-    local = [("grpc.use_local_subchannel_pool", 1)]
+    # A refusal (the loop ran late while a worker started beside a build) is retried, as it says.
+    local = [("grpc.use_local_subchannel_pool", 1), *RETRY_REFUSALS]
     channels = [grpc.insecure_channel(address, options=local) for _ in range(connections)]
     try:
         return [pb_grpc.RecommenderStub(c).Recommend(
